@@ -1,0 +1,5 @@
+"""``python -m app serve | ask | eval``."""
+
+from app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""The command line: serve the API, ask one question in the terminal, evaluate the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.config import AppConfig
+from app.modules.atomic_file import write_json_atomic
+from app.modules.evaluation import EvalFileError, evaluate, load_questions
+from app.modules.orchestrator.module import PipelineError, run_pipeline
+from app.modules.run_ids import build_run_id
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    ask = commands.add_parser("ask", help="answer one question in the terminal")
+    ask.add_argument("question")
+    ask.add_argument("--markdown-path", help="folder of markdown files (default: documents)")
+    ask.add_argument("--sql", action="store_true", help="also query CSV/SQLite tables")
+    ask.add_argument("--run-id", help="name of the run folder under output/")
+
+    run_eval = commands.add_parser("eval", help="score the engine on a questions.jsonl file")
+    run_eval.add_argument("questions", type=Path)
+    run_eval.add_argument("--markdown-path", help="folder of markdown files (default: documents)")
+    run_eval.add_argument("--out", type=Path, help="where to write the JSON report")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    overrides: dict[str, Any] = {}
+    if args.markdown_path:
+        overrides["markdown_path"] = args.markdown_path
+    if getattr(args, "sql", False):
+        overrides["enable_sql"] = True
+    config = AppConfig(**overrides)
+    if args.command == "ask":
+        return _ask(config, args.question, args.run_id or build_run_id())
+    return _eval(config, args.questions, args.out)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    uvicorn.run("app.api.main:app", host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _ask(config: AppConfig, question: str, run_id: str) -> int:
+    streaming = False
+
+    def show(event: dict[str, Any]) -> None:
+        nonlocal streaming
+        if event["type"] == "progress":
+            if streaming:
+                print(file=sys.stderr)
+                streaming = False
+            print(
+                f"[{event['step']}/{event['total_steps']}] {event['message']}",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif event["type"] == "answer_delta":
+            if not streaming:
+                print(file=sys.stderr)
+                streaming = True
+            print(event["text"], end="", flush=True)
+
+    try:
+        result = run_pipeline(config, question, run_id, on_event=show)
+    except PipelineError as exc:
+        print(f"\nerror: {exc.message}", file=sys.stderr)
+        return 1
+    print(file=sys.stderr)
+    print(f"status: {result.status} ({result.seconds:.2f} s)", file=sys.stderr)
+    if result.final_output_path:
+        print(f"answer: {config.relative(result.final_output_path)}", file=sys.stderr)
+    if result.context_bundle_path:
+        print(f"context: {config.relative(result.context_bundle_path)}", file=sys.stderr)
+    return 0
+
+
+def _eval(config: AppConfig, questions_path: Path, out: Path | None) -> int:
+    try:
+        questions = load_questions(questions_path)
+    except EvalFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+    # Eval runs go to a hidden folder so that they do not crowd the API's run list.
+    eval_config = config.model_copy(update={"output_dir": config.output_root / ".eval" / stamp})
+    report = evaluate(eval_config, questions, run_prefix="eval")
+    for row in report.results:
+        facts = (
+            len(row["key_facts_found"]),
+            len(row["key_facts_found"]) + len(row["key_facts_missing"]),
+        )
+        mark = "" if row["answerable"] else " (unanswerable)"
+        print(
+            f"{row['id']:<8} hit@1={_flag(row['hit_at_1'])} hit@5={_flag(row['hit_at_5'])} "
+            f"facts={facts[0]}/{facts[1]} gap={_flag(row['gap_reported'])} "
+            f"{row['status']}{mark}"
+        )
+    print()
+    for key, value in report.summary.items():
+        print(f"{key:<32} {value}")
+    target = out or eval_config.output_root / "eval.json"
+    write_json_atomic(target, {"summary": report.summary, "results": report.results})
+    print(f"\nreport: {target}")
+    print(json.dumps(report.summary))
+    return 0
+
+
+def _flag(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")

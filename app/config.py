@@ -1,0 +1,98 @@
+"""The one configuration object: environment variables with the ``APP_`` prefix (see API.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LLMProviderName = Literal["auto", "extractive", "openai"]
+
+
+def _split_commas(value: object) -> object:
+    # Comma lists in the environment ("a,b") are friendlier than JSON arrays for operators.
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class AppConfig(BaseSettings):
+    """Paths, limits and engine settings for one process (server, CLI or test)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APP_",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- paths (relative ones resolve against base_dir) ---
+    base_dir: Path = Field(default_factory=Path.cwd)
+    documents_roots: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["documents"])
+    output_dir: Path = Path("output")
+    index_dir: Path | None = None  # default: <output_dir>/.index
+
+    # --- per-run options (the API's request body overrides these) ---
+    markdown_path: str = "documents"
+    enable_sql: bool = False
+    log_llm_payload: bool = False
+
+    # --- executor limits ---
+    max_workers: int = Field(default=2, ge=1, le=64)
+    max_queued: int = Field(default=100, ge=0)
+    run_timeout_s: float = Field(default=600.0, gt=0)
+
+    # --- answer engine ---
+    llm_provider: LLMProviderName = "auto"
+    llm_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("APP_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_temperature: float = Field(default=0.1, ge=0, le=2)
+    llm_max_tokens: int = Field(default=1200, ge=16)
+    top_k: int = Field(default=8, ge=1, le=50)
+    chunk_max_chars: int = Field(default=1800, ge=200)
+    chunk_overlap_chars: int = Field(default=200, ge=0)
+    sql_row_cap: int = Field(default=200, ge=1)
+    sql_timeout_s: float = Field(default=2.0, gt=0)
+    pipeline: str | None = None
+
+    # --- HTTP layer ---
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sse_ping_s: float = Field(default=15.0, gt=0)
+    watch_force_polling: bool = False
+
+    _split = field_validator("documents_roots", "api_keys", "cors_origins", mode="before")(
+        _split_commas
+    )
+
+    def resolve(self, path: str | Path) -> Path:
+        """An absolute path for ``path``, taken relative to the base directory."""
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    @property
+    def output_root(self) -> Path:
+        return self.resolve(self.output_dir)
+
+    @property
+    def index_root(self) -> Path:
+        return self.resolve(self.index_dir) if self.index_dir else self.output_root / ".index"
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the base directory, as payloads show it (never absolute)."""
+        try:
+            return path.resolve().relative_to(self.base_dir.resolve()).as_posix()
+        except ValueError:
+            return path.name
+
+    def effective_provider(self) -> Literal["extractive", "openai"]:
+        """``auto`` means the model when one is configured, the offline writer otherwise."""
+        if self.llm_provider != "auto":
+            return self.llm_provider
+        return "openai" if (self.llm_base_url or self.llm_api_key) else "extractive"

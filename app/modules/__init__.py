@@ -1,0 +1,1 @@
+"""The answer engine: usable without the API (no FastAPI imports anywhere below)."""

@@ -1,0 +1,219 @@
+"""Split one markdown file into heading-aware sections with line ranges.
+
+markdown-it-py does the parsing, so fenced code (a ``# comment`` inside a fence is not a
+heading), setext headings and front matter follow CommonMark rather than a regex's guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+from markdown_it import MarkdownIt
+from mdit_py_plugins.front_matter import front_matter_plugin
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One heading-delimited piece of a document (or a slice of a long one)."""
+
+    path: str  # relative to the markdown root, POSIX separators
+    title: str  # the document's title (front matter, first H1, or the file name)
+    headings: tuple[str, ...]  # heading path below the title
+    line_start: int  # 1-based, inclusive
+    line_end: int  # 1-based, inclusive
+    text: str  # the section's markdown, heading line excluded
+    lead: str = ""  # the document's description / first paragraph, shared by its sections
+
+    @property
+    def heading_path(self) -> str:
+        """``Title > Heading > Sub-heading`` as a reader would write it."""
+        return " > ".join((self.title, *self.headings))
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    # Only block structure is needed: inline parsing is most of markdown-it's cost.
+    return MarkdownIt("commonmark").use(front_matter_plugin).disable("inline")
+
+
+_FRONT_MATTER_KEYS = ("description", "summary", "abstract", "tags", "keywords")
+_INLINE_MARKUP = re.compile(r"[*_`]+|\[([^\]]*)\]\([^)]*\)|<[^>]+>")
+
+
+def _clean_heading(raw: str) -> str:
+    text = _INLINE_MARKUP.sub(lambda m: m.group(1) or "", raw)
+    return " ".join(text.split()).strip("#").strip()
+
+
+def _front_matter(content: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(content)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _front_matter_text(meta: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for key in _FRONT_MATTER_KEYS:
+        value = meta.get(key)
+        if isinstance(value, list):
+            parts.extend(str(item) for item in value)
+        elif value:
+            parts.append(str(value))
+    return " ".join(parts)
+
+
+def _title_from_path(path: str) -> str:
+    stem = PurePosixPath(path).stem
+    return re.sub(r"[-_]+", " ", stem).strip().capitalize() or path
+
+
+def split_markdown(
+    text: str, path: str, *, max_chars: int = 1800, overlap_chars: int = 200
+) -> list[Section]:
+    """Sections of ``text`` (a whole file), long ones sliced into overlapping pieces."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    tokens = _parser().parse(text)
+
+    meta: dict[str, Any] = {}
+    body_start = 0
+    headings: list[tuple[int, int, int, str]] = []  # (level, first line, next line, text)
+    first_paragraph = ""
+    for index, token in enumerate(tokens):
+        if token.type == "front_matter" and token.map:
+            meta = _front_matter(token.content)
+            body_start = token.map[1]
+        elif token.type == "heading_open" and token.map:
+            level = int(token.tag[1])
+            headings.append((level, token.map[0], token.map[1], _clean_heading(tokens[index + 1].content)))
+        elif token.type == "paragraph_open" and not first_paragraph and token.level == 0:
+            first_paragraph = tokens[index + 1].content
+
+    title = str(meta.get("title") or "").strip()
+    h1s = [h for h in headings if h[0] == 1]
+    title_from_h1 = not title and bool(h1s) and h1s[0] is headings[0]
+    if not title:
+        title = h1s[0][3] if title_from_h1 else _title_from_path(path)
+    lead = " ".join(f"{_front_matter_text(meta)} {first_paragraph}".split())[:400]
+
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    # The span before the first heading (an introduction) is a section of its own.
+    boundaries = [(0, body_start, body_start, "")] + headings
+    for i, (level, _, body_from, heading) in enumerate(boundaries):
+        if i > 0:
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, heading))
+        end = boundaries[i + 1][1] if i + 1 < len(boundaries) else len(lines)
+        path_titles = [h for _, h in stack if h]
+        if path_titles and path_titles[0].casefold() == title.casefold():
+            path_titles = path_titles[1:]
+        sections.extend(
+            _slices(
+                lines,
+                body_from,
+                end,
+                path=path,
+                title=title,
+                headings=tuple(path_titles),
+                lead=lead,
+                max_chars=max_chars,
+                overlap_chars=overlap_chars,
+            )
+        )
+    return sections
+
+
+def _blocks(lines: list[str], start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Paragraph-sized line ranges ``[a, b)``; a fenced code block stays one block."""
+    i = start
+    while i < end:
+        while i < end and not lines[i].strip():
+            i += 1
+        if i >= end:
+            return
+        j = i
+        fence = re.match(r"\s{0,3}(`{3,}|~{3,})", lines[i])
+        if fence:
+            marker = fence.group(1)
+            j += 1
+            while j < end and not lines[j].lstrip().startswith(marker[0] * len(marker)):
+                j += 1
+            j = min(j + 1, end)
+        else:
+            while j < end and lines[j].strip():
+                j += 1
+        yield i, j
+        i = j
+
+
+def _slices(
+    lines: list[str],
+    start: int,
+    end: int,
+    *,
+    path: str,
+    title: str,
+    headings: tuple[str, ...],
+    lead: str,
+    max_chars: int,
+    overlap_chars: int,
+) -> Iterator[Section]:
+    pieces: list[tuple[int, int]] = []
+    for a, b in _blocks(lines, start, end):
+        pieces.extend(_fit(lines, a, b, max_chars))
+    if not pieces:
+        return
+
+    def emit(group: list[tuple[int, int]]) -> Iterator[Section]:
+        first, last = group[0][0], group[-1][1]
+        body = "\n".join(lines[first:last]).strip()
+        # Only a single enormous line can still be too long here: cut it into windows so
+        # that no row holds megabytes and nothing is dropped.
+        step = max(max_chars - overlap_chars, max_chars // 2)
+        for offset in range(0, max(len(body) - overlap_chars, 1), step):
+            yield Section(path, title, headings, first + 1, last, body[offset : offset + max_chars], lead)
+
+    group: list[tuple[int, int]] = []
+    size = 0
+    for piece in pieces:
+        piece_size = sum(len(lines[k]) + 1 for k in range(*piece))
+        if group and size + piece_size > max_chars:
+            yield from emit(group)
+            # Carry the tail of this slice into the next one so that a fact split across
+            # the boundary is still whole in one of them.
+            carried: list[tuple[int, int]] = []
+            carried_size = 0
+            for previous in reversed(group):
+                previous_size = sum(len(lines[k]) + 1 for k in range(*previous))
+                if carried_size + previous_size > overlap_chars:
+                    break
+                carried.insert(0, previous)
+                carried_size += previous_size
+            group, size = carried, carried_size
+        group.append(piece)
+        size += piece_size
+    if group:
+        yield from emit(group)
+
+
+def _fit(lines: list[str], a: int, b: int, max_chars: int) -> Iterator[tuple[int, int]]:
+    """Split a block that is longer than ``max_chars`` at line boundaries."""
+    size = 0
+    start = a
+    for k in range(a, b):
+        line_size = len(lines[k]) + 1
+        if k > start and size + line_size > max_chars:
+            yield start, k
+            start, size = k, 0
+        size += line_size
+    yield start, b

@@ -1,0 +1,1 @@
+"""Answer writers: the offline extractive one and any OpenAI-compatible chat model."""

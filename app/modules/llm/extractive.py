@@ -1,0 +1,399 @@
+"""The offline writer: a cited answer composed from the best sentences of the evidence.
+
+For each part of the question it scores the sentences, list items and table rows of that
+part's evidence (IDF-weighted overlap with the question, the heading they sit under, the
+section's rank, and a bonus for the specifics people ask for: numbers, names, identifiers),
+drops near-duplicates, and writes the best one as the direct answer followed by supporting
+points, each with its citation. Nothing is stated that no evidence says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from app.modules.evidence import AnswerBrief, Evidence, Part
+from app.modules.llm.base import WriterStopped
+from app.modules.retrieval.retriever import coverage
+from app.modules.retrieval.text import content_terms, stems
+
+_ABBREVIATIONS = frozenset(
+    [
+        "e.g",
+        "i.e",
+        "etc",
+        "approx",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "no",
+        "nos",
+        "vs",
+        "st",
+        "inc",
+        "ltd",
+        "co",
+        "fig",
+        "cf",
+        "jr",
+        "sr",
+        "prof",
+        "dept",
+        "est",
+        "incl",
+    ]
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[*_]*[A-Z0-9])")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+(.*)$")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}")
+_SPECIFIC = re.compile(r"\d|%|€|\$|£|\bEUR\b|\bUSD\b|`[^`]+`|--?[a-z][\w-]+")
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
+_MARKUP = re.compile(r"\*\*|__|(?<!\w)[*_](?!\s)|(?<!\s)[*_](?!\w)")
+
+_SIGNPOST = re.compile(
+    r"^(this|the present|the following) (document|page|section|report|chapter|guide|note|faq)\b"
+    r"|^(see|refer to|for (more|further) (details|information))\b",
+    re.IGNORECASE,
+)
+
+_MONEY = re.compile(
+    r"(€|\$|£|\bEUR|\bUSD|\bGBP|\bCHF)\s*\d|\d\s*(€|EUR|USD|GBP|CHF|euros?|dollars?|pounds|"
+    r"cents?)\b|\d\s*(%|percent|per cent)",
+    re.IGNORECASE,
+)
+# Any figure but a bare year: "how many trucks" is not answered by "in 2024".
+_NUMBER = re.compile(r"\b(?!(?:19|20)\d\d\b)\d[\d,.]*")
+_TIME = re.compile(
+    r"\b(19|20)\d\d\b|\b(january|february|march|april|may|june|july|august|september|"
+    r"october|november|december|q[1-4]|quarter|annually|monthly|weekly|daily|every|"
+    r"years?|months?|weeks?|days?|hours?)\b",
+    re.IGNORECASE,
+)
+_PROPER = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b|\b[A-Z]{2,}\b")
+_ASKS_MONEY = re.compile(
+    r"\b(cost|costs|costing|price|priced|budget\w*|spend|spent|pay|paid|charge\w*|invest\w*|"
+    r"fund\w*|fee|fees|surcharge|premium|subsid\w*|grant|how much money)\b",
+    re.IGNORECASE,
+)
+_ASKS_NUMBER = re.compile(
+    r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat (share|percentage|proportion|"
+    r"fraction|number|amount|level|size|capacity|target)\b|\bpercent\w*",
+    re.IGNORECASE,
+)
+_ASKS_TIME = re.compile(
+    r"\bwhen\b|\bwhat (date|year|day|month|time)\b|\bhow often\b|\bby when\b|"
+    r"\bdeadline\b|\bfrequen\w*",
+    re.IGNORECASE,
+)
+_ASKS_NAME = re.compile(
+    r"\bwho\b|\bwhich (company|companies|organi[sz]ation\w*|firm|partner\w*|person|"
+    r"team|body|bodies|supplier\w*|university|carrier)\b",
+    re.IGNORECASE,
+)
+
+
+def answer_pattern(question: str) -> re.Pattern[str] | None:
+    """What an answer to ``question`` must contain: an amount, a time, or a name."""
+    if _ASKS_TIME.search(question):
+        return _TIME
+    if _ASKS_MONEY.search(question):
+        return _MONEY
+    if _ASKS_NUMBER.search(question):
+        return _NUMBER
+    if _ASKS_NAME.search(question):
+        return _PROPER
+    return None
+
+
+def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
+    """Whether ``text`` holds the kind of thing asked for, other than what the question says."""
+    asked = set(re.findall(r"\d+", question))
+    return any(
+        not (set(re.findall(r"\d+", m.group(0))) and set(re.findall(r"\d+", m.group(0))) <= asked)
+        for m in wanted.finditer(text)
+    )
+
+
+BROAD_WORDS = frozenset({"main", "key", "major", "all", "overview", "summary", "initiatives"})
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A sentence, a list item or a table row: the smallest thing worth citing."""
+
+    text: str
+    kind: str  # "sentence" | "item" | "row"
+    evidence_id: int
+    position: int
+
+
+def _sentences(paragraph: str) -> list[str]:
+    pieces = _SENTENCE_END.split(paragraph)
+    merged: list[str] = []
+    for piece in pieces:
+        last_word = merged[-1].rstrip(".").rsplit(None, 1)[-1].lower() if merged else ""
+        # "e.g. Scope 3" or "J. Smith" is not the end of a sentence.
+        if merged and (last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]", last_word)):
+            merged[-1] = f"{merged[-1]} {piece}"
+        else:
+            merged.append(piece)
+    return [s.strip() for s in merged if s.strip()]
+
+
+def split_units(text: str) -> list[tuple[str, str, int]]:
+    """The citable units of a section's markdown in reading order, as (text, kind, block).
+
+    A block is a paragraph, one list or one table: the units of a block share a subject, so
+    a sentence like "The final cost was EUR 11 million." is read with its paragraph.
+    """
+    units: list[tuple[str, str, int]] = []
+    lines = text.split("\n")
+    paragraph: list[str] = []
+    header: list[str] | None = None
+    in_fence = ""
+    block = 0
+    last_kind = ""
+
+    def add(unit_text: str, kind: str) -> None:
+        nonlocal block, last_kind
+        if kind != last_kind:
+            block += 1
+        units.append((unit_text, kind, block))
+        last_kind = kind
+
+    def flush() -> None:
+        nonlocal block, last_kind
+        if paragraph:
+            block += 1
+            units.extend((s, "sentence", block) for s in _sentences(" ".join(paragraph)))
+            paragraph.clear()
+            last_kind = "sentence"
+
+    for line in lines:
+        stripped = line.strip()
+        fence = re.match(r"(`{3,}|~{3,})", stripped)
+        if in_fence:
+            if fence and stripped.startswith(in_fence):
+                in_fence = ""
+            continue
+        if fence:
+            flush()
+            in_fence = fence.group(1)
+            last_kind = "code"
+            continue
+        if stripped.startswith("|") and stripped.count("|") >= 2:
+            flush()
+            cells = [c.strip() for c in stripped.strip("|").split("|")]
+            if _TABLE_SEPARATOR.match(stripped.strip("|")):
+                continue
+            if header is None:
+                header = cells
+            else:
+                pairs = [f"{h}: {c}" if h else c for h, c in zip(header, cells, strict=False) if c]
+                add("; ".join(pairs), "row")
+            continue
+        header = None
+        item = _LIST_ITEM.match(line)
+        if item:
+            flush()
+            add(item.group(1).strip(), "item")
+            continue
+        if not stripped or stripped.startswith(("<", "#")):
+            flush()
+            if last_kind in {"item", "row"} and not stripped:
+                continue  # a blank line inside a loose list keeps the list together
+            last_kind = "" if stripped else last_kind
+            continue
+        if units and units[-1][1] == "item" and line.startswith((" ", "\t")) and not paragraph:
+            text_, kind_, block_ = units[-1]
+            units[-1] = (f"{text_} {stripped}", kind_, block_)  # a list item's continuation
+            continue
+        paragraph.append(stripped.lstrip("> ").strip())
+        last_kind = "paragraph"
+    flush()
+    return [u for u in units if len(u[0]) > 2]
+
+
+def _cite(text: str, evidence_id: int) -> str:
+    text = text.rstrip()
+    marker = f" [{evidence_id}]"
+    if text.endswith((".", "!", "?")) and not text.endswith("..."):
+        return f"{text[:-1]}{marker}{text[-1]}"
+    return f"{text}{marker}"
+
+
+class ExtractiveWriter:
+    """Offline, deterministic, no model: the default with no key or base URL."""
+
+    name = "extractive"
+    model: str | None = None
+
+    def __init__(self, *, max_points: int = 5, broad_points: int = 8) -> None:
+        self.max_points = max_points
+        self.broad_points = broad_points
+
+    def write(
+        self,
+        brief: AnswerBrief,
+        *,
+        on_delta: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> str:
+        pieces: list[str] = []
+        for piece in self.compose(brief):
+            if should_stop():
+                raise WriterStopped
+            pieces.append(piece)
+            on_delta(piece)
+        return "".join(pieces)
+
+    # --------------------------------------------------------------- composing
+    def compose(self, brief: AnswerBrief) -> Iterator[str]:
+        """The answer in the pieces it is streamed in (one block of markdown at a time)."""
+        evidence = brief.by_id()
+        several = len(brief.parts) > 1
+        for part in brief.parts:
+            if several:
+                yield f"**{part.text.rstrip('?')}?**\n\n"
+            yield from self._answer_part(part, brief, evidence)
+        sql = [e for e in brief.evidence if e.kind == "sql" and e.rows]
+        if sql:
+            yield "## Data\n\n"
+            for item in sql:
+                yield f"From table `{item.table}` [{item.id}]:\n\n{item.text}\n\n"
+        gaps = [p for p in brief.parts if p.gap]
+        if gaps:
+            yield "## What the documents do not cover\n\n"
+            for part in gaps:
+                yield f"- {gap_sentence(part)}\n"
+            yield "\n"
+
+    def _answer_part(
+        self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]
+    ) -> Iterator[str]:
+        chosen = self.select(part, brief, evidence)
+        if part.gap:
+            yield f"{gap_sentence(part)}\n\n"
+            if chosen:
+                yield "The closest passages found:\n\n"
+                for unit in chosen[:2]:
+                    yield f"- {_cite(unit.text, unit.evidence_id)}\n"
+                yield "\n"
+            return
+        if not chosen:
+            yield f"{gap_sentence(part)}\n\n"
+            return
+        lead, *rest = chosen
+        yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
+        for unit in rest:
+            yield f"- {_cite(unit.text, unit.evidence_id)}\n"
+        if rest:
+            yield "\n"
+
+    def select(self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]) -> list[Unit]:
+        """The part's best units: scored, deduplicated, at most a few per section."""
+        terms = list(part.query.terms)
+        if not terms:
+            return []
+        section_ids = [i for i in part.evidence_ids if evidence[i].kind == "section"]
+        if not section_ids:
+            return []
+        top_score = max(evidence[i].score for i in section_ids) or 1.0
+        # The question's most distinctive name ("Northwind", not "Scope") must be in view.
+        wanted = answer_pattern(part.text)
+        attributes = [t for t in terms if t not in part.query.names]
+        names = (
+            {max(part.query.names, key=lambda n: brief.idf.get(n, 0.0))}
+            if part.query.names
+            else set()
+        )
+        scored: list[tuple[float, Unit, set[str]]] = []
+        for rank, evidence_id in enumerate(section_ids):
+            item = evidence[evidence_id]
+            context = set(stems(f"{item.path} {item.title} {item.heading_path}"))
+            names_here = bool(names & (context | set(stems(item.text))))
+            units = split_units(item.text)
+            unit_stems = [set(stems(u[0])) for u in units]
+            # "The premium is 1.2 cents per litre." answers through its paragraph; a list
+            # item or table row through its block and the sentence that introduces it.
+            block_stems: dict[int, set[str]] = {}
+            for index, (_, kind, block) in enumerate(units):
+                if block not in block_stems:
+                    block_stems[block] = set()
+                    if kind != "sentence" and index > 0:
+                        block_stems[block] |= unit_stems[index - 1]
+                block_stems[block] |= unit_stems[index]
+            for position, (text, kind, block) in enumerate(units):
+                own = unit_stems[position]
+                direct = coverage(terms, own, brief.idf)
+                framed = coverage(terms, own | context, brief.idf)
+                topic = block_stems[units[0][2]]  # a section's opening names its subject
+                chained = coverage(terms, block_stems[block] | topic | context, brief.idf)
+                if chained < 0.3 or (direct == 0 and kind == "sentence" and chained < 0.5):
+                    continue
+                plain = _MARKUP.sub("", text)
+                n_words = len(plain.split())
+                # What is asked about (the names) may sit in the heading or the paragraph;
+                # what is asked (the other words: "cost", "target") should be in the unit.
+                asked = coverage(attributes, own, brief.idf) if attributes else direct
+                score = (
+                    0.3 * asked
+                    + 0.15 * direct
+                    + 0.05 * framed
+                    + 0.3 * chained
+                    + 0.2 * (item.score / top_score)
+                )
+                score += 0.08 if _SPECIFIC.search(plain) else 0.0
+                score += 0.03 if _NAME.search(plain) else 0.0
+                if wanted is not None and _answers(wanted, plain, part.text):
+                    score += 0.15  # the kind of thing asked for: an amount, a date, a name
+                score -= 0.02 * rank  # earlier evidence is better evidence
+                if n_words < 5 and kind == "sentence":
+                    score -= 0.15
+                if n_words > 70:
+                    score -= 0.1
+                if names and not names_here:
+                    score -= 0.15  # about some other organisation or programme than asked
+                score -= 0.002 * position  # within a section, earlier is usually the point
+                if _SIGNPOST.match(plain):
+                    score -= 0.25  # "This document sets out ..." is about the text itself
+                unit = Unit(text=text, kind=kind, evidence_id=evidence_id, position=position)
+                scored.append((score, unit, set(content_terms(plain))))
+        scored.sort(key=lambda s: s[0], reverse=True)
+        if not scored:
+            return []
+        broad = bool(BROAD_WORDS & set(part.text.lower().split()))
+        limit = self.broad_points if broad else self.max_points
+        floor = scored[0][0] * (0.45 if broad else 0.6)
+        chosen: list[tuple[Unit, set[str]]] = []
+        per_section: dict[int, int] = {}
+        for score, unit, bag in scored:
+            if len(chosen) >= limit or score < floor:
+                break
+            if per_section.get(unit.evidence_id, 0) >= (2 if broad else 3):
+                continue
+            if any(_similar(bag, other) for _, other in chosen):
+                continue
+            chosen.append((unit, bag))
+            per_section[unit.evidence_id] = per_section.get(unit.evidence_id, 0) + 1
+        return [unit for unit, _ in chosen]
+
+
+def _similar(a: set[str], b: set[str]) -> bool:
+    if not a or not b:
+        return False
+    overlap = len(a & b)
+    return overlap / len(a | b) >= 0.6 or overlap / min(len(a), len(b)) >= 0.85
+
+
+def gap_sentence(part: Part) -> str:
+    """Say plainly what the documents do not answer."""
+    if part.missing:
+        missing = ", ".join(f"“{m}”" for m in part.missing)
+        return (
+            f"The documents do not cover {missing} in connection with this question: "
+            f"“{part.text.strip()}”."
+        )
+    return f"The documents do not answer this: “{part.text.strip()}”."

@@ -1,0 +1,1 @@
+"""The pipeline: plan, retrieve, query, write, check, save."""

@@ -1,0 +1,547 @@
+"""run_pipeline(): plan -> retrieve -> (sql) -> write -> check -> save, for one run.
+
+Plain synchronous code meant for a worker thread. It reports each stage and each piece of
+the answer through ``on_event``, looks at ``should_stop`` between stages and while the answer
+streams, and leaves ``final.md``, ``context_bundle.json`` and ``run.json`` in
+``output/<run_id>/``. Real failures raise :class:`PipelineError` with a message a person can
+act on; the traceback stays in the log and in run.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.config import AppConfig
+from app.modules.atomic_file import write_json_atomic, write_text_atomic
+from app.modules.evidence import CITATION, AnswerBrief, Evidence, Part, cited_ids
+from app.modules.llm.base import LLMError, WriterStopped
+from app.modules.llm.extractive import ExtractiveWriter, gap_sentence
+from app.modules.llm.factory import make_writer
+from app.modules.orchestrator.planner import plan_parts
+from app.modules.retrieval.index import IndexUnavailable, SectionIndex, index_path_for
+from app.modules.retrieval.retriever import Query, coverage, rank, section_stems
+from app.modules.retrieval.text import STOPWORDS, is_generic, stem, stems, words
+from app.modules.run_logger import RunLogger, utc_now
+from app.modules.sql.database import QueryRefused, ReadOnlyDatabase, build_table_database
+from app.modules.sql.planner import plan_queries
+
+Event = dict[str, Any]
+OnEvent = Callable[[Event], None]
+ShouldStop = Callable[[], bool]
+
+# A part is a gap when the best evidence covers less than this share of its IDF-weighted
+# terms (ENGINE.md: a coverage threshold works across corpora; a BM25 cut-off does not).
+GAP_FILE_COVERAGE = 0.8
+GAP_SECTION_COVERAGE = 0.35
+GAP_FILES = 5
+GENERIC_WEIGHT = 0.3
+MAX_EVIDENCE = 16
+NAME_WEIGHT = 1.6
+SQL_TABLE_ROWS_SHOWN = 25
+
+
+class PipelineError(RuntimeError):
+    """A run could not produce an answer; ``code`` is stable, the message is for a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class PipelineResult:
+    run_id: str
+    status: str  # completed | completed_with_gaps | stopped
+    finish_reason: str  # answered | answered_with_gaps | cancelled
+    final_output_path: Path | None = None
+    context_bundle_path: Path | None = None
+    run_log_path: Path | None = None
+    gaps: list[str] = field(default_factory=list)
+    evidence_count: int = 0
+    seconds: float = 0.0
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _Progress:
+    def __init__(self, on_event: OnEvent | None, should_stop: ShouldStop | None, total: int):
+        self._on_event = on_event
+        self._should_stop = should_stop or (lambda: False)
+        self.total = total
+        self.step = 0
+
+    def stage(self, stage: str, message: str) -> None:
+        if self._should_stop():
+            raise _Stopped
+        self.step += 1
+        self.emit(
+            {
+                "type": "progress",
+                "stage": stage,
+                "message": message,
+                "step": self.step,
+                "total_steps": self.total,
+            }
+        )
+
+    def delta(self, text: str) -> None:
+        self.emit({"type": "answer_delta", "text": text})
+
+    def emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def stop_requested(self) -> bool:
+        return self._should_stop()
+
+
+def _config_snapshot(config: AppConfig) -> dict[str, Any]:
+    # No secrets, no absolute paths: run.json may be shared with whoever debugs a run.
+    data = config.model_dump(mode="json", exclude={"llm_api_key", "api_keys", "base_dir"})
+    data["llm_api_key_set"] = config.llm_api_key is not None
+    return data
+
+
+def run_pipeline(
+    config: AppConfig,
+    question: str,
+    run_id: str,
+    *,
+    on_event: OnEvent | None = None,
+    should_stop: ShouldStop | None = None,
+) -> PipelineResult:
+    """Answer ``question`` over ``config.markdown_path``; artifacts go to output/<run_id>/."""
+    question = question.strip()
+    if not question:
+        raise PipelineError("invalid_question", "the question is empty")
+    run_dir = config.output_root / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = RunLogger(run_dir, run_id, config=_config_snapshot(config))
+    progress = _Progress(on_event, should_stop, total=7 if config.enable_sql else 6)
+    started = time.perf_counter()
+    try:
+        result = _run(config, question, run_id, run_dir, logger, progress)
+    except _Stopped:
+        logger.finish("stopped", "cancelled")
+        return PipelineResult(
+            run_id,
+            "stopped",
+            "cancelled",
+            run_log_path=logger.path,
+            seconds=time.perf_counter() - started,
+        )
+    except PipelineError as exc:
+        logger.data["traceback"] = traceback.format_exc()
+        logger.finish("failed", "error", {"code": exc.code, "message": exc.message})
+        raise
+    except Exception as exc:
+        logger.data["traceback"] = traceback.format_exc()
+        logger.finish("failed", "error", {"code": "pipeline_error", "message": str(exc)})
+        raise
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run(
+    config: AppConfig,
+    question: str,
+    run_id: str,
+    run_dir: Path,
+    logger: RunLogger,
+    progress: _Progress,
+) -> PipelineResult:
+    root = config.resolve(config.markdown_path)
+    if not root.is_dir():
+        raise PipelineError(
+            "markdown_path_missing", f"the documents folder '{config.markdown_path}' does not exist"
+        )
+
+    progress.stage("load_documents", f"Indexing markdown under {config.markdown_path}")
+    with logger.step("load_documents") as details:
+        try:
+            index = SectionIndex.open(index_path_for(config.index_root, root))
+        except IndexUnavailable as exc:
+            raise PipelineError("index_unavailable", str(exc)) from exc
+        report = index.sync(
+            root, max_chars=config.chunk_max_chars, overlap_chars=config.chunk_overlap_chars
+        )
+        details.update(
+            files=report.files,
+            indexed=report.indexed,
+            removed=report.removed,
+            sections=report.sections,
+            seconds=round(report.seconds, 4),
+        )
+        for warning in report.warnings:
+            logger.warn(warning)
+    try:
+        return _answer(config, question, run_id, run_dir, logger, progress, index, root)
+    finally:
+        index.close()
+
+
+def _answer(
+    config: AppConfig,
+    question: str,
+    run_id: str,
+    run_dir: Path,
+    logger: RunLogger,
+    progress: _Progress,
+    index: SectionIndex,
+    root: Path,
+) -> PipelineResult:
+    if index.section_count() == 0:
+        logger.warn(f"no markdown sections found under {config.markdown_path}")
+
+    progress.stage("plan", "Splitting the question into its parts")
+    with logger.step("plan") as details:
+        planned = plan_parts(question)
+        parts = [
+            Part(id=i, text=p.text, query=Query.from_text(p.text, extra=p.context))
+            for i, p in enumerate(planned, start=1)
+        ]
+        details["parts"] = [p.text for p in parts]
+
+    progress.stage("retrieve", f"Searching {index.section_count()} sections")
+    with logger.step("retrieve") as details:
+        all_terms = [t for p in parts for t in p.query.terms]
+        idf = index.idf(all_terms)
+        # A named thing ("Northwind", "Volt Haul") is what a question is about: evidence
+        # about another organisation that shares the other words is not an answer.
+        for name in {n for p in parts for n in p.query.names}:
+            idf[name] = idf.get(name, 0.0) * NAME_WEIGHT
+        evidence = _retrieve(index, parts, idf, k=config.top_k)
+        details["evidence"] = len(evidence)
+
+    sql_runs: list[dict[str, Any]] = []
+    if config.enable_sql:
+        progress.stage("sql", "Querying the tables in the documents")
+        with logger.step("sql") as details:
+            sql_runs = _run_sql(config, question, root, evidence, logger)
+            details["queries"] = len(sql_runs)
+            details["rows"] = sum(len(e.rows) for e in evidence if e.kind == "sql")
+
+    _assess_gaps(index, parts, evidence, idf)
+
+    writer = make_writer(config, payload_log=_payload_log(config, run_dir))
+    logger.data["engine"] = {
+        "provider": writer.name,
+        "model": writer.model,
+        "index": index.db_path.name,
+        "retrieval": "sqlite-fts5-bm25",
+    }
+    progress.stage("write", f"Writing the answer ({writer.name})")
+    brief = AnswerBrief(question=question, parts=parts, evidence=evidence, idf=idf)
+    with logger.step("write") as details:
+        try:
+            body = writer.write(brief, on_delta=progress.delta, should_stop=progress.stop_requested)
+        except WriterStopped as exc:
+            raise _Stopped from exc
+        except LLMError as exc:
+            raise PipelineError("llm_error", str(exc)) from exc
+        finally:
+            close = getattr(writer, "close", None)
+            if close:
+                close()
+        details["characters"] = len(body)
+
+    progress.stage("check", "Checking citations and gaps")
+    with logger.step("check") as details:
+        valid = {e.id for e in evidence}
+        body, invalid = _drop_invalid_citations(body, valid)
+        tail = _closing_sections(
+            parts,
+            evidence,
+            body,
+            several_or_model=(len(parts) > 1 or not isinstance(writer, ExtractiveWriter)),
+        )
+        progress.delta(tail)
+        final = body.rstrip() + "\n\n" + tail
+        cited = [i for i in cited_ids(final) if i in valid]
+        gaps = [p for p in parts if p.gap]
+        details.update(cited=len(cited), invalid_citations=invalid, gaps=len(gaps))
+
+    progress.stage("save", "Saving the answer and its evidence")
+    with logger.step("save"):
+        final_path = run_dir / "final.md"
+        bundle_path = run_dir / "context_bundle.json"
+        write_text_atomic(final_path, final)
+        write_json_atomic(
+            bundle_path,
+            {
+                "run_id": run_id,
+                "question": question,
+                "markdown_path": config.markdown_path,
+                "created_at": utc_now(),
+                "plan": [p.to_json() for p in parts],
+                "evidence": [e.to_json() for e in evidence],
+                "sql": sql_runs,
+                "citations": [{"marker": f"[{i}]", "evidence_id": i} for i in cited],
+                "invalid_citations": invalid,
+                "gaps": [
+                    {
+                        "part": p.id,
+                        "text": p.text,
+                        "coverage": round(p.coverage, 3),
+                        "missing_terms": p.missing,
+                        "statement": gap_sentence(p),
+                    }
+                    for p in gaps
+                ],
+                "engine": logger.data["engine"],
+                "timings": logger.timings(),
+                "warnings": logger.data["warnings"],
+            },
+        )
+    logger.data["counts"] = {
+        "parts": len(parts),
+        "evidence": len(evidence),
+        "cited": len(cited),
+        "gaps": len(gaps),
+        "sql_queries": len(sql_runs),
+    }
+    status, reason = (
+        ("completed_with_gaps", "answered_with_gaps") if gaps else ("completed", "answered")
+    )
+    logger.finish(status, reason)
+    return PipelineResult(
+        run_id,
+        status,
+        reason,
+        final_output_path=final_path,
+        context_bundle_path=bundle_path,
+        run_log_path=logger.path,
+        gaps=[p.text for p in gaps],
+        evidence_count=len(evidence),
+    )
+
+
+def _retrieve(
+    index: SectionIndex, parts: list[Part], idf: dict[str, float], *, k: int
+) -> list[Evidence]:
+    """Evidence for every part, numbered so that each part's best come first (round-robin)."""
+    per_part = [rank(index, p.query, k=k, idf=idf) for p in parts]
+    evidence: list[Evidence] = []
+    by_section: dict[int, Evidence] = {}
+    limit = max(MAX_EVIDENCE, k)
+    for position in range(max((len(r) for r in per_part), default=0)):
+        for part, ranked in zip(parts, per_part, strict=True):
+            if position >= len(ranked):
+                continue
+            item = ranked[position]
+            existing = by_section.get(item.hit.id)
+            if existing is None:
+                if len(evidence) >= limit:
+                    continue
+                section = item.hit.section
+                existing = Evidence(
+                    id=len(evidence) + 1,
+                    kind="section",
+                    text=section.text,
+                    score=item.score,
+                    path=section.path,
+                    title=section.title,
+                    heading_path=section.heading_path,
+                    line_start=section.line_start,
+                    line_end=section.line_end,
+                    stems=frozenset(section_stems(item.hit)),
+                )
+                by_section[item.hit.id] = existing
+                evidence.append(existing)
+            if part.id not in existing.parts:
+                existing.parts.append(part.id)
+                part.evidence_ids.append(existing.id)
+    return evidence
+
+
+def _assess_gaps(
+    index: SectionIndex, parts: list[Part], evidence: list[Evidence], idf: dict[str, float]
+) -> None:
+    """Mark each part whose subject the evidence leaves uncovered.
+
+    Two views, because a question's words rarely all sit in one passage ("how far had it got
+    by the end of 2024" spreads over a report) while a word about something absent is
+    usually absent from the whole file: the best single piece of evidence must cover a fair
+    share of the IDF-weighted terms, and the best matching file must cover nearly all.
+    """
+    by_id = {e.id: e for e in evidence}
+    sql = [e for e in evidence if e.kind == "sql"]
+    idf = {t: w * (GENERIC_WEIGHT if is_generic(t) else 1.0) for t, w in idf.items()}
+    for part in parts:
+        terms = list(part.query.terms)
+        if not terms:
+            part.coverage, part.gap = 0.0, True
+            continue
+        candidates = [by_id[i] for i in part.evidence_ids] + sql
+        best_section = max((coverage(terms, e.stems, idf) for e in candidates), default=0.0)
+        files = list(dict.fromkeys(e.path for e in candidates if e.path))[:GAP_FILES]
+        best_found: set[str] = set()
+        best_file = 0.0
+        for path in files:
+            found = index.terms_in_file(path, terms) | set(stems(path))
+            value = coverage(terms, found, idf)
+            if value > best_file:
+                best_file, best_found = value, found
+        for item in sql:
+            if coverage(terms, item.stems, idf) > best_file:
+                best_file, best_found = coverage(terms, item.stems, idf), set(item.stems)
+        part.coverage = round(best_file, 3)
+        part.section_coverage = round(best_section, 3)
+        part.missing = _words_for(part, [t for t in terms if t not in best_found])
+        part.gap = best_file < GAP_FILE_COVERAGE or best_section < GAP_SECTION_COVERAGE
+
+
+def _is_unknown(term: str, idf: dict[str, float]) -> bool:
+    highest = max(idf.values(), default=0.0)
+    return idf.get(term, 0.0) >= highest - 1e-9 and not term.isdigit()
+
+
+def _words_for(part: Part, missing_stems: list[str]) -> list[str]:
+    """The question's own words for the stems nothing covered."""
+    original: dict[str, str] = {}
+    for word in words(part.text + " " + " ".join(part.query.match_words)):
+        if word not in STOPWORDS:
+            original.setdefault(stem(word), word)
+    return [original.get(s, s) for s in missing_stems]
+
+
+def _run_sql(
+    config: AppConfig, question: str, root: Path, evidence: list[Evidence], logger: RunLogger
+) -> list[dict[str, Any]]:
+    """Run the planned read-only queries; each result with rows becomes evidence."""
+    db_path, warnings = build_table_database(root, config.index_root)
+    for warning in warnings:
+        logger.warn(warning)
+    if db_path is None:
+        return []
+    runs: list[dict[str, Any]] = []
+    with ReadOnlyDatabase(
+        db_path, timeout_s=config.sql_timeout_s, row_cap=config.sql_row_cap
+    ) as db:
+        for planned in plan_queries(db, question, row_limit=config.sql_row_cap):
+            record: dict[str, Any] = {
+                "table": planned.table,
+                "sql": planned.sql,
+                "reason": planned.reason,
+            }
+            try:
+                result = db.query(planned.sql)
+            except QueryRefused as exc:
+                record["error"] = str(exc)
+                logger.warn(f"SQL on {planned.table} failed: {exc}")
+                runs.append(record)
+                continue
+            record.update(
+                columns=result.columns,
+                row_count=len(result.rows),
+                truncated=result.truncated,
+                seconds=round(result.seconds, 4),
+            )
+            if result.rows:
+                item = Evidence(
+                    id=len(evidence) + 1,
+                    kind="sql",
+                    text=_markdown_table(result.columns, result.rows),
+                    score=1.0,
+                    table=planned.table,
+                    sql=result.sql,
+                    columns=result.columns,
+                    rows=result.rows,
+                    truncated=result.truncated,
+                    stems=frozenset(
+                        stems(
+                            " ".join(
+                                [
+                                    planned.table.replace("_", " "),
+                                    *result.columns,
+                                    *(str(v) for r in result.rows for v in r),
+                                ]
+                            )
+                        )
+                    ),
+                )
+                evidence.append(item)
+                record["evidence_id"] = item.id
+            runs.append(record)
+    return runs
+
+
+def _markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        text = (
+            ""
+            if value is None
+            else (
+                f"{value:,}"
+                if isinstance(value, int) and not (1900 <= value <= 2100)
+                else str(value)
+            )
+        )
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    shown = rows[:SQL_TABLE_ROWS_SHOWN]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown]
+    if len(rows) > len(shown):
+        lines.append(f"\n_First {len(shown)} of {len(rows)} rows._")
+    return "\n".join(lines)
+
+
+def _drop_invalid_citations(text: str, valid: set[int]) -> tuple[str, list[int]]:
+    """Remove citation numbers that name no evidence; return the text and what was removed."""
+    invalid: list[int] = []
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.findall(r"\d+", match.group(1))]
+        good = [n for n in numbers if n in valid]
+        invalid.extend(n for n in numbers if n not in valid and n not in invalid)
+        return "".join(f"[{n}]" for n in good)
+
+    return CITATION.sub(keep, text), invalid
+
+
+def _closing_sections(
+    parts: list[Part], evidence: list[Evidence], body: str, *, several_or_model: bool
+) -> str:
+    """The gaps summary (where the body alone may not make it plain) and the Sources list."""
+    lines: list[str] = []
+    gaps = [p for p in parts if p.gap]
+    if gaps and several_or_model:
+        lines.append("## What the documents do not cover\n")
+        lines.extend(f"- {gap_sentence(p)}" for p in gaps)
+        lines.append("")
+    cited = set(cited_ids(body))
+    sources = [e for e in evidence if e.id in cited]
+    if sources:
+        lines.append("## Sources\n")
+        lines.extend(f"- [{e.id}] {e.label}" for e in sources)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _payload_log(config: AppConfig, run_dir: Path) -> Callable[[str, dict[str, Any]], None] | None:
+    if not config.log_llm_payload:
+        return None
+    path = run_dir / "llm_payloads.jsonl"
+    secret = config.llm_api_key.get_secret_value() if config.llm_api_key else None
+    lock = threading.Lock()
+
+    def log(direction: str, payload: dict[str, Any]) -> None:
+        line = json.dumps({"at": utc_now(), "direction": direction, **payload}, ensure_ascii=False)
+        if secret:
+            line = line.replace(secret, "[redacted]")
+        with lock, path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    return log

@@ -1,0 +1,90 @@
+"""Split a question into the parts it asks, so that each part is answered (or not) on its own.
+
+"What is X's 2030 target and how much did programme Y cost?" asks two things; each gets its
+own retrieval and its own gap check. A clause that only says "it" or lacks the organisation it
+is about borrows the names from the clause before it. "Compare A and B on Z" becomes one
+part per named thing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app.modules.retrieval.text import STOPWORDS, content_terms, words
+
+MAX_PARTS = 5
+
+_QUESTION_START = (
+    r"what|how|when|where|which|who|whom|whose|why|is|are|was|were|does|do|did|has|have|had"
+    r"|can|could|will|would|should|list|name|describe|explain|give|tell"
+)
+_CLAUSE_BREAK = re.compile(
+    rf"\s*(?:,\s*)?\b(?:and|as well as|also|plus|but)\s+(?=(?:{_QUESTION_START})\b)",
+    re.IGNORECASE,
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[?;])\s*|\n+|(?<=\.)\s+(?=[A-Z])")
+_NAME = r"[A-Z][\w'’&-]*(?:\s+(?:of\s+|for\s+|the\s+)?[A-Z][\w'’&-]*)*"
+_PAIR = re.compile(rf"({_NAME})\s*(?:,\s*)?(?:and|vs\.?|versus|or)\s+({_NAME})")
+_COMPARE = re.compile(r"\b(compare|comparison|versus|vs\.?|differ\w*|between|both)\b", re.I)
+_PRONOUN = re.compile(r"\b(it|its|they|their|them|this|these|those|that)\b", re.I)
+_CAPITALISED = re.compile(r"\b[A-Z][\w'’&-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPart:
+    text: str
+    context: tuple[str, ...] = ()  # words borrowed from the rest of the question
+
+
+def _names(text: str) -> list[str]:
+    """Capitalised words that are not just the first word of a question."""
+    found = []
+    for match in _CAPITALISED.finditer(text):
+        word = match.group(0)
+        folded = word.lower().strip("'’")
+        if folded in STOPWORDS or re.fullmatch(_QUESTION_START, folded, re.I):
+            continue
+        found.append(word)
+    return found
+
+
+def _comparison_parts(text: str) -> list[str] | None:
+    if not _COMPARE.search(text):
+        return None
+    pair = _PAIR.search(text)
+    if not pair:
+        return None
+    first, second = pair.group(1), pair.group(2)
+    if not (_names(first) and _names(second)):
+        return None
+    return [text[: pair.start()] + name + text[pair.end() :] for name in (first, second)]
+
+
+def plan_parts(question: str) -> list[PlannedPart]:
+    """The parts of ``question`` in order; a simple question is one part."""
+    clauses: list[str] = []
+    for sentence in _SENTENCE_BREAK.split(question.strip()):
+        for raw in _CLAUSE_BREAK.split(sentence):
+            clause = raw.strip(" ,;")
+            if clause and content_terms(clause):
+                clauses.extend(_comparison_parts(clause) or [clause])
+    if not clauses:
+        return [PlannedPart(question.strip())]
+    # Too many fragments means the splitter misread the question: keep it whole.
+    if len(clauses) > MAX_PARTS:
+        return [PlannedPart(question.strip())]
+
+    parts: list[PlannedPart] = []
+    previous_names: list[str] = []
+    for clause in clauses:
+        names = _names(clause)
+        context: tuple[str, ...] = ()
+        if previous_names and (not names or _PRONOUN.search(clause)):
+            own = {w.lower() for w in words(clause)}
+            context = tuple(
+                w for w in dict.fromkeys(words(" ".join(previous_names))) if w not in own
+            )
+        parts.append(PlannedPart(clause, context))
+        previous_names = names or previous_names
+    return parts

@@ -1,0 +1,1 @@
+"""Persistent full-text retrieval over sections (SQLite FTS5 with BM25)."""

@@ -1,0 +1,323 @@
+"""A persistent, incremental full-text index of sections (SQLite FTS5, BM25).
+
+One database per markdown root under ``<output>/.index/``. WAL mode lets a reader (another
+uvicorn worker, a CLI run) search while a writer updates; updates take the write lock with
+``BEGIN IMMEDIATE`` and re-check what changed once they hold it, so two processes syncing the
+same root at once do the work once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.modules.documents.corpus import (
+    MARKDOWN_SUFFIXES,
+    CorpusFile,
+    UndecodableFile,
+    decode_text,
+    iter_files,
+)
+from app.modules.documents.sections import Section, split_markdown
+from app.modules.retrieval.text import split_camel
+
+SCHEMA_VERSION = "5"
+
+# bm25() column weights: title, heading path, lead (front matter + first paragraph), body.
+# The words that tell one page from its neighbours sit in the title and headings.
+COLUMN_WEIGHTS = (4.0, 2.5, 0.8, 1.0)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, sections INTEGER NOT NULL, warning TEXT
+);
+CREATE TABLE IF NOT EXISTS sections(
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL, title TEXT NOT NULL, headings TEXT NOT NULL,
+    line_start INTEGER NOT NULL, line_end INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sections_by_path ON sections(path);
+CREATE VIRTUAL TABLE IF NOT EXISTS sections_fts USING fts5(
+    title, heading, lead, body, tokenize = 'porter unicode61'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS sections_vocab USING fts5vocab(sections_fts, 'row');
+CREATE VIRTUAL TABLE IF NOT EXISTS sections_terms USING fts5vocab(sections_fts, 'instance');
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A section that matched, with its raw BM25 score (higher is better)."""
+
+    id: int
+    section: Section
+    bm25: float
+
+
+@dataclass(slots=True)
+class SyncReport:
+    files: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    sections: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+class IndexUnavailable(RuntimeError):
+    """The index could not be opened or updated."""
+
+
+def index_path_for(index_root: Path, markdown_root: Path) -> Path:
+    """Where the index of ``markdown_root`` lives: one file per resolved root."""
+    resolved = str(markdown_root.resolve())
+    digest = hashlib.sha256(resolved.encode()).hexdigest()[:16]
+    return index_root / f"sections-{digest}.sqlite"
+
+
+class SectionIndex:
+    """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, connection: sqlite3.Connection, db_path: Path) -> None:
+        self._db = connection
+        self.db_path = db_path
+
+    @classmethod
+    def open(cls, db_path: Path, *, busy_timeout_s: float = 60.0) -> SectionIndex:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            db_path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.Error as exc:
+            db.close()
+            raise IndexUnavailable(
+                f"cannot open the search index at {db_path.name}: {exc}"
+            ) from exc
+        return cls(db, db_path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SectionIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ updating
+    def sync(self, root: Path, *, max_chars: int, overlap_chars: int) -> SyncReport:
+        """Bring the index in line with the markdown files under ``root``; return what changed."""
+        started = time.perf_counter()
+        settings = json.dumps([SCHEMA_VERSION, max_chars, overlap_chars, COLUMN_WEIGHTS])
+        on_disk = {f.relative: f for f in iter_files(root, MARKDOWN_SUFFIXES)}
+        report = SyncReport(files=len(on_disk))
+        if self._meta("settings") != settings or self._changes(on_disk):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._meta("settings") != settings:
+                    for table in ("files", "sections", "sections_fts"):
+                        self._db.execute(f"DELETE FROM {table}")
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES ('settings', ?)",
+                        (settings,),
+                    )
+                self._apply(on_disk, report, max_chars=max_chars, overlap_chars=overlap_chars)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        report.unchanged = report.files - report.indexed
+        report.sections = self._db.execute("SELECT count(*) FROM sections").fetchone()[0]
+        report.warnings = [
+            f"{path}: skipped, {warning}"
+            for path, warning in self._db.execute(
+                "SELECT path, warning FROM files WHERE warning IS NOT NULL ORDER BY path"
+            )
+        ]
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _known(self) -> dict[str, tuple[int, int, str]]:
+        return {
+            path: (size, mtime_ns, sha)
+            for path, size, mtime_ns, sha in self._db.execute(
+                "SELECT path, size, mtime_ns, sha256 FROM files"
+            )
+        }
+
+    def _changes(self, on_disk: dict[str, CorpusFile]) -> bool:
+        known = self._known()
+        if known.keys() != on_disk.keys():
+            return True
+        return any(known[p][:2] != (f.size, f.mtime_ns) for p, f in on_disk.items())
+
+    def _apply(
+        self,
+        on_disk: dict[str, CorpusFile],
+        report: SyncReport,
+        *,
+        max_chars: int,
+        overlap_chars: int,
+    ) -> None:
+        known = self._known()  # re-read under the write lock: another process may have synced
+        for gone in known.keys() - on_disk.keys():
+            self._remove(gone)
+            report.removed += 1
+        for relative, corpus_file in on_disk.items():
+            previous = known.get(relative)
+            if previous and previous[:2] == (corpus_file.size, corpus_file.mtime_ns):
+                continue
+            try:
+                data = corpus_file.path.read_bytes()
+            except OSError as exc:
+                self._record_file(corpus_file, "", 0, f"unreadable ({exc.strerror})")
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if previous and previous[2] == sha:  # touched, not changed
+                self._db.execute(
+                    "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?",
+                    (corpus_file.size, corpus_file.mtime_ns, relative),
+                )
+                continue
+            self._remove(relative)
+            report.indexed += 1
+            try:
+                text = decode_text(data)
+            except UndecodableFile as exc:
+                self._record_file(corpus_file, sha, 0, str(exc))
+                continue
+            sections = split_markdown(
+                text, relative, max_chars=max_chars, overlap_chars=overlap_chars
+            )
+            self._insert(sections)
+            self._record_file(corpus_file, sha, len(sections), None)
+
+    def _record_file(
+        self, corpus_file: CorpusFile, sha: str, sections: int, warning: str | None
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO files(path, size, mtime_ns, sha256, sections, warning)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (corpus_file.relative, corpus_file.size, corpus_file.mtime_ns, sha, sections, warning),
+        )
+
+    def _remove(self, relative: str) -> None:
+        self._db.execute(
+            "DELETE FROM sections_fts WHERE rowid IN (SELECT id FROM sections WHERE path = ?)",
+            (relative,),
+        )
+        self._db.execute("DELETE FROM sections WHERE path = ?", (relative,))
+        self._db.execute("DELETE FROM files WHERE path = ?", (relative,))
+
+    def _insert(self, sections: Iterable[Section]) -> None:
+        for section in sections:
+            cursor = self._db.execute(
+                "INSERT INTO sections(path, title, headings, line_start, line_end)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    section.path,
+                    section.title,
+                    json.dumps(section.headings, ensure_ascii=False),
+                    section.line_start,
+                    section.line_end,
+                ),
+            )
+            self._db.execute(
+                "INSERT INTO sections_fts(rowid, title, heading, lead, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    cursor.lastrowid,
+                    section.title,
+                    " ".join(section.headings),
+                    section.lead,
+                    split_camel(section.text),
+                ),
+            )
+
+    # ------------------------------------------------------------------ reading
+    def search(self, query_words: Sequence[str], *, limit: int) -> list[Hit]:
+        """Sections matching any of ``query_words`` (unstemmed), best BM25 first."""
+        terms = [w.replace('"', "") for w in query_words if w.replace('"', "")]
+        if not terms:
+            return []
+        expression = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
+        weights = ", ".join(str(w) for w in COLUMN_WEIGHTS)
+        rows = self._db.execute(
+            "SELECT s.id, s.path, s.title, s.headings, s.line_start, s.line_end, f.lead, f.body,"
+            f" bm25(sections_fts, {weights}) AS rank"
+            " FROM sections_fts AS f JOIN sections AS s ON s.id = f.rowid"
+            " WHERE sections_fts MATCH ? ORDER BY rank LIMIT ?",
+            (expression, limit),
+        ).fetchall()
+        return [
+            Hit(
+                id=row[0],
+                section=Section(
+                    path=row[1],
+                    title=row[2],
+                    headings=tuple(json.loads(row[3])),
+                    line_start=row[4],
+                    line_end=row[5],
+                    text=row[7],
+                    lead=row[6],
+                ),
+                bm25=-float(row[8]),
+            )
+            for row in rows
+        ]
+
+    def section_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM sections").fetchone()[0])
+
+    def document_frequencies(self, stemmed_terms: Iterable[str]) -> dict[str, int]:
+        """How many sections contain each (stemmed) term; 0 for unknown terms."""
+        terms = list(dict.fromkeys(stemmed_terms))
+        found = dict.fromkeys(terms, 0)
+        for chunk_start in range(0, len(terms), 500):
+            chunk = terms[chunk_start : chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            for term, docs in self._db.execute(
+                f"SELECT term, doc FROM sections_vocab WHERE term IN ({marks})",
+                chunk,
+            ):
+                found[term] = int(docs)
+        return found
+
+    def terms_in_file(self, path: str, stemmed_terms: Iterable[str]) -> set[str]:
+        """Which of ``stemmed_terms`` occur anywhere in the file at ``path``."""
+        terms = list(dict.fromkeys(stemmed_terms))
+        if not terms:
+            return set()
+        marks = ",".join("?" * len(terms))
+        return {
+            row[0]
+            for row in self._db.execute(
+                f"SELECT DISTINCT term FROM sections_terms WHERE term IN ({marks})"
+                " AND doc IN (SELECT id FROM sections WHERE path = ?)",
+                [*terms, path],
+            )
+        }
+
+    def idf(self, stemmed_terms: Iterable[str]) -> dict[str, float]:
+        """BM25-style inverse document frequency per term (rare terms weigh more)."""
+        total = self.section_count()
+        return {
+            term: math.log(1 + (total - df + 0.5) / (df + 0.5))
+            for term, df in self.document_frequencies(stemmed_terms).items()
+        }

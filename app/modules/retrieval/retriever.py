@@ -1,0 +1,137 @@
+"""Rank sections for one part of a question: BM25 candidates, re-scored and diversified.
+
+BM25 alone favours short sections that repeat one query word. The re-score adds how much of
+the question's IDF-weighted vocabulary a section covers, whether query words appear next to
+each other as in the question, and how strongly the section's file matches as a whole (a
+file whose several sections match is usually the right one). A per-file damping then keeps
+one page from filling every slot on broad questions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.modules.retrieval.index import Hit, SectionIndex
+from app.modules.retrieval.text import QUESTION_SCAFFOLD, STOPWORDS, fold, stems, words
+
+CANDIDATES = 80
+_CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
+SAME_FILE_DAMPING = 0.72
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What to look for: the words to match and the weighted stems to cover."""
+
+    text: str
+    match_words: tuple[str, ...]
+    terms: tuple[str, ...]  # stems that define the subject (no stop words, no scaffolding)
+    bigrams: tuple[tuple[str, str], ...]  # adjacent subject stems in the question
+    names: tuple[str, ...] = ()  # stems of capitalised words: organisations, programmes, places
+
+    @classmethod
+    def from_text(cls, text: str, *, extra: Sequence[str] = ()) -> Query:
+        tokens = [w for w in words(text) if w not in STOPWORDS]
+        tokens += [w for w in extra if w not in tokens]
+        subject = [w for w in tokens if w not in QUESTION_SCAFFOLD and (len(w) > 1 or w.isdigit())]
+        terms = tuple(dict.fromkeys(stems(" ".join(subject))))
+        ordered = stems(" ".join(subject))
+        bigrams = tuple(dict.fromkeys(itertools.pairwise(ordered)))
+        capitalised = [w for w in _CAPITALISED.findall(text) if fold(w) not in STOPWORDS]
+        # Borrowed context ("it" -> the organisation named before) helps find passages,
+        # but the part's own names say what it is about.
+        names = tuple(dict.fromkeys(stems(" ".join(capitalised))))
+        return cls(
+            text=text,
+            match_words=tuple(dict.fromkeys(tokens)),
+            terms=terms,
+            bigrams=bigrams,
+            names=tuple(n for n in names if n in terms),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    hit: Hit
+    score: float  # 0..~1, comparable within one query
+    coverage: float  # IDF-weighted share of the query's terms found in the section
+    matched: frozenset[str]
+
+
+def section_stems(hit: Hit) -> list[str]:
+    section = hit.section
+    return stems(f"{section.title} {' '.join(section.headings)} {section.text}")
+
+
+def coverage(
+    terms: Sequence[str], found: set[str] | frozenset[str], idf: dict[str, float]
+) -> float:
+    total = sum(idf.get(t, 0.0) for t in terms)
+    if total <= 0:
+        return 0.0
+    return sum(idf.get(t, 0.0) for t in terms if t in found) / total
+
+
+def _adjacent(bigrams: Sequence[tuple[str, str]], tokens: Sequence[str]) -> float:
+    if not bigrams:
+        return 0.0
+    positions: dict[str, list[int]] = defaultdict(list)
+    for position, token in enumerate(tokens):
+        positions[token].append(position)
+    near = 0
+    for first, second in bigrams:
+        seconds = positions.get(second, [])
+        if any(0 < s - f <= 3 for f in positions.get(first, []) for s in seconds):
+            near += 1
+    return near / len(bigrams)
+
+
+def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) -> list[Ranked]:
+    """The ``k`` best sections for ``query``, diversified across files."""
+    hits = index.search(query.match_words, limit=CANDIDATES)
+    if not hits:
+        return []
+    best_bm25 = max(h.bm25 for h in hits) or 1.0
+    scored: list[tuple[Hit, float, float, frozenset[str]]] = []
+    for hit in hits:
+        tokens = section_stems(hit)
+        found = frozenset(t for t in query.terms if t in set(tokens))
+        cov = coverage(query.terms, found, idf)
+        score = 0.45 * (hit.bm25 / best_bm25) + 0.45 * cov + 0.10 * _adjacent(query.bigrams, tokens)
+        scored.append((hit, score, cov, found))
+
+    by_file: dict[str, list[float]] = defaultdict(list)
+    for hit, score, _, _ in scored:
+        by_file[hit.section.path].append(score)
+    file_strength = {
+        path: (s := sorted(scores, reverse=True))[0] + 0.25 * sum(s[1:3])
+        for path, scores in by_file.items()
+    }
+    strongest = max(file_strength.values()) or 1.0
+    ranked = sorted(
+        (
+            Ranked(
+                hit,
+                0.8 * score + 0.2 * file_strength[hit.section.path] / strongest,
+                cov,
+                found,
+            )
+            for hit, score, cov, found in scored
+        ),
+        key=lambda r: r.score,
+        reverse=True,
+    )
+
+    chosen: list[Ranked] = []
+    per_file: dict[str, int] = defaultdict(int)
+    pool = list(ranked)
+    while pool and len(chosen) < k:
+        best = max(pool, key=lambda r: r.score * SAME_FILE_DAMPING ** per_file[r.hit.section.path])
+        pool.remove(best)
+        per_file[best.hit.section.path] += 1
+        chosen.append(best)
+    return chosen

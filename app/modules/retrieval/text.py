@@ -1,0 +1,130 @@
+"""Tokens the way the index sees them: unicode61 folding plus the Porter stemmer.
+
+FTS5 stems inside SQLite; the writer and the gap check need the same stems in Python to
+compare a question with a sentence, so both use the Porter algorithm (PyStemmer).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import Stemmer
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_CAMEL = re.compile(r"\b[A-Za-z]+[a-z][A-Z][A-Za-z]*\b")
+_CAMEL_PARTS = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+# Function words and question scaffolding: they say how a thing is asked, not what.
+STOPWORDS = frozenset(
+    """
+    a about above after again against all also am an and any are aren as at be because been
+    before being below between both but by can cannot could did didn do does doesn doing don
+    down during each either else ever few for from further get gets got had has hasn have
+    having he her here hers herself him himself his how i if in into is isn it its itself
+    just let lets like ll me might more most much must my myself no nor not now of off on
+    once only or other ought our ours ourselves out over own per please re same shall she
+    should so some such tell than that the their theirs them themselves then there these
+    they this those through to too under until up upon us ve very via was wasn way we were
+    weren what when where which while who whom whose why will with within without would yet
+    you your yours yourself yourselves s t d m o y give show list describe explain say says
+    said
+    """.split()
+)
+
+# Words that shape a question ("what are the main ...") without naming its subject; they
+# are kept out of gap checks so that a broad question is judged on what it is about.
+QUESTION_SCAFFOLD = frozenset(
+    """
+    main key major overall general summary summarise summarize overview kind kinds type
+    types thing things information details detail know known many often new current
+    currently different various specific example examples part parts one two three first
+    second
+    """.split()
+)
+
+
+def fold(text: str) -> str:
+    """Lower case without diacritics, as FTS5's unicode61 tokenizer folds."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def words(text: str) -> list[str]:
+    """Folded tokens; ``EcoDrive`` and ``maxRetries`` also yield their parts."""
+    return _WORD.findall(fold(split_camel(text)))
+
+
+def split_camel(text: str) -> str:
+    """Add the parts of camelCase words after them, so "eco driving" finds "EcoDrive"."""
+    return _CAMEL.sub(lambda m: f"{m.group(0)} {_CAMEL_PARTS.sub(' ', m.group(0))}", text)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("porter")
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    return str(_stemmer().stemWord(word))
+
+
+def stems(text: str) -> list[str]:
+    """Every token's stem, stop words included (positions matter for phrases)."""
+    return [stem(w) for w in words(text)]
+
+
+def content_terms(text: str) -> list[str]:
+    """Distinct stems of the words that carry meaning, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for word in words(text):
+        if word in STOPWORDS or (len(word) == 1 and not word.isdigit()):
+            continue
+        seen.setdefault(stem(word), None)
+    return list(seen)
+
+
+# Everyday verbs, adjectives and adverbs: in a question they say what is done with the
+# subject ("put into", "formally adopt", "so far", "how big"), so a passage that answers may
+# well use other words for them. The gap check weighs them lightly; names and nouns decide.
+GENERIC_WORDS = frozenset(
+    """
+    able accept according achieve across actual actually add added adopt affect afford ago
+    agree aim allow allowed almost alone along already always amount annual annually anyone
+    anything apply approach approve approx around ask away back bad based basic become begin
+    behind believe best better big biggest bring build built buy call came carry case cause
+    change check choose claim clear close come compare complete consider continue cost costs
+    count cover create current cut daily deal decide deliver depend detail develop different
+    direct do doing done due during each early earn easy effect else enable end enough ensure
+    entire even ever every exact exactly expect explain extra fact fail fall far fast final
+    finally find fine finish follow following formal formally full fully further future gave
+    general get getting give given go goes going gone good got great grow half hand happen
+    hard head hear help high higher hold hope huge idea important include increase instead
+    intend involve keep kind know large last late later least leave less let level likely
+    little long look lot low lower made main major make making manage mean means meet might
+    mind miss more move much must name near nearly need never next nice normal normally note
+    number offer often old open order overall own paid part past pay people per perhaps place
+    plan planned point possible present pretty previous probably problem provide pull put
+    quick quickly quite rather reach read ready real really reason recent recently regular
+    remain require result return right run running same save say see seem seen send set
+    several short should show side similar simple since small so soon sort spend spent stand
+    start state still stop such suggest support suppose sure take taken talk tell tend term
+    thing think though thus time today together told took top total toward try turn type
+    typical under unless until use used using usual usually value various want way well went
+    whether whole wide will wish work works worth write year yes yet
+    """.split()
+)
+
+
+def is_generic(term: str) -> bool:
+    """A stem that says little about what a question is about (see GENERIC_WORDS)."""
+    if term.isdigit():
+        return not (len(term) == 4 and term[:2] in {"19", "20"})  # a year names a period
+    return term in _generic_stems()
+
+
+@lru_cache(maxsize=1)
+def _generic_stems() -> frozenset[str]:
+    return frozenset(stem(w) for w in GENERIC_WORDS)

@@ -1,0 +1,1 @@
+"""Optional structured evidence: read-only SQL over the tables in a corpus."""
