@@ -266,8 +266,9 @@ def _answer(
             body,
             several_or_model=(len(parts) > 1 or not isinstance(writer, ExtractiveWriter)),
         )
-        progress.delta(tail)
         final = body.rstrip() + "\n\n" + tail
+        # Stream exactly what completes the answer, so the pieces add up to final.md.
+        progress.delta(final[len(body) :] if final.startswith(body) else tail)
         cited = [i for i in cited_ids(final) if i in valid]
         gaps = [p for p in parts if p.gap]
         details.update(cited=len(cited), invalid_citations=invalid, gaps=len(gaps))

@@ -25,13 +25,14 @@ from app.modules.documents.corpus import (
     iter_files,
 )
 from app.modules.documents.sections import Section, split_markdown
-from app.modules.retrieval.text import split_camel
+from app.modules.retrieval.text import camel_parts
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
-# bm25() column weights: title, heading path, lead (front matter + first paragraph), body.
-# The words that tell one page from its neighbours sit in the title and headings.
-COLUMN_WEIGHTS = (4.0, 2.5, 0.8, 1.0)
+# bm25() column weights: title, heading path, lead (front matter + first paragraph), body,
+# and the parts of the body's camelCase words. The words that tell one page from its
+# neighbours sit in the title and headings.
+COLUMN_WEIGHTS = (4.0, 2.5, 0.8, 1.0, 1.0)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS sections(
 );
 CREATE INDEX IF NOT EXISTS sections_by_path ON sections(path);
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_fts USING fts5(
-    title, heading, lead, body, tokenize = 'porter unicode61'
+    title, heading, lead, body, alias, tokenize = 'porter unicode61'
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_vocab USING fts5vocab(sections_fts, 'row');
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_terms USING fts5vocab(sections_fts, 'instance');
@@ -239,14 +240,15 @@ class SectionIndex:
                 ),
             )
             self._db.execute(
-                "INSERT INTO sections_fts(rowid, title, heading, lead, body)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO sections_fts(rowid, title, heading, lead, body, alias)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     cursor.lastrowid,
                     section.title,
                     " ".join(section.headings),
                     section.lead,
-                    split_camel(section.text),
+                    section.text,
+                    camel_parts(section.text),
                 ),
             )
 

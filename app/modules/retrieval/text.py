@@ -61,6 +61,11 @@ def split_camel(text: str) -> str:
     return _CAMEL.sub(lambda m: f"{m.group(0)} {_CAMEL_PARTS.sub(' ', m.group(0))}", text)
 
 
+def camel_parts(text: str) -> str:
+    """Only the parts of the camelCase words in ``text`` ("EcoDrive" -> "Eco Drive")."""
+    return " ".join(_CAMEL_PARTS.sub(" ", m.group(0)) for m in _CAMEL.finditer(text))
+
+
 @lru_cache(maxsize=1)
 def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("porter")
