@@ -62,6 +62,7 @@ class AppConfig(BaseSettings):
     pipeline: str | None = None
 
     # --- HTTP layer ---
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sse_ping_s: float = Field(default=15.0, gt=0)
@@ -70,6 +71,11 @@ class AppConfig(BaseSettings):
     _split = field_validator("documents_roots", "api_keys", "cors_origins", mode="before")(
         _split_commas
     )
+
+    @field_validator("base_dir", mode="after")
+    @classmethod
+    def _absolute_base(cls, value: Path) -> Path:
+        return value.resolve()
 
     def resolve(self, path: str | Path) -> Path:
         """An absolute path for ``path``, taken relative to the base directory."""

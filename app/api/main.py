@@ -1,0 +1,65 @@
+"""create_app(): the FastAPI application; ``app`` is the instance uvicorn serves.
+
+The lifespan builds the settings, the run store (which reconciles runs left by a dead
+process) and the executor, and closes them in reverse order: on a clean shutdown running
+runs are asked to stop and recorded as stopped, never left "running" on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from app import __version__
+from app.api.body_limit import BodySizeLimit
+from app.api.errors import add_exception_handlers
+from app.api.routes import health, runs
+from app.api.services.run_executor import RunExecutor, load_pipeline
+from app.api.services.run_store import RunStore
+from app.config import AppConfig
+
+log = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    settings: AppConfig
+    store: RunStore
+    executor: RunExecutor
+
+
+def create_app(settings: AppConfig | None = None) -> FastAPI:
+    """A new application; nothing is created until its lifespan starts."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        config = settings or AppConfig()
+        pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
+        store = RunStore(config)
+        await anyio.to_thread.run_sync(store.open)
+        executor = RunExecutor(store, config, pipeline)
+        log.info("answer service ready: %s runs known", store.count())
+        try:
+            yield {"settings": config, "store": store, "executor": executor}
+        finally:
+            await anyio.to_thread.run_sync(executor.shutdown)
+
+    app = FastAPI(
+        title="Answer service",
+        version=__version__,
+        summary="Cited answers about a folder of documents, as long-running runs.",
+        lifespan=lifespan,
+    )
+    add_exception_handlers(app)
+    app.include_router(runs.router)
+    app.include_router(health.router)
+    cap = (settings or AppConfig()).max_body_bytes
+    app.add_middleware(BodySizeLimit, max_bytes=cap)
+    return app
+
+
+app = create_app()

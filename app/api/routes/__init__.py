@@ -1,0 +1,1 @@
+"""Thin handlers: validate, call one service, shape the response."""

@@ -1,0 +1,192 @@
+"""The run lifecycle: the four v1 endpoints, plus list, record and cancel (API.md)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Response, status
+
+from app.api.deps import RunExecutorDep, RunStoreDep, SettingsDep
+from app.api.models import (
+    ErrorBody,
+    RunAccepted,
+    RunContext,
+    RunCreate,
+    RunList,
+    RunOutput,
+    RunProgress,
+    RunRecord,
+    RunStatus,
+    RunSummary,
+    RunUrls,
+)
+from app.api.services.document_roots import confine_markdown_path
+from app.api.services.errors import RunAlreadyExists
+from app.api.services.run_artifacts import read_context, read_output
+from app.api.services.run_store import RunState
+from app.modules.run_ids import build_run_id
+
+PREFIX = "/api/v1/runs"
+router = APIRouter(prefix=PREFIX, tags=["runs"])
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        404: "No run with this id.",
+        409: "The run is not in a state that allows this.",
+        413: "The request body is too large.",
+        422: "The request is not valid; `detail` lists the fields.",
+        429: "Too many runs are waiting; retry after `Retry-After` seconds.",
+        500: "A finished run's artifact is missing or unreadable.",
+    }
+    return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
+
+
+def _urls(run_id: str) -> RunUrls:
+    base = f"{PREFIX}/{run_id}"
+    return RunUrls(
+        status_url=f"{base}/status",
+        output_url=f"{base}/output",
+        context_url=f"{base}/context",
+        events_url=f"{base}/events",
+    )
+
+
+def _status(state: RunState) -> RunStatus:
+    return RunStatus.model_validate(state.status_payload())
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=_errors(409, 413, 422, 429),
+)
+def create_run(
+    body: RunCreate, executor: RunExecutorDep, settings: SettingsDep, response: Response
+) -> RunAccepted:
+    """Start a run; answers at once with where to follow it."""
+    markdown_path = confine_markdown_path(settings, body.markdown_path)
+    submit = partial(
+        executor.submit,
+        question=body.question,
+        enable_sql=body.enable_sql,
+        markdown_path=markdown_path,
+        log_llm_payload=body.log_llm_payload,
+    )
+    if body.run_id is not None:
+        state = submit(body.run_id)
+    else:
+        for attempt in range(5):  # a generated id can only clash by a one-in-16M chance
+            try:
+                state = submit(build_run_id())
+                break
+            except RunAlreadyExists:
+                if attempt == 4:
+                    raise
+    urls = _urls(state.run_id)
+    response.headers["Location"] = urls.status_url
+    return RunAccepted(
+        run_id=state.run_id,
+        status="queued",
+        status_url=urls.status_url,
+        output_url=urls.output_url,
+        context_url=urls.context_url,
+    )
+
+
+@router.get("", responses=_errors(422))
+def list_runs(
+    store: RunStoreDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    status_filter: Annotated[
+        str | None,
+        Query(
+            alias="status",
+            pattern="^(queued|running|completed|completed_with_gaps|failed|stopped)$",
+        ),
+    ] = None,
+) -> RunList:
+    """Runs, newest first, a page at a time."""
+    page, next_cursor = store.list_runs(limit=limit, cursor=cursor, status=status_filter)
+    return RunList(
+        items=[
+            RunSummary(
+                run_id=s.run_id,
+                status=s.status,  # type: ignore[arg-type]
+                question=s.question,
+                created_at=s.created_at,
+                started_at=s.started_at,
+                completed_at=s.completed_at,
+                finish_reason=s.finish_reason,  # type: ignore[arg-type]
+            )
+            for s in page
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/{run_id}", responses=_errors(404))
+async def get_run(run_id: str, store: RunStoreDep) -> RunRecord:
+    """Everything about a run: options, status, timestamps, progress, artifacts, URLs."""
+    state = store.get(run_id)
+    return RunRecord.model_validate(
+        {
+            **state.to_json(),
+            "progress": RunProgress(
+                stage=state.stage,
+                message=state.message,
+                step=state.step,
+                total_steps=state.total_steps,
+            ),
+            "urls": _urls(run_id),
+        }
+    )
+
+
+@router.get("/{run_id}/status", responses=_errors(404))
+async def get_status(run_id: str, store: RunStoreDep) -> RunStatus:
+    """The polling endpoint: cheap, never reads the run's artifacts."""
+    return _status(store.get(run_id))
+
+
+@router.get("/{run_id}/output", responses=_errors(404, 409, 500))
+async def get_output(run_id: str, store: RunStoreDep) -> RunOutput:
+    """The final answer (markdown) of a finished run."""
+    state, content, path = await anyio.to_thread.run_sync(read_output, store, run_id)
+    return RunOutput(
+        run_id=run_id,
+        status=state.status,  # type: ignore[arg-type]
+        content=content,
+        final_output_path=path,
+    )
+
+
+@router.get("/{run_id}/context", responses=_errors(404, 409, 500))
+async def get_context(run_id: str, store: RunStoreDep) -> RunContext:
+    """The evidence bundle of a finished run."""
+    state, bundle, path = await anyio.to_thread.run_sync(read_context, store, run_id)
+    return RunContext(
+        run_id=run_id,
+        status=state.status,  # type: ignore[arg-type]
+        context_bundle=bundle,
+        context_bundle_path=path,
+    )
+
+
+@router.post(
+    "/{run_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"model": RunStatus, "description": "The run was already stopped."},
+        **_errors(404, 409),
+    },
+)
+def cancel_run(run_id: str, executor: RunExecutorDep, response: Response) -> RunStatus:
+    """Stop a run: a queued one at once, a running one within a few seconds."""
+    state, asked = executor.cancel(run_id)
+    if not asked:
+        response.status_code = status.HTTP_200_OK
+    return _status(state)

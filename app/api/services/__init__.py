@@ -1,0 +1,1 @@
+"""Services own state and rules; routes only call them (no FastAPI imports here)."""

@@ -1,0 +1,108 @@
+"""Domain errors raised by the services; app/api/errors.py maps them to HTTP (one place)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RunServiceError(Exception):
+    """Base: a stable ``code``, a ``message`` for a person, an HTTP status, extra fields."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+class RunNotFound(RunServiceError):
+    status_code = 404
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id '{run_id}'", run_id=run_id)
+
+
+class RunAlreadyExists(RunServiceError):
+    status_code = 409
+    code = "run_exists"
+
+    def __init__(self, run_id: str, status_url: str) -> None:
+        super().__init__(
+            f"a run with id '{run_id}' already exists; choose another id or follow that run",
+            run_id=run_id,
+            status_url=status_url,
+        )
+
+
+class RunNotFinished(RunServiceError):
+    status_code = 409
+    code = "run_not_finished"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"run '{run_id}' is {status}; its output is available once it has finished",
+            run_id=run_id,
+            status=status,
+        )
+
+
+class NoOutput(RunServiceError):
+    status_code = 409
+    code = "no_output"
+
+    def __init__(self, run_id: str, status: str, artifact: str) -> None:
+        super().__init__(
+            f"run '{run_id}' ended {status} before it wrote {artifact}",
+            run_id=run_id,
+            status=status,
+        )
+
+
+class ArtifactMissing(RunServiceError):
+    status_code = 500
+    code = "artifact_missing"
+
+    def __init__(self, run_id: str, artifact: str, reason: str) -> None:
+        super().__init__(f"run '{run_id}' finished but its {artifact} {reason}", run_id=run_id)
+
+
+class RunAlreadyFinished(RunServiceError):
+    status_code = 409
+    code = "run_finished"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"run '{run_id}' has already finished ({status}); there is nothing to cancel",
+            run_id=run_id,
+            status=status,
+        )
+
+
+class QueueFull(RunServiceError):
+    status_code = 429
+    code = "queue_full"
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"{limit} runs are already waiting; try again in about {retry_after_s} s",
+            limit=limit,
+        )
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class InvalidRequest(RunServiceError):
+    """A request that passed the schema but not the server's rules (e.g. a path outside)."""
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, detail=[{"loc": ["body", field], "msg": message}])
+
+
+class IllegalTransition(RuntimeError):
+    """A programming error: a run may not move from its state to the one asked."""

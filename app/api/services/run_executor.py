@@ -1,0 +1,323 @@
+"""Runs ``run_pipeline`` off the event loop: a bounded pool, a bounded queue, cancel, timeout.
+
+A POST never waits for the engine: it reserves a queue slot, claims the run in the store and
+hands the run to a thread pool. A worker thread moves the run to ``running``, calls the
+pipeline with ``on_event`` (progress and answer pieces, relayed to the store and to the
+listeners) and ``should_stop`` (cancel flag, the cancel marker another process may have
+written, and the deadline), then records the terminal state. Whatever the pipeline raises
+ends the run as ``failed`` with a code and a message a person can act on; the traceback
+goes to the log and to api_state.json only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.api.services.errors import QueueFull, RunAlreadyFinished
+from app.api.services.run_store import ACTIVE, RunState, RunStore
+from app.config import AppConfig
+from app.modules.orchestrator.module import PipelineError, PipelineResult, run_pipeline
+
+log = logging.getLogger(__name__)
+
+Pipeline = Callable[..., PipelineResult]
+DeltaListener = Callable[[str, str], None]
+CANCEL_MARKER = "cancel_requested"
+
+
+def load_pipeline(spec: str | None) -> Pipeline:
+    """The built-in engine, or ``package.module:function`` from APP_PIPELINE."""
+    if not spec:
+        return run_pipeline
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"APP_PIPELINE must look like 'package.module:function', not {spec!r}")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"APP_PIPELINE {spec!r} cannot be loaded: {exc}") from exc
+    if not callable(target):
+        raise ValueError(f"APP_PIPELINE {spec!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Job:
+    run_id: str
+    config: AppConfig
+    question: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown
+    deadline: float = 0.0
+
+
+class RunExecutor:
+    """Bounded execution of runs in worker threads."""
+
+    def __init__(self, store: RunStore, config: AppConfig, pipeline: Pipeline | None = None):
+        self.store = store
+        self.config = config
+        self.pipeline = pipeline or load_pipeline(config.pipeline)
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.max_workers, thread_name_prefix="run-worker"
+        )
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}
+        self._waiting = 0  # submitted, not yet started
+        self._running = 0
+        self._closed = False
+        self._delta_listeners: list[DeltaListener] = []
+
+    def add_delta_listener(self, listener: DeltaListener) -> None:
+        """``listener(run_id, text)`` for each piece of an answer as it is written."""
+        self._delta_listeners.append(listener)
+
+    @property
+    def queued(self) -> int:
+        return self._waiting
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closed
+
+    # ------------------------------------------------------------------ submitting
+    def submit(
+        self,
+        run_id: str,
+        *,
+        question: str,
+        enable_sql: bool,
+        markdown_path: str,
+        log_llm_payload: bool,
+    ) -> RunState:
+        """Queue a run; QueueFull (nothing written) when APP_MAX_QUEUED runs already wait."""
+        with self._lock:
+            if self._closed:
+                raise QueueFull(0, retry_after_s=5)
+            if self._waiting >= self.config.max_queued:
+                raise QueueFull(self.config.max_queued, retry_after_s=self._retry_after())
+            self._waiting += 1  # reserve the slot before anything touches the disk
+        try:
+            state = self.store.create(
+                run_id,
+                question=question,
+                enable_sql=enable_sql,
+                markdown_path=markdown_path,
+                log_llm_payload=log_llm_payload,
+            )
+        except BaseException:
+            with self._lock:
+                self._waiting -= 1
+            raise
+        run_config = self.config.model_copy(
+            update={
+                "markdown_path": markdown_path,
+                "enable_sql": enable_sql,
+                "log_llm_payload": log_llm_payload,
+            }
+        )
+        job = _Job(run_id=run_id, config=run_config, question=question)
+        with self._lock:
+            self._jobs[run_id] = job
+        self._pool.submit(self._execute, job)
+        return state
+
+    def _retry_after(self) -> int:
+        # A rough figure: the queue drains at max_workers runs per typical run time.
+        return max(1, min(60, self._waiting // max(1, self.config.max_workers)))
+
+    # ------------------------------------------------------------------ cancelling
+    def cancel(self, run_id: str) -> tuple[RunState, bool]:
+        """Stop a run: a queued one at once, a running one cooperatively.
+
+        Returns the state and whether this call asked for the stop (False when the run was
+        already stopped: cancelling is retry-safe).
+        """
+        state = self.store.get(run_id)
+        if state.status == "stopped":
+            return state, False
+        if state.terminal:
+            raise RunAlreadyFinished(run_id, state.status)
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is not None:
+            job.reason = "cancelled"
+            job.cancel.set()
+            if state.status == "queued":
+                stopped = self.store.try_transition(run_id, "stopped", finish_reason="cancelled")
+                return stopped or self.store.get(run_id), True
+            return self.store.get(run_id), True
+        # Another process owns the run: leave a marker that its should_stop looks for.
+        (self.store.root / run_id / CANCEL_MARKER).touch()
+        return state, True
+
+    # ------------------------------------------------------------------ running
+    def _execute(self, job: _Job) -> None:
+        with self._lock:
+            self._waiting -= 1
+        if job.cancel.is_set() or self._marker(job.run_id).exists():
+            # Cancelled while queued: the cancel call has (or will have) recorded it.
+            self.store.try_transition(job.run_id, "stopped", finish_reason="cancelled")
+            self._forget(job)
+            return
+        if self.store.try_transition(job.run_id, "running") is None:
+            self._forget(job)
+            return
+        with self._lock:
+            self._running += 1
+        job.deadline = time.monotonic() + self.config.run_timeout_s
+        try:
+            self._run(job)
+        finally:
+            with self._lock:
+                self._running -= 1
+            self._forget(job)
+
+    def _run(self, job: _Job) -> None:
+        marker = self._marker(job.run_id)
+
+        def should_stop() -> bool:
+            if job.cancel.is_set():
+                return True
+            if time.monotonic() > job.deadline:
+                job.reason = "timeout"
+                return True
+            if marker.exists():
+                job.reason = "cancelled"
+                return True
+            return False
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("type") == "progress":
+                self.store.progress(
+                    job.run_id,
+                    stage=str(event.get("stage")),
+                    message=str(event.get("message")),
+                    step=int(event.get("step", 0)),
+                    total=int(event.get("total_steps", 0)),
+                )
+            elif event.get("type") == "answer_delta":
+                for listener in self._delta_listeners:
+                    listener(job.run_id, str(event.get("text", "")))
+
+        try:
+            result = self.pipeline(
+                job.config, job.question, job.run_id, on_event=on_event, should_stop=should_stop
+            )
+        except PipelineError as exc:
+            self._fail(job, exc.code, exc.message)
+            return
+        except Exception as exc:
+            log.exception("run %s: the pipeline raised", job.run_id)
+            self._fail(job, "pipeline_error", _readable(exc))
+            return
+        self._finish(job, result)
+
+    def _finish(self, job: _Job, result: PipelineResult) -> None:
+        artifacts = {
+            "final_output_path": self._relative(result.final_output_path),
+            "context_bundle_path": self._relative(result.context_bundle_path),
+        }
+        if result.status == "stopped":
+            error = None
+            if job.reason == "timeout":
+                limit = f"{self.config.run_timeout_s:g}"
+                error = {"code": "run_timeout", "message": f"the run exceeded its {limit} s limit"}
+            elif job.reason == "shutdown":
+                error = _SHUTDOWN_ERROR
+            self.store.try_transition(
+                job.run_id,
+                "stopped",
+                finish_reason="timeout" if job.reason == "timeout" else "cancelled",
+                error=error,
+                **artifacts,
+            )
+            return
+        if result.status not in {"completed", "completed_with_gaps"}:
+            self._fail(job, "pipeline_error", f"the pipeline ended with status {result.status!r}")
+            return
+        self.store.try_transition(
+            job.run_id, result.status, finish_reason=result.finish_reason, **artifacts
+        )
+
+    def _fail(self, job: _Job, code: str, message: str) -> None:
+        log.warning("run %s failed: %s: %s", job.run_id, code, message)
+        self.store.try_transition(
+            job.run_id,
+            "failed",
+            finish_reason="error",
+            error={"code": code, "message": message},
+            traceback=traceback.format_exc(),
+            final_output_path=self._existing(job.run_id, "final.md"),
+            context_bundle_path=self._existing(job.run_id, "context_bundle.json"),
+        )
+
+    def _existing(self, run_id: str, name: str) -> str | None:
+        path = self.store.root / run_id / name
+        return self.config.relative(path) if path.exists() else None
+
+    def _relative(self, path: Path | None) -> str | None:
+        return self.config.relative(path) if path is not None and path.exists() else None
+
+    def _marker(self, run_id: str) -> Path:
+        return self.store.root / run_id / CANCEL_MARKER
+
+    def _forget(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs.pop(job.run_id, None)
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self, *, wait_s: float = 10.0) -> None:
+        """Stop accepting runs, ask running ones to stop, record every active run as stopped."""
+        with self._lock:
+            self._closed = True
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.reason = "shutdown"
+            job.cancel.set()
+        # Queued runs will never start: record them now.
+        for state in self.store.active_owned():
+            if state.status == "queued":
+                self.store.try_transition(
+                    state.run_id, "stopped", finish_reason="cancelled", error=_SHUTDOWN_ERROR
+                )
+        done = threading.Event()
+
+        def drain() -> None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            done.set()
+
+        threading.Thread(target=drain, daemon=True, name="run-pool-drain").start()
+        if not done.wait(wait_s):
+            log.warning("shutdown: runs still busy after %.0f s; recording them stopped", wait_s)
+        for state in self.store.active_owned():
+            self.store.try_transition(
+                state.run_id,
+                "stopped" if state.status in ACTIVE else state.status,
+                finish_reason="cancelled",
+                error=_SHUTDOWN_ERROR,
+            )
+
+
+_SHUTDOWN_ERROR = {
+    "code": "server_shutdown",
+    "message": "the server shut down while the run was active; start the run again",
+}
+
+
+def _readable(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]

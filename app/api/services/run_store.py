@@ -1,0 +1,439 @@
+"""The single source of truth for run state: in memory, and ``output/<run_id>/api_state.json``.
+
+Concurrency, in one process: one ``threading.Lock`` guards the dict and every transition, so
+worker threads and the event loop see each state change whole. Across processes sharing
+``output/``: a run id is claimed with an exclusive ``mkdir`` (atomic on every POSIX
+filesystem, so exactly one of N concurrent creators wins), every state file is replaced
+atomically, and a run owned by another process is read from its state file. On start-up the
+store reconciles: a run left queued or running by a process that no longer exists becomes
+``failed/interrupted``, unless its ``run.json`` already records how it ended.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from app.api.services.errors import IllegalTransition, RunAlreadyExists, RunNotFound
+from app.config import AppConfig
+from app.modules.atomic_file import write_json_atomic
+from app.modules.run_ids import is_valid_run_id
+from app.modules.run_logger import utc_now
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "api_state.json"
+TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
+ACTIVE = frozenset({"queued", "running"})
+_ALLOWED = {
+    "queued": frozenset({"running", "stopped", "failed"}),
+    "running": frozenset({"completed", "completed_with_gaps", "failed", "stopped"}),
+}
+_FINISH_REASONS = {
+    "completed": {"answered"},
+    "completed_with_gaps": {"answered_with_gaps"},
+    "failed": {"error", "interrupted"},
+    "stopped": {"cancelled", "timeout"},
+}
+
+Listener = Callable[[str, str, dict[str, Any]], None]
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid``: with the pid, it names one process for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22, counted after the command name, which may itself contain spaces.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _this_process() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "host": os.uname().nodename, "start": _process_start(pid)}
+
+
+def _is_alive(owner: dict[str, Any] | None) -> bool:
+    if not owner or owner.get("host") != os.uname().nodename:
+        return False  # another machine: no way to tell, and one machine is what we support
+    pid = owner.get("pid")
+    return isinstance(pid, int) and _process_start(pid) == owner.get("start") is not None
+
+
+@dataclass(slots=True)
+class RunState:
+    """One run as the API knows it (what api_state.json holds)."""
+
+    run_id: str
+    status: str
+    question: str
+    enable_sql: bool = False
+    markdown_path: str = "documents"
+    log_llm_payload: bool = False
+    created_at: str = field(default_factory=utc_now)
+    started_at: str | None = None
+    completed_at: str | None = None
+    finish_reason: str | None = None
+    error: dict[str, str] | None = None
+    stage: str | None = None
+    message: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    final_output_path: str | None = None
+    context_bundle_path: str | None = None
+    owner: dict[str, Any] | None = None
+    traceback: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def status_payload(self) -> dict[str, Any]:
+        """Exactly the v1 status payload."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        known = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in data.items() if k in known})
+        if state.status not in TERMINAL | ACTIVE or not isinstance(state.run_id, str):
+            raise ValueError(f"unknown status {state.status!r}")
+        return state
+
+
+class RunStore:
+    """Create, read, move and list runs. Thread-safe; safe to share ``output/`` across processes."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.root = config.output_root
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunState] = {}
+        self._owned: set[str] = set()
+        self._listeners: list[Listener] = []
+        self._me = _this_process()
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Create ``output/`` and load every run in it, reconciling abandoned ones."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for run_id in self._run_dirs():
+            state = self._load(run_id, reconcile=True)
+            if state is not None:
+                self._runs[run_id] = state
+
+    def is_writable(self) -> bool:
+        probe = self.root / f".ready-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError:
+            return False
+        return True
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener(run_id, kind, payload)`` after each change (kind: status | progress)."""
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ writing
+    def create(
+        self,
+        run_id: str,
+        *,
+        question: str,
+        enable_sql: bool,
+        markdown_path: str,
+        log_llm_payload: bool,
+    ) -> RunState:
+        """Claim ``run_id`` (exclusive mkdir) and record it as queued."""
+        run_dir = self.root / run_id
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
+        state = RunState(
+            run_id=run_id,
+            status="queued",
+            question=question,
+            enable_sql=enable_sql,
+            markdown_path=markdown_path,
+            log_llm_payload=log_llm_payload,
+            owner=self._me,
+        )
+        with self._lock:
+            self._write(state)
+            self._runs[run_id] = state
+            self._owned.add(run_id)
+        self._notify(run_id, "status", state.status_payload())
+        return state
+
+    def discard(self, run_id: str) -> None:
+        """Forget a run that was claimed but never accepted (e.g. the queue filled up)."""
+        with self._lock:
+            self._runs.pop(run_id, None)
+            self._owned.discard(run_id)
+        for path in (self.root / run_id).glob("*"):
+            path.unlink(missing_ok=True)
+        (self.root / run_id).rmdir()
+
+    def transition(self, run_id: str, status: str, **changes: Any) -> RunState:
+        """Move a run to ``status``; raise IllegalTransition if its state does not allow it."""
+        with self._lock:
+            state = self._runs.get(run_id)
+            if state is None:
+                raise RunNotFound(run_id)
+            if status not in _ALLOWED.get(state.status, frozenset()):
+                raise IllegalTransition(f"run {run_id}: {state.status} -> {status}")
+            reason = changes.get("finish_reason")
+            if status in TERMINAL and reason not in _FINISH_REASONS[status]:
+                raise IllegalTransition(f"run {run_id}: {status} cannot end with {reason!r}")
+            state.status = status
+            now = utc_now()
+            if status == "running":
+                state.started_at = now
+            if status in TERMINAL:
+                state.completed_at = now
+            for key, value in changes.items():
+                setattr(state, key, value)
+            self._write(state)
+            payload = state.status_payload()
+        self._notify(run_id, "status", payload)
+        return state
+
+    def try_transition(self, run_id: str, status: str, **changes: Any) -> RunState | None:
+        """Like :meth:`transition`, but ``None`` when the run has moved on already."""
+        try:
+            return self.transition(run_id, status, **changes)
+        except IllegalTransition:
+            return None
+
+    def progress(self, run_id: str, *, stage: str, message: str, step: int, total: int) -> None:
+        """Record the stage a running run has reached."""
+        with self._lock:
+            state = self._runs.get(run_id)
+            if state is None or state.status != "running":
+                return
+            state.stage, state.message, state.step, state.total_steps = stage, message, step, total
+            self._write(state)
+        self._notify(
+            run_id,
+            "progress",
+            {
+                "run_id": run_id,
+                "stage": stage,
+                "message": message,
+                "step": step,
+                "total_steps": total,
+            },
+        )
+
+    # ------------------------------------------------------------------ reading
+    def get(self, run_id: str) -> RunState:
+        """The run's state: from memory, or from disk when another process owns it."""
+        if not is_valid_run_id(run_id):
+            raise RunNotFound(run_id)
+        with self._lock:
+            state = self._runs.get(run_id)
+            if state is not None and (state.terminal or run_id in self._owned):
+                return state
+        fresh = self._load(run_id, reconcile=False)
+        if fresh is None:
+            raise RunNotFound(run_id)
+        with self._lock:
+            self._runs[run_id] = fresh
+        return fresh
+
+    def is_owned(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._owned
+
+    def list_runs(
+        self, *, limit: int, cursor: str | None = None, status: str | None = None
+    ) -> tuple[list[RunState], str | None]:
+        """Runs newest first, ``limit`` at a time; the cursor continues after the last one."""
+        self._discover()
+        with self._lock:
+            runs = list(self._runs.values())
+        runs.sort(key=lambda s: (s.created_at, s.run_id), reverse=True)
+        if status:
+            runs = [r for r in runs if r.status == status]
+        if cursor:
+            after = _decode_cursor(cursor)
+            runs = [r for r in runs if (r.created_at, r.run_id) < after]
+        page = runs[:limit]
+        next_cursor = (
+            _encode_cursor(page[-1].created_at, page[-1].run_id) if len(runs) > limit else None
+        )
+        return page, next_cursor
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    def active_owned(self) -> list[RunState]:
+        with self._lock:
+            return [self._runs[r] for r in self._owned if self._runs[r].status in ACTIVE]
+
+    # ------------------------------------------------------------------ internals
+    def _run_dirs(self) -> list[str]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return [e.name for e in entries if e.is_dir() and is_valid_run_id(e.name)]
+
+    def _discover(self) -> None:
+        """Pick up runs that other processes created since we last looked."""
+        with self._lock:
+            known = set(self._runs)
+        for run_id in self._run_dirs():
+            if run_id not in known:
+                state = self._load(run_id, reconcile=False)
+                if state is not None:
+                    with self._lock:
+                        self._runs.setdefault(run_id, state)
+
+    def _write(self, state: RunState) -> None:
+        write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
+
+    def _notify(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(run_id, kind, payload)
+            except Exception:  # a broken listener must not break a run
+                log.exception("run %s: listener failed on %s", run_id, kind)
+
+    def _load(self, run_id: str, *, reconcile: bool) -> RunState | None:
+        run_dir = self.root / run_id
+        path = run_dir / STATE_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return self._from_run_log(run_id) if run_dir.is_dir() else None
+        except OSError as exc:
+            return self._unreadable(run_id, f"cannot be read ({exc.strerror})")
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            state = RunState.from_json(data)
+        except (ValueError, TypeError) as exc:
+            return self._unreadable(run_id, f"is corrupt ({exc})")
+        if reconcile and state.status in ACTIVE and not _is_alive(state.owner):
+            state = self._reconcile(state)
+        return state
+
+    def _unreadable(self, run_id: str, reason: str) -> RunState:
+        log.error("run %s: %s %s", run_id, STATE_FILE, reason)
+        return RunState(
+            run_id=run_id,
+            status="failed",
+            question="",
+            created_at=_mtime(self.root / run_id),
+            finish_reason="error",
+            error={
+                "code": "state_unreadable",
+                "message": f"the run's {STATE_FILE} {reason}; its other files are kept in "
+                f"output/{run_id}/",
+            },
+        )
+
+    def _run_log(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.root / run_id / "run.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _from_run_log(self, run_id: str) -> RunState | None:
+        """A run folder without API state (a CLI run): describe it from its run.json."""
+        run = self._run_log(run_id)
+        if run is None:
+            return None
+        outcome = run.get("outcome") or {}
+        status = outcome.get("status")
+        config = run.get("config") or {}
+        state = RunState(
+            run_id=run_id,
+            status=status if status in TERMINAL else "running",
+            question=str(run.get("question", "")),
+            markdown_path=str(config.get("markdown_path", "documents")),
+            enable_sql=bool(config.get("enable_sql", False)),
+            created_at=str(run.get("started_at") or _mtime(self.root / run_id)),
+            started_at=run.get("started_at"),
+            completed_at=run.get("completed_at"),
+            finish_reason=outcome.get("finish_reason") if status in TERMINAL else None,
+            error=outcome.get("error"),
+        )
+        self._set_artifacts(state)
+        return state
+
+    def _reconcile(self, state: RunState) -> RunState:
+        """A run whose process is gone: take the outcome run.json recorded, else interrupted."""
+        outcome = (self._run_log(state.run_id) or {}).get("outcome") or {}
+        if outcome.get("status") in TERMINAL and state.status == "running":
+            state.status = outcome["status"]
+            state.finish_reason = outcome.get("finish_reason")
+            state.error = outcome.get("error")
+        else:
+            state.status = "failed"
+            state.finish_reason = "interrupted"
+            state.error = {
+                "code": "interrupted",
+                "message": "the server stopped while this run was active; start a new run",
+            }
+        state.completed_at = state.completed_at or utc_now()
+        self._set_artifacts(state)
+        log.warning("run %s: reconciled after restart as %s", state.run_id, state.status)
+        self._write(state)
+        return state
+
+    def _set_artifacts(self, state: RunState) -> None:
+        for name, attr in (
+            ("final.md", "final_output_path"),
+            ("context_bundle.json", "context_bundle_path"),
+        ):
+            if (self.root / state.run_id / name).exists():
+                setattr(state, attr, self.config.relative(self.root / state.run_id / name))
+
+
+def _mtime(path: Path) -> str:
+    from datetime import UTC, datetime  # noqa: PLC0415 - only for damaged runs
+
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return utc_now()
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _encode_cursor(created_at: str, run_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, run_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(created_at), str(run_id)
+    except (ValueError, TypeError):
+        from app.api.services.errors import InvalidRequest  # noqa: PLC0415
+
+        raise InvalidRequest("cursor", "the cursor is not one this server gave out") from None
