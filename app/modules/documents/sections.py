@@ -54,7 +54,9 @@ def _clean_heading(raw: str) -> str:
 def _front_matter(content: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(content)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+        # Broken front matter (even "date: 2024-13-45", which PyYAML turns into a
+        # ValueError) costs the file its metadata, never the index its sync.
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -174,34 +176,47 @@ def _slices(
     if not pieces:
         return
 
+    # offsets[k] - offsets[j] - 1 is the length of lines[j:k] joined by newlines: the
+    # size a slice really has, blank lines between its paragraphs included.
+    offsets = [0]
+    for line in lines[: end + 1]:
+        offsets.append(offsets[-1] + len(line) + 1)
+
+    def span(first: int, last: int) -> int:
+        return offsets[last] - offsets[first] - 1
+
     def emit(group: list[tuple[int, int]]) -> Iterator[Section]:
         first, last = group[0][0], group[-1][1]
         body = "\n".join(lines[first:last]).strip()
-        # Only a single enormous line can still be too long here: cut it into windows so
-        # that no row holds megabytes and nothing is dropped.
-        step = max(max_chars - overlap_chars, max_chars // 2)
-        for offset in range(0, max(len(body) - overlap_chars, 1), step):
-            yield Section(path, title, headings, first + 1, last, body[offset : offset + max_chars], lead)
+        if len(body) <= max_chars:
+            yield Section(path, title, headings, first + 1, last, body, lead)
+            return
+        # Only a single enormous line gets here: cut it into overlapping windows so that
+        # no row holds megabytes and no character is dropped.
+        step = max(max_chars - overlap_chars, max_chars // 4)
+        starts = list(range(0, max(len(body) - max_chars, 0) + 1, step))
+        if starts[-1] + max_chars < len(body):
+            starts.append(len(body) - max_chars)
+        for offset in starts:
+            window = body[offset : offset + max_chars]
+            yield Section(path, title, headings, first + 1, last, window, lead)
 
     group: list[tuple[int, int]] = []
-    size = 0
     for piece in pieces:
-        piece_size = sum(len(lines[k]) + 1 for k in range(*piece))
-        if group and size + piece_size > max_chars:
+        if group and span(group[0][0], piece[1]) > max_chars:
             yield from emit(group)
             # Carry the tail of this slice into the next one so that a fact split across
-            # the boundary is still whole in one of them.
+            # the boundary is still whole in one of them, as long as the next slice still
+            # has room for the new piece.
             carried: list[tuple[int, int]] = []
-            carried_size = 0
             for previous in reversed(group):
-                previous_size = sum(len(lines[k]) + 1 for k in range(*previous))
-                if carried_size + previous_size > overlap_chars:
+                if span(previous[0], group[-1][1]) > overlap_chars:
+                    break
+                if span(previous[0], piece[1]) > max_chars:
                     break
                 carried.insert(0, previous)
-                carried_size += previous_size
-            group, size = carried, carried_size
+            group = carried
         group.append(piece)
-        size += piece_size
     if group:
         yield from emit(group)
 

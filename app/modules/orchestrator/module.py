@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 import time
 import traceback
@@ -173,9 +174,15 @@ def _run(
             index = SectionIndex.open(index_path_for(config.index_root, root))
         except IndexUnavailable as exc:
             raise PipelineError("index_unavailable", str(exc)) from exc
-        report = index.sync(
-            root, max_chars=config.chunk_max_chars, overlap_chars=config.chunk_overlap_chars
-        )
+        try:
+            report = index.sync(
+                root, max_chars=config.chunk_max_chars, overlap_chars=config.chunk_overlap_chars
+            )
+        except sqlite3.OperationalError as exc:
+            index.close()
+            raise PipelineError(
+                "index_unavailable", f"the search index could not be updated: {exc}"
+            ) from exc
         details.update(
             files=report.files,
             indexed=report.indexed,

@@ -107,16 +107,28 @@ def _copy_database(db: sqlite3.Connection, path: Path, prefix: str, taken: set[s
         ]
         for name in names:
             target = _unique(re.sub(r"[^a-z0-9_]+", "_", name.lower()) or prefix, taken)
+            # Keep the declared types: the planner matches values only in TEXT columns.
+            info = source.execute(f"SELECT name, type FROM pragma_table_info({_literal(name)})")
+            definition = ", ".join(f"{quote_identifier(c)} {_affinity(t)}" for c, t in info)
             cursor = source.execute(f"SELECT * FROM {quote_identifier(name)}")
             columns = [d[0] for d in cursor.description]
-            db.execute(
-                f"CREATE TABLE {quote_identifier(target)} "
-                f"({', '.join(quote_identifier(c) for c in columns)})"
-            )
+            db.execute(f"CREATE TABLE {quote_identifier(target)} ({definition})")
             marks = ", ".join("?" * len(columns))
             db.executemany(f"INSERT INTO {quote_identifier(target)} VALUES ({marks})", cursor)
     finally:
         source.close()
+
+
+def _affinity(declared: str) -> str:
+    """The SQLite type affinity of a declared column type (sqlite.org/datatype3.html, 3.1)."""
+    upper = (declared or "").upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC" if upper and "BLOB" not in upper else "BLOB"
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -163,8 +175,8 @@ def build_table_database(root: Path, cache_dir: Path) -> tuple[Path | None, list
     # Build aside, then rename: two processes building at once both end with a whole file.
     write_json_atomic(warnings_path, warnings)
     os.replace(tmp_name, target)
-    for stale in cache_dir.glob(f"tables-{root_key}-*.sqlite"):
-        if stale != target:
+    for stale in cache_dir.glob(f"tables-{root_key}-*"):
+        if stale not in (target, warnings_path):
             stale.unlink(missing_ok=True)
     return target, warnings
 
@@ -178,7 +190,9 @@ def _read_warnings(path: Path) -> list[str]:
 
 
 # Authorizer action codes that reading needs; everything else is denied.
-_ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION})
+_ALLOWED_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
 _DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
 
 
