@@ -87,6 +87,9 @@ class Part:
     section_coverage: float = 0.0  # best single piece of evidence's coverage
     missing: list[str] = field(default_factory=list)  # the question's words nothing covers
     gap: bool = False
+    broad: bool = False
+    # An overview's items, in order: (evidence id, the heading that names the item).
+    outline: list[tuple[int, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,8 @@ class Part:
             "section_coverage": round(self.section_coverage, 3),
             "missing_terms": self.missing,
             "gap": self.gap,
+            "broad": self.broad,
+            "outline": [{"evidence_id": i, "heading": h} for i, h in self.outline],
         }
 
 

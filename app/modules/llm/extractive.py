@@ -287,10 +287,36 @@ class ExtractiveWriter:
             return
         lead, *rest = chosen
         yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
+        if part.broad and part.outline:
+            yield from self._overview(part, evidence, lead, rest)
+            return
         for unit in rest:
             yield f"- {_cite(unit.text, unit.evidence_id)}\n"
         if rest:
             yield "\n"
+
+    def _overview(
+        self, part: Part, evidence: dict[int, Evidence], lead: Unit, rest: list[Unit]
+    ) -> Iterator[str]:
+        """An overview: each item of the outline with its opening sentence, then extras."""
+        used = {lead.text}
+        for evidence_id, heading in part.outline:
+            units = [u for u in split_units(evidence[evidence_id].text) if u[0] not in used]
+            if not units:
+                continue
+            text = units[0][0]
+            if len(text.split()) < 6 and len(units) > 1:
+                text = f"{text} {units[1][0]}"
+            used.add(units[0][0])
+            plain_heading = _MARKUP.sub("", heading).strip()
+            if not _MARKUP.sub("", text).lower().startswith(plain_heading.lower()):
+                text = f"**{plain_heading}**: {text}"
+            yield f"- {_cite(text, evidence_id)}\n"
+        outline_ids = {i for i, _ in part.outline}
+        extras = [u for u in rest if u.evidence_id not in outline_ids and u.text not in used]
+        for unit in extras[:2]:
+            yield f"- {_cite(unit.text, unit.evidence_id)}\n"
+        yield "\n"
 
     def select(self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]) -> list[Unit]:
         """The part's best units: scored, deduplicated, at most a few per section."""

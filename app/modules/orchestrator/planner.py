@@ -35,6 +35,23 @@ _CAPITALISED = re.compile(r"\b[A-Z][\w'’&-]+")
 class PlannedPart:
     text: str
     context: tuple[str, ...] = ()  # words borrowed from the rest of the question
+    broad: bool = False  # asks for an overview ("the main initiatives"), not one fact
+
+
+_BROAD = re.compile(
+    r"\b(main|key|major|principal|overview|summary|summari[sz]e|outline|all the|list the|"
+    r"initiatives|programmes|programs|measures|actions|projects|steps|activities|efforts|"
+    r"strategies|approaches|plans)\b"
+    r"|\bwhat (is|are|has|have) .{2,60}? (doing|done)\b"
+    r"|\bhow (is|are|does|do|will) .{2,60}? (going about|plan\w* to|approach\w*|tackl\w*|"
+    r"address\w*|get .{0,40}? to)\b",
+    re.IGNORECASE,
+)
+
+
+def is_broad(text: str) -> bool:
+    """Whether ``text`` asks for an overview of several things rather than one fact."""
+    return bool(_BROAD.search(text))
 
 
 def _names(text: str) -> list[str]:
@@ -70,10 +87,10 @@ def plan_parts(question: str) -> list[PlannedPart]:
             if clause and content_terms(clause):
                 clauses.extend(_comparison_parts(clause) or [clause])
     if not clauses:
-        return [PlannedPart(question.strip())]
+        return [PlannedPart(question.strip(), broad=is_broad(question))]
     # Too many fragments means the splitter misread the question: keep it whole.
     if len(clauses) > MAX_PARTS:
-        return [PlannedPart(question.strip())]
+        return [PlannedPart(question.strip(), broad=is_broad(question))]
 
     parts: list[PlannedPart] = []
     previous_names: list[str] = []
@@ -85,6 +102,6 @@ def plan_parts(question: str) -> list[PlannedPart]:
             context = tuple(
                 w for w in dict.fromkeys(words(" ".join(previous_names))) if w not in own
             )
-        parts.append(PlannedPart(clause, context))
+        parts.append(PlannedPart(clause, context, is_broad(clause)))
         previous_names = names or previous_names
     return parts

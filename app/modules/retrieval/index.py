@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.modules.documents.corpus import (
     MARKDOWN_SUFFIXES,
@@ -267,22 +268,33 @@ class SectionIndex:
             " WHERE sections_fts MATCH ? ORDER BY rank LIMIT ?",
             (expression, limit),
         ).fetchall()
-        return [
-            Hit(
-                id=row[0],
-                section=Section(
-                    path=row[1],
-                    title=row[2],
-                    headings=tuple(json.loads(row[3])),
-                    line_start=row[4],
-                    line_end=row[5],
-                    text=row[7],
-                    lead=row[6],
-                ),
-                bm25=-float(row[8]),
-            )
-            for row in rows
-        ]
+        return [self._hit(row, -float(row[8])) for row in rows]
+
+    def file_sections(self, path: str) -> list[Hit]:
+        """Every section of one file, in reading order."""
+        rows = self._db.execute(
+            "SELECT s.id, s.path, s.title, s.headings, s.line_start, s.line_end, f.lead, f.body"
+            " FROM sections AS s JOIN sections_fts AS f ON f.rowid = s.id"
+            " WHERE s.path = ? ORDER BY s.id",
+            (path,),
+        ).fetchall()
+        return [self._hit(row, 0.0) for row in rows]
+
+    @staticmethod
+    def _hit(row: Sequence[Any], bm25: float) -> Hit:
+        return Hit(
+            id=row[0],
+            section=Section(
+                path=row[1],
+                title=row[2],
+                headings=tuple(json.loads(row[3])),
+                line_start=row[4],
+                line_end=row[5],
+                text=row[7],
+                lead=row[6],
+            ),
+            bm25=bm25,
+        )
 
     def section_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM sections").fetchone()[0])
