@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    # An HTTPException: FastAPI turns any other error raised while it reads the body into
+    # "400 There was an error parsing the body"; this one it lets through to the 413 handler.
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _message(max_bytes))
+
+
+def _message(max_bytes: int) -> str:
+    return f"the request body is larger than {max_bytes} bytes"
 
 
 class BodySizeLimit:
@@ -40,7 +48,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -58,7 +66,7 @@ class BodySizeLimit:
         body = json.dumps(
             {
                 "code": "payload_too_large",
-                "message": f"the request body is larger than {self.max_bytes} bytes",
+                "message": _message(self.max_bytes),
             }
         ).encode()
         await send(

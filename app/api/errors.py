@@ -30,10 +30,17 @@ _HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    status_code: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    /,
+    **extra: Any,
 ) -> JSONResponse:
+    # Positional-only: ``extra`` carries body fields such as ``status`` (the run's status),
+    # which must not collide with these parameters.
     body = {"code": code, "message": message, **extra}
-    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+    return JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -59,7 +66,7 @@ def add_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(RunServiceError)
     async def service_error(_: Request, exc: RunServiceError) -> JSONResponse:
         return error_response(
-            exc.status_code, exc.code, exc.message, headers=exc.headers or None, **exc.extra
+            exc.status_code, exc.code, exc.message, exc.headers or None, **exc.extra
         )
 
     @app.exception_handler(RequestValidationError)
@@ -72,7 +79,7 @@ def add_exception_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(
-            exc.status_code, code, message, headers=dict(exc.headers) if exc.headers else None
+            exc.status_code, code, message, dict(exc.headers) if exc.headers else None
         )
 
     @app.exception_handler(Exception)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -79,6 +80,9 @@ class RunState:
     markdown_path: str = "documents"
     log_llm_payload: bool = False
     created_at: str = field(default_factory=utc_now)
+    # created_at has one-second resolution; this orders runs created within the same second
+    # (0 for runs recorded before it existed, or rebuilt from run.json).
+    created_ns: int = 0
     started_at: str | None = None
     completed_at: str | None = None
     finish_reason: str | None = None
@@ -176,6 +180,7 @@ class RunStore:
             enable_sql=enable_sql,
             markdown_path=markdown_path,
             log_llm_payload=log_llm_payload,
+            created_ns=time.time_ns(),
             owner=self._me,
         )
         with self._lock:
@@ -272,16 +277,14 @@ class RunStore:
         self._discover()
         with self._lock:
             runs = list(self._runs.values())
-        runs.sort(key=lambda s: (s.created_at, s.run_id), reverse=True)
+        runs.sort(key=_newest_key, reverse=True)
         if status:
             runs = [r for r in runs if r.status == status]
         if cursor:
             after = _decode_cursor(cursor)
-            runs = [r for r in runs if (r.created_at, r.run_id) < after]
+            runs = [r for r in runs if _newest_key(r) < after]
         page = runs[:limit]
-        next_cursor = (
-            _encode_cursor(page[-1].created_at, page[-1].run_id) if len(runs) > limit else None
-        )
+        next_cursor = _encode_cursor(_newest_key(page[-1])) if len(runs) > limit else None
         return page, next_cursor
 
     def count(self) -> int:
@@ -425,14 +428,18 @@ def _mtime(path: Path) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _encode_cursor(created_at: str, run_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at, run_id]).encode()).decode()
+def _newest_key(state: RunState) -> tuple[str, int, str]:
+    return state.created_at, state.created_ns, state.run_id
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+def _encode_cursor(key: tuple[str, int, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int, str]:
     try:
-        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(created_at), str(run_id)
+        created_at, created_ns, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(created_at), int(created_ns), str(run_id)
     except (ValueError, TypeError):
         from app.api.services.errors import InvalidRequest  # noqa: PLC0415
 

@@ -133,7 +133,9 @@ def _sentences(paragraph: str) -> list[str]:
     pieces = _SENTENCE_END.split(paragraph)
     merged: list[str] = []
     for piece in pieces:
-        last_word = merged[-1].rstrip(".").rsplit(None, 1)[-1].lower() if merged else ""
+        last_word = (
+            merged[-1].rstrip(".").rsplit(None, 1)[-1].lower().lstrip("([{\"'*_") if merged else ""
+        )
         # "e.g. Scope 3" or "J. Smith" is not the end of a sentence.
         if merged and (last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]", last_word)):
             merged[-1] = f"{merged[-1]} {piece}"
@@ -263,12 +265,6 @@ class ExtractiveWriter:
             yield "## Data\n\n"
             for item in sql:
                 yield f"From table `{item.table}` [{item.id}]:\n\n{item.text}\n\n"
-        gaps = [p for p in brief.parts if p.gap]
-        if gaps:
-            yield "## What the documents do not cover\n\n"
-            for part in gaps:
-                yield f"- {gap_sentence(part)}\n"
-            yield "\n"
 
     def _answer_part(
         self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]

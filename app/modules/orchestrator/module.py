@@ -273,7 +273,7 @@ def _answer(
             body,
             several_or_model=(len(parts) > 1 or not isinstance(writer, ExtractiveWriter)),
         )
-        final = body.rstrip() + "\n\n" + tail
+        final = body.rstrip() + ("\n\n" + tail if tail else "\n")
         # Stream exactly what completes the answer, so the pieces add up to final.md.
         progress.delta(final[len(body) :] if final.startswith(body) else tail)
         cited = [i for i in cited_ids(final) if i in valid]
@@ -476,24 +476,24 @@ def _assess_gaps(
         best_section = max((coverage(terms, e.stems, idf) for e in candidates), default=0.0)
         files = list(dict.fromkeys(e.path for e in candidates if e.path))[:GAP_FILES]
         best_found: set[str] = set()
+        anywhere: set[str] = set()
         best_file = 0.0
-        for path in files:
-            found = index.terms_in_file(path, terms) | set(stems(path))
+        for found in [index.terms_in_file(p, terms) | set(stems(p)) for p in files] + [
+            set(item.stems) for item in sql
+        ]:
+            anywhere |= found
             value = coverage(terms, found, idf)
             if value > best_file:
                 best_file, best_found = value, found
-        for item in sql:
-            if coverage(terms, item.stems, idf) > best_file:
-                best_file, best_found = coverage(terms, item.stems, idf), set(item.stems)
         part.coverage = round(best_file, 3)
         part.section_coverage = round(best_section, 3)
-        part.missing = _words_for(part, [t for t in terms if t not in best_found])
+        # Name what no evidence mentions at all; if every word turns up somewhere, what the
+        # best file lacks (the words are there, but not together).
+        missing = [t for t in terms if t not in anywhere] or [
+            t for t in terms if t not in best_found
+        ]
+        part.missing = _words_for(part, missing)
         part.gap = best_file < GAP_FILE_COVERAGE or best_section < GAP_SECTION_COVERAGE
-
-
-def _is_unknown(term: str, idf: dict[str, float]) -> bool:
-    highest = max(idf.values(), default=0.0)
-    return idf.get(term, 0.0) >= highest - 1e-9 and not term.isdigit()
 
 
 def _words_for(part: Part, missing_stems: list[str]) -> list[str]:
