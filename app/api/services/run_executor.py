@@ -267,10 +267,10 @@ class RunExecutor:
 
     def _existing(self, run_id: str, name: str) -> str | None:
         path = self.store.root / run_id / name
-        return self.config.relative(path) if path.exists() else None
+        return self.store.relative(path) if path.exists() else None
 
     def _relative(self, path: Path | None) -> str | None:
-        return self.config.relative(path) if path is not None and path.exists() else None
+        return self.store.relative(path) if path is not None and path.exists() else None
 
     def _marker(self, run_id: str) -> Path:
         return self.store.root / run_id / CANCEL_MARKER

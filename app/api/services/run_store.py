@@ -120,7 +120,50 @@ class RunState:
         state = cls(**{k: v for k, v in data.items() if k in known})
         if state.status not in TERMINAL | ACTIVE or not isinstance(state.run_id, str):
             raise ValueError(f"unknown status {state.status!r}")
+        # A value of the wrong type would otherwise surface later as a 500 on /status or
+        # break the sorting of the whole list; a damaged file must only fail its own run.
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(state, name)
+            if not (isinstance(value, kind) or (value is None and name in _OPTIONAL)):
+                raise ValueError(f"{name} is not a {kind.__name__}")
+        reasons = _FINISH_REASONS.get(state.status)  # None: an active run has no reason yet
+        if (state.finish_reason not in reasons) if reasons else state.finish_reason is not None:
+            raise ValueError(f"finish_reason {state.finish_reason!r} for {state.status}")
+        error = state.error
+        if error is not None and not all(
+            isinstance(error.get(k), str) for k in ("code", "message")
+        ):
+            raise ValueError("error lacks a code or a message")
         return state
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "question": str,
+    "enable_sql": bool,
+    "markdown_path": str,
+    "log_llm_payload": bool,
+    "created_at": str,
+    "created_ns": int,
+    "started_at": str,
+    "completed_at": str,
+    "error": dict,
+    "stage": str,
+    "message": str,
+    "step": int,
+    "total_steps": int,
+    "final_output_path": str,
+    "context_bundle_path": str,
+    "owner": dict,
+    "traceback": str,
+}
+_OPTIONAL = frozenset(_FIELD_TYPES) - {
+    "question",
+    "enable_sql",
+    "markdown_path",
+    "log_llm_payload",
+    "created_at",
+    "created_ns",
+}
 
 
 class RunStore:
@@ -143,6 +186,16 @@ class RunStore:
             state = self._load(run_id, reconcile=True)
             if state is not None:
                 self._runs[run_id] = state
+
+    def relative(self, path: Path) -> str:
+        """``path`` as payloads show it, never absolute: relative to the base directory, or,
+        for an output folder kept outside it, starting at that folder (``output/<id>/final.md``).
+        """
+        resolved = path.resolve()
+        for start in (self.config.base_dir.resolve(), self.root.resolve().parent):
+            if resolved.is_relative_to(start):
+                return resolved.relative_to(start).as_posix()
+        return path.name
 
     def is_writable(self) -> bool:
         probe = self.root / f".ready-{os.getpid()}"
@@ -338,6 +391,8 @@ class RunStore:
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             state = RunState.from_json(data)
+            if state.run_id != run_id:
+                raise ValueError(f"it names run {state.run_id!r}")
         except (ValueError, TypeError) as exc:
             return self._unreadable(run_id, f"is corrupt ({exc})")
         if reconcile and state.status in ACTIVE and not _is_alive(state.owner):
@@ -415,7 +470,7 @@ class RunStore:
             ("context_bundle.json", "context_bundle_path"),
         ):
             if (self.root / state.run_id / name).exists():
-                setattr(state, attr, self.config.relative(self.root / state.run_id / name))
+                setattr(state, attr, self.relative(self.root / state.run_id / name))
 
 
 def _mtime(path: Path) -> str:

@@ -1,0 +1,253 @@
+"""Fixtures for the API tests: a small base directory, the app in process, uvicorn in a subprocess.
+
+Helpers that tests call (``wait_for_status``, ``serve``, ``uvicorn``, ``error``) are handed
+out by fixtures; test modules import only the constants below (payload key sets, patterns).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.api.main import create_app
+from app.config import AppConfig
+from tests.api import gated_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+GATED = "tests.api.gated_pipeline:gated_pipeline"
+BLOCKING = "tests.api.gated_pipeline:blocking_pipeline"
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
+
+# The four v1 payloads (backend-plan.md): exactly these keys, no more.
+ACCEPTED_KEYS = {"run_id", "status", "status_url", "output_url", "context_url"}
+STATUS_KEYS = {"run_id", "status", "started_at", "completed_at", "finish_reason", "error"}
+OUTPUT_KEYS = {"run_id", "status", "content", "final_output_path"}
+CONTEXT_KEYS = {"run_id", "status", "context_bundle", "context_bundle_path"}
+
+Settings = Callable[..., AppConfig]
+Serve = Callable[[AppConfig], AbstractAsyncContextManager[httpx.AsyncClient]]
+WaitForStatus = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # AppConfig reads APP_* (and OPENAI_API_KEY): the caller's shell must not change a test.
+    for name in list(os.environ):
+        if name.startswith(("APP_", "OPENAI_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _release_gates() -> Iterator[None]:
+    yield
+    gated_pipeline.reset()
+
+
+@pytest.fixture
+def base_dir(tmp_path: Path) -> Path:
+    """A base directory of its own: documents/reports/fleet.md, output/ created by the app."""
+    reports = tmp_path / "documents" / "reports"
+    reports.mkdir(parents=True)
+    (reports / "fleet.md").write_text("# Fleet\n\nNorthwind ran 186 battery-electric trucks.\n")
+    return tmp_path
+
+
+@pytest.fixture
+def settings(base_dir: Path) -> Settings:
+    """``settings(**overrides)``: an AppConfig over ``base_dir`` that runs the gated pipeline."""
+
+    def make(**overrides: Any) -> AppConfig:
+        values: dict[str, Any] = {
+            "base_dir": base_dir,
+            "documents_roots": ["documents"],
+            "output_dir": base_dir / "output",
+            "pipeline": GATED,
+            "llm_provider": "extractive",
+            "max_workers": 2,
+        }
+        values.update(overrides)
+        return AppConfig(**values)
+
+    return make
+
+
+@pytest.fixture
+def serve() -> Serve:
+    """``async with serve(settings) as client``: the app with its lifespan, over ASGI."""
+
+    @asynccontextmanager
+    async def run(config: AppConfig) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(config)
+        async with (
+            LifespanManager(app) as manager,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(manager.app), base_url="http://test"
+            ) as client,
+        ):
+            yield client
+
+    return run
+
+
+async def _wait_for_status(
+    client: httpx.AsyncClient,
+    run_id: str,
+    statuses: Collection[str],
+    *,
+    timeout: float = 5.0,
+) -> dict[str, Any]:
+    last: dict[str, Any] | None = None
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                response = await client.get(f"/api/v1/runs/{run_id}/status")
+                assert response.status_code == 200, response.text
+                last = response.json()
+                if last["status"] in statuses:
+                    return last
+                await anyio.sleep(0.01)  # poll interval, not synchronisation
+    except TimeoutError:
+        pytest.fail(f"run {run_id} did not reach {sorted(statuses)} in {timeout} s: {last}")
+
+
+@pytest.fixture
+def wait_for_status() -> WaitForStatus:
+    """``await wait_for_status(client, run_id, {"completed"})``: poll /status, bounded."""
+    return _wait_for_status
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The error body of API.md: top-level ``code`` and ``message``; no traceback."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert isinstance(body["message"], str), body
+    assert body["message"], body
+    assert "Traceback" not in response.text
+    return body
+
+
+@pytest.fixture
+def error() -> Callable[[httpx.Response, int, str], dict[str, Any]]:
+    """``error(response, 404, "run_not_found")`` asserts API.md's error body and returns it."""
+    return assert_error
+
+
+# --------------------------------------------------------------------------- real uvicorn
+
+
+@dataclass
+class Server:
+    """A uvicorn process and where to reach it."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_healthy(server: Server, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=server.base_url, timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                pytest.fail(f"uvicorn exited with {server.process.returncode}:\n{server.log()}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass  # not listening yet
+            time.sleep(0.05)  # poll interval of a bounded readiness loop
+    pytest.fail(f"uvicorn not healthy after {timeout} s:\n{server.log()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def uvicorn(tmp_path: Path) -> Iterator[Callable[..., AbstractContextManager[Server]]]:
+    """``with uvicorn(APP_BASE_DIR=..., ...) as server``: real uvicorn on a free port.
+
+    The environment drops every APP_* and OPENAI_* variable of the test process, so the
+    server sees only what the test passes. The process is always terminated (and reaped).
+    """
+    started: list[subprocess.Popen[bytes]] = []
+
+    @contextmanager
+    def run(**env_overrides: str) -> Iterator[Server]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
+        env.update(env_overrides)
+        port = _free_port()
+        log_path = tmp_path / f"uvicorn-{port}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "app.api.main:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                cwd=REPO,  # so that tests.api.* imports in the server
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        server = Server(process, f"http://127.0.0.1:{port}", log_path)
+        try:
+            _wait_until_healthy(server, timeout=20)
+            yield server
+        finally:
+            _stop(process)
+
+    yield run
+    for process in started:  # a test that failed half-way still leaves no process behind
+        _stop(process)

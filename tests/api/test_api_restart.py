@@ -1,0 +1,148 @@
+"""What survives the process: a new app over the same output/ serves, reconciles, or flags runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.api import gated_pipeline
+from tests.api.conftest import BLOCKING, TERMINAL
+
+pytestmark = pytest.mark.anyio
+
+RUNS = "/api/v1/runs"
+
+
+def _every_json_file_parses(output: Path) -> list[Path]:
+    files = [p for p in output.rglob("*.json") if ".index" not in p.parts]
+    for path in files:
+        json.loads(path.read_text())  # raises (and fails the test) on a half-written file
+    return files
+
+
+async def _snapshot(client: httpx.AsyncClient, run_ids: list[str]) -> dict[str, Any]:
+    """Every read endpoint's status and body for ``run_ids``, and the list."""
+    seen: dict[str, Any] = {"list": (await client.get(RUNS)).json()}
+    for run_id in run_ids:
+        for suffix in ("/status", "/output", "/context", ""):
+            response = await client.get(f"{RUNS}/{run_id}{suffix}")
+            seen[f"{run_id}{suffix}"] = (response.status_code, response.json())
+    return seen
+
+
+class TestRestart:
+    async def test_a_new_app_serves_finished_runs_identically(
+        self, serve, settings, wait_for_status
+    ) -> None:
+        gated_pipeline.gate("gaps", "complete_with_gaps").release.set()
+        gated_pipeline.gate("broken", "pipeline_error").release.set()
+        gated_pipeline.gate("cancelled", "block")
+        run_ids = ["plain", "gaps", "broken", "cancelled"]
+        config = settings()
+        async with serve(config) as client:
+            for run_id in run_ids:
+                response = await client.post(RUNS, json={"question": "q?", "run_id": run_id})
+                assert response.status_code == 202, response.text
+            await client.post(f"{RUNS}/cancelled/cancel")
+            for run_id in run_ids:
+                await wait_for_status(client, run_id, TERMINAL)
+            before = await _snapshot(client, run_ids)
+
+        async with serve(settings()) as client:
+            after = await _snapshot(client, run_ids)
+
+        assert after == before
+        assert [before[f"{r}/status"][1]["status"] for r in run_ids] == [
+            "completed",
+            "completed_with_gaps",
+            "failed",
+            "stopped",
+        ]
+        assert before["plain/output"][0] == 200
+        assert before["gaps/context"][0] == 200
+
+    async def test_a_killed_server_leaves_its_running_run_interrupted(
+        self, uvicorn, serve, settings, base_dir, error
+    ) -> None:
+        config = settings()
+        with uvicorn(
+            APP_BASE_DIR=str(base_dir),
+            APP_OUTPUT_DIR=str(config.output_root),
+            APP_PIPELINE=BLOCKING,
+        ) as server:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
+                response = await client.post(RUNS, json={"question": "q?", "run_id": "doomed"})
+                assert response.status_code == 202, response.text
+                status: dict[str, Any] = {}
+                with anyio.fail_after(10):
+                    while status.get("status") != "running":
+                        status = (await client.get(f"{RUNS}/doomed/status")).json()
+                        await anyio.sleep(0.02)  # poll interval
+            server.process.send_signal(signal.SIGKILL)
+            # Reap it: a zombie keeps its /proc entry and would still look alive.
+            assert server.process.wait(timeout=10) == -signal.SIGKILL
+
+        state = json.loads((config.output_root / "doomed" / "api_state.json").read_text())
+        assert state["status"] == "running"  # what the dead process left behind
+
+        async with serve(settings()) as client:
+            response = await client.get(f"{RUNS}/doomed/status")
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["status"] == "failed"
+            assert body["finish_reason"] == "interrupted"
+            assert body["error"]["code"] == "interrupted"
+            assert body["error"]["message"]
+            error(await client.get(f"{RUNS}/doomed/output"), 409, "no_output")
+            listed = (await client.get(RUNS)).json()["items"]
+            assert [(i["run_id"], i["status"]) for i in listed] == [("doomed", "failed")]
+        assert _every_json_file_parses(config.output_root)
+        reconciled = json.loads((config.output_root / "doomed" / "api_state.json").read_text())
+        assert reconciled["status"] == "failed"
+
+    @pytest.mark.parametrize(
+        "corrupt",
+        [
+            b'{"run_id": "bad", "status": "comp',
+            b"",
+            b"[]",
+            b"\xff\xfe not utf-8",
+            b'{"run_id": "bad", "status": "exploded", "question": "q?"}',
+            b'{"status": "completed"}',
+            b'{"run_id": "good-1", "status": "completed", "question": "q?"}',
+            b'{"run_id": "bad", "status": "completed", "question": "q?", "created_at": 5}',
+        ],
+    )
+    async def test_a_corrupt_state_file_fails_only_its_run(
+        self, serve, settings, wait_for_status, corrupt: bytes
+    ) -> None:
+        config = settings()
+        async with serve(config) as client:
+            for run_id in ("good-1", "bad", "good-2"):
+                response = await client.post(RUNS, json={"question": "q?", "run_id": run_id})
+                assert response.status_code == 202, response.text
+                await wait_for_status(client, run_id, {"completed"})
+        (config.output_root / "bad" / "api_state.json").write_bytes(corrupt)
+
+        async with serve(settings()) as client:
+            response = await client.get(f"{RUNS}/bad/status")
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["status"] == "failed"
+            assert body["error"]["code"] == "state_unreadable"
+            assert "api_state.json" in body["error"]["message"]
+            assert str(config.base_dir) not in response.text
+            assert (await client.get(f"{RUNS}/bad")).status_code == 200
+            for run_id in ("good-1", "good-2"):
+                status = (await client.get(f"{RUNS}/{run_id}/status")).json()
+                assert status["status"] == "completed"
+                assert (await client.get(f"{RUNS}/{run_id}/output")).status_code == 200
+            listed = (await client.get(RUNS)).json()
+            assert listed["next_cursor"] is None
+            assert {i["run_id"] for i in listed["items"]} == {"good-1", "bad", "good-2"}
