@@ -91,11 +91,14 @@ class AppConfig(BaseSettings):
         return self.resolve(self.index_dir) if self.index_dir else self.output_root / ".index"
 
     def relative(self, path: Path) -> str:
-        """``path`` relative to the base directory, as payloads show it (never absolute)."""
-        try:
-            return path.resolve().relative_to(self.base_dir.resolve()).as_posix()
-        except ValueError:
-            return path.name
+        """``path`` as payloads show it, never absolute: relative to the base directory, or,
+        for an output folder kept outside it, starting at that folder (``output/<id>/final.md``).
+        """
+        resolved = path.resolve()
+        for start in (self.base_dir, self.output_root.resolve().parent):
+            if resolved.is_relative_to(start):
+                return resolved.relative_to(start).as_posix()
+        return path.name
 
     def effective_provider(self) -> Literal["extractive", "openai"]:
         """``auto`` means the model when one is configured, the offline writer otherwise."""

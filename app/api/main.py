@@ -34,10 +34,10 @@ class State(TypedDict):
 
 def create_app(settings: AppConfig | None = None) -> FastAPI:
     """A new application; nothing is created until its lifespan starts."""
+    config = settings or AppConfig()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        config = settings or AppConfig()
         pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
         store = RunStore(config)
         await anyio.to_thread.run_sync(store.open)
@@ -57,8 +57,7 @@ def create_app(settings: AppConfig | None = None) -> FastAPI:
     add_exception_handlers(app)
     app.include_router(runs.router)
     app.include_router(health.router)
-    cap = (settings or AppConfig()).max_body_bytes
-    app.add_middleware(BodySizeLimit, max_bytes=cap)
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     return app
 
 

@@ -146,3 +146,35 @@ class TestRestart:
             listed = (await client.get(RUNS)).json()
             assert listed["next_cursor"] is None
             assert {i["run_id"] for i in listed["items"]} == {"good-1", "bad", "good-2"}
+
+    @pytest.mark.parametrize(
+        "run_log",
+        [
+            {
+                "outcome": {"status": "completed", "finish_reason": "answered", "error": None},
+                "started_at": "2026-11-25T10:00:00Z",
+                "completed_at": "2026-11-25T10:00:01Z",
+            },
+            {"outcome": "not an object", "started_at": 5},
+            {"outcome": {"status": "completed", "finish_reason": 7, "error": "boom"}},
+        ],
+    )
+    async def test_a_run_folder_without_api_state_is_read_from_run_json(
+        self, serve, settings, run_log: dict[str, object]
+    ) -> None:
+        """A CLI run (run.json only) is listed; a damaged one fails alone, never a 500."""
+        config = settings()
+        (config.output_root / "cli-run").mkdir(parents=True)
+        (config.output_root / "cli-run" / "run.json").write_text(json.dumps(run_log))
+        async with serve(config) as client:
+            response = await client.get(f"{RUNS}/cli-run/status")
+            assert response.status_code == 200, response.text
+            body = response.json()
+            outcome = run_log["outcome"]
+            if isinstance(outcome, dict) and outcome.get("finish_reason") == "answered":
+                assert body["status"] == "completed"
+                assert body["completed_at"] == "2026-11-25T10:00:01Z"
+            else:
+                assert body["status"] == "failed"
+                assert body["error"]["code"] == "state_unreadable"
+            assert (await client.get(RUNS)).status_code == 200

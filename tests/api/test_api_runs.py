@@ -126,6 +126,21 @@ class TestCreate:
             await wait_for_status(client, "waiting", {"completed"})
             assert (await _post(client, "refused")).status_code == 202
 
+    async def test_cancelling_a_queued_run_frees_its_slot(self, serve, settings, error) -> None:
+        holder = gated_pipeline.gate("holder")
+        config = settings(max_workers=1, max_queued=1)
+        async with serve(config) as client:
+            assert (await _post(client, "holder")).status_code == 202
+            await _started(holder)
+            assert (await _post(client, "waiting")).status_code == 202
+            error(await _post(client, "next"), 429, "queue_full")
+            cancel = await client.post(f"{RUNS}/waiting/cancel")
+            assert cancel.status_code == 202, cancel.text
+            assert cancel.json()["status"] == "stopped"
+            # The stopped run no longer waits, so the queue has room at once.
+            assert (await _post(client, "next")).status_code == 202
+            holder.release.set()
+
 
 class TestTransitions:
     async def test_queued_running_completed(self, serve, settings, wait_for_status) -> None:

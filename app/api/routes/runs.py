@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -25,7 +24,7 @@ from app.api.models import (
 from app.api.services.document_roots import confine_markdown_path
 from app.api.services.errors import RunAlreadyExists
 from app.api.services.run_artifacts import read_context, read_output
-from app.api.services.run_store import RunState
+from app.api.services.run_store import RunOptions, RunState
 from app.modules.run_ids import build_run_id
 
 PREFIX = "/api/v1/runs"
@@ -68,19 +67,18 @@ def create_run(
 ) -> RunAccepted:
     """Start a run; answers at once with where to follow it."""
     markdown_path = confine_markdown_path(settings, body.markdown_path)
-    submit = partial(
-        executor.submit,
+    options = RunOptions(
         question=body.question,
         enable_sql=body.enable_sql,
         markdown_path=markdown_path,
         log_llm_payload=body.log_llm_payload,
     )
     if body.run_id is not None:
-        state = submit(body.run_id)
+        state = executor.submit(body.run_id, options)
     else:
         for attempt in range(5):  # a generated id can only clash by a one-in-16M chance
             try:
-                state = submit(build_run_id())
+                state = executor.submit(build_run_id(), options)
                 break
             except RunAlreadyExists:
                 if attempt == 4:

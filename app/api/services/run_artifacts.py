@@ -38,7 +38,7 @@ def read_context(store: RunStore, run_id: str) -> tuple[RunState, dict[str, Any]
 
 def _read(store: RunStore, state: RunState, name: str) -> tuple[str, str]:
     path = store.root / state.run_id / name
-    relative = store.relative(path)
+    relative = store.config.relative(path)
     try:
         return path.read_text(encoding="utf-8"), relative
     except FileNotFoundError:

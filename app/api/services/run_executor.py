@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.api.services.errors import QueueFull, RunAlreadyFinished
-from app.api.services.run_store import ACTIVE, RunState, RunStore
+from app.api.services.run_store import ACTIVE, RunOptions, RunState, RunStore
 from app.config import AppConfig
 from app.modules.orchestrator.module import PipelineError, PipelineResult, run_pipeline
 
@@ -58,6 +58,7 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown
     deadline: float = 0.0
+    waiting: bool = True  # holds a queue slot until it starts or is cancelled
 
 
 class RunExecutor:
@@ -94,15 +95,7 @@ class RunExecutor:
         return not self._closed
 
     # ------------------------------------------------------------------ submitting
-    def submit(
-        self,
-        run_id: str,
-        *,
-        question: str,
-        enable_sql: bool,
-        markdown_path: str,
-        log_llm_payload: bool,
-    ) -> RunState:
+    def submit(self, run_id: str, options: RunOptions) -> RunState:
         """Queue a run; QueueFull (nothing written) when APP_MAX_QUEUED runs already wait."""
         with self._lock:
             if self._closed:
@@ -111,25 +104,19 @@ class RunExecutor:
                 raise QueueFull(self.config.max_queued, retry_after_s=self._retry_after())
             self._waiting += 1  # reserve the slot before anything touches the disk
         try:
-            state = self.store.create(
-                run_id,
-                question=question,
-                enable_sql=enable_sql,
-                markdown_path=markdown_path,
-                log_llm_payload=log_llm_payload,
-            )
+            state = self.store.create(run_id, options)
         except BaseException:
             with self._lock:
                 self._waiting -= 1
             raise
         run_config = self.config.model_copy(
             update={
-                "markdown_path": markdown_path,
-                "enable_sql": enable_sql,
-                "log_llm_payload": log_llm_payload,
+                "markdown_path": options.markdown_path,
+                "enable_sql": options.enable_sql,
+                "log_llm_payload": options.log_llm_payload,
             }
         )
-        job = _Job(run_id=run_id, config=run_config, question=question)
+        job = _Job(run_id=run_id, config=run_config, question=options.question)
         with self._lock:
             self._jobs[run_id] = job
         self._pool.submit(self._execute, job)
@@ -157,6 +144,7 @@ class RunExecutor:
             job.reason = "cancelled"
             job.cancel.set()
             if state.status == "queued":
+                self._release_slot(job)  # a cancelled run no longer waits: free its slot now
                 stopped = self.store.try_transition(run_id, "stopped", finish_reason="cancelled")
                 return stopped or self.store.get(run_id), True
             return self.store.get(run_id), True
@@ -165,9 +153,14 @@ class RunExecutor:
         return state, True
 
     # ------------------------------------------------------------------ running
-    def _execute(self, job: _Job) -> None:
+    def _release_slot(self, job: _Job) -> None:
         with self._lock:
-            self._waiting -= 1
+            if job.waiting:
+                job.waiting = False
+                self._waiting -= 1
+
+    def _execute(self, job: _Job) -> None:
+        self._release_slot(job)
         if job.cancel.is_set() or self._marker(job.run_id).exists():
             # Cancelled while queued: the cancel call has (or will have) recorded it.
             self.store.try_transition(job.run_id, "stopped", finish_reason="cancelled")
@@ -267,10 +260,10 @@ class RunExecutor:
 
     def _existing(self, run_id: str, name: str) -> str | None:
         path = self.store.root / run_id / name
-        return self.store.relative(path) if path.exists() else None
+        return self.config.relative(path) if path.exists() else None
 
     def _relative(self, path: Path | None) -> str | None:
-        return self.store.relative(path) if path is not None and path.exists() else None
+        return self.config.relative(path) if path is not None and path.exists() else None
 
     def _marker(self, run_id: str) -> Path:
         return self.store.root / run_id / CANCEL_MARKER

@@ -12,6 +12,7 @@ store reconciles: a run left queued or running by a process that no longer exist
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 import os
@@ -67,6 +68,16 @@ def _is_alive(owner: dict[str, Any] | None) -> bool:
         return False  # another machine: no way to tell, and one machine is what we support
     pid = owner.get("pid")
     return isinstance(pid, int) and _process_start(pid) == owner.get("start") is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What a client asked for: the question and the engine's options."""
+
+    question: str
+    enable_sql: bool = False
+    markdown_path: str = "documents"
+    log_llm_payload: bool = False
 
 
 @dataclass(slots=True)
@@ -187,16 +198,6 @@ class RunStore:
             if state is not None:
                 self._runs[run_id] = state
 
-    def relative(self, path: Path) -> str:
-        """``path`` as payloads show it, never absolute: relative to the base directory, or,
-        for an output folder kept outside it, starting at that folder (``output/<id>/final.md``).
-        """
-        resolved = path.resolve()
-        for start in (self.config.base_dir.resolve(), self.root.resolve().parent):
-            if resolved.is_relative_to(start):
-                return resolved.relative_to(start).as_posix()
-        return path.name
-
     def is_writable(self) -> bool:
         probe = self.root / f".ready-{os.getpid()}"
         try:
@@ -211,15 +212,7 @@ class RunStore:
         self._listeners.append(listener)
 
     # ------------------------------------------------------------------ writing
-    def create(
-        self,
-        run_id: str,
-        *,
-        question: str,
-        enable_sql: bool,
-        markdown_path: str,
-        log_llm_payload: bool,
-    ) -> RunState:
+    def create(self, run_id: str, options: RunOptions) -> RunState:
         """Claim ``run_id`` (exclusive mkdir) and record it as queued."""
         run_dir = self.root / run_id
         try:
@@ -229,10 +222,10 @@ class RunStore:
         state = RunState(
             run_id=run_id,
             status="queued",
-            question=question,
-            enable_sql=enable_sql,
-            markdown_path=markdown_path,
-            log_llm_payload=log_llm_payload,
+            question=options.question,
+            enable_sql=options.enable_sql,
+            markdown_path=options.markdown_path,
+            log_llm_payload=options.log_llm_payload,
             created_ns=time.time_ns(),
             owner=self._me,
         )
@@ -242,15 +235,6 @@ class RunStore:
             self._owned.add(run_id)
         self._notify(run_id, "status", state.status_payload())
         return state
-
-    def discard(self, run_id: str) -> None:
-        """Forget a run that was claimed but never accepted (e.g. the queue filled up)."""
-        with self._lock:
-            self._runs.pop(run_id, None)
-            self._owned.discard(run_id)
-        for path in (self.root / run_id).glob("*"):
-            path.unlink(missing_ok=True)
-        (self.root / run_id).rmdir()
 
     def transition(self, run_id: str, status: str, **changes: Any) -> RunState:
         """Move a run to ``status``; raise IllegalTransition if its state does not allow it."""
@@ -311,13 +295,15 @@ class RunStore:
         with self._lock:
             state = self._runs.get(run_id)
             if state is not None and (state.terminal or run_id in self._owned):
-                return state
+                # A copy made under the lock: a worker thread may be moving the run on, and
+                # a reader must never see half a transition.
+                return copy.copy(state)
         fresh = self._load(run_id, reconcile=False)
         if fresh is None:
             raise RunNotFound(run_id)
         with self._lock:
             self._runs[run_id] = fresh
-        return fresh
+            return copy.copy(fresh)
 
     def is_owned(self, run_id: str) -> bool:
         with self._lock:
@@ -426,21 +412,28 @@ class RunStore:
         run = self._run_log(run_id)
         if run is None:
             return None
-        outcome = run.get("outcome") or {}
+        outcome = run.get("outcome")
+        outcome = outcome if isinstance(outcome, dict) else {}
+        config = run.get("config")
+        config = config if isinstance(config, dict) else {}
         status = outcome.get("status")
-        config = run.get("config") or {}
-        state = RunState(
-            run_id=run_id,
-            status=status if status in TERMINAL else "running",
-            question=str(run.get("question", "")),
-            markdown_path=str(config.get("markdown_path", "documents")),
-            enable_sql=bool(config.get("enable_sql", False)),
-            created_at=str(run.get("started_at") or _mtime(self.root / run_id)),
-            started_at=run.get("started_at"),
-            completed_at=run.get("completed_at"),
-            finish_reason=outcome.get("finish_reason") if status in TERMINAL else None,
-            error=outcome.get("error"),
-        )
+        try:
+            state = RunState.from_json(
+                {
+                    "run_id": run_id,
+                    "status": status if status in TERMINAL else "running",
+                    "question": str(run.get("question", "")),
+                    "markdown_path": str(config.get("markdown_path", "documents")),
+                    "enable_sql": bool(config.get("enable_sql", False)),
+                    "created_at": str(run.get("started_at") or _mtime(self.root / run_id)),
+                    "started_at": run.get("started_at"),
+                    "completed_at": run.get("completed_at"),
+                    "finish_reason": outcome.get("finish_reason") if status in TERMINAL else None,
+                    "error": outcome.get("error"),
+                }
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            return self._unreadable(run_id, f"is missing and run.json is damaged ({exc})")
         self._set_artifacts(state)
         return state
 
@@ -470,7 +463,7 @@ class RunStore:
             ("context_bundle.json", "context_bundle_path"),
         ):
             if (self.root / state.run_id / name).exists():
-                setattr(state, attr, self.relative(self.root / state.run_id / name))
+                setattr(state, attr, self.config.relative(self.root / state.run_id / name))
 
 
 def _mtime(path: Path) -> str:
