@@ -185,6 +185,7 @@ class RunStore:
         self.root = config.output_root
         self._lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
+        self._run_locks: dict[str, threading.Lock] = {}
         self._owned: set[str] = set()
         self._listeners: list[Listener] = []
         self._me = _this_process()
@@ -230,11 +231,12 @@ class RunStore:
             owner=self._me,
         )
         with self._lock:
-            self._write(state)
             self._runs[run_id] = state
             self._owned.add(run_id)
+            pending = self._pending_write(state)
+        self._flush(*pending)
         self._notify(run_id, "status", state.status_payload())
-        return state
+        return copy.copy(state)
 
     def transition(self, run_id: str, status: str, **changes: Any) -> RunState:
         """Move a run to ``status``; raise IllegalTransition if its state does not allow it."""
@@ -255,10 +257,12 @@ class RunStore:
                 state.completed_at = now
             for key, value in changes.items():
                 setattr(state, key, value)
-            self._write(state)
+            pending = self._pending_write(state)
             payload = state.status_payload()
+            result = copy.copy(state)
+        self._flush(*pending)
         self._notify(run_id, "status", payload)
-        return state
+        return result
 
     def try_transition(self, run_id: str, status: str, **changes: Any) -> RunState | None:
         """Like :meth:`transition`, but ``None`` when the run has moved on already."""
@@ -274,7 +278,8 @@ class RunStore:
             if state is None or state.status != "running":
                 return
             state.stage, state.message, state.step, state.total_steps = stage, message, step, total
-            self._write(state)
+            pending = self._pending_write(state)
+        self._flush(*pending)
         self._notify(
             run_id,
             "progress",
@@ -355,6 +360,23 @@ class RunStore:
 
     def _write(self, state: RunState) -> None:
         write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
+
+    def _pending_write(self, state: RunState) -> tuple[threading.Lock, dict[str, Any]]:
+        """Called under the store lock: a snapshot to write, and the run's own lock, taken.
+
+        The file is written after the store lock is released (an fsync there would queue
+        every other run behind this one), but the run's lock is taken first, while the store
+        lock is still held, so one run's snapshots reach the disk in the order they were made.
+        """
+        run_lock = self._run_locks.setdefault(state.run_id, threading.Lock())
+        run_lock.acquire()
+        return run_lock, state.to_json()
+
+    def _flush(self, run_lock: threading.Lock, snapshot: dict[str, Any]) -> None:
+        try:
+            write_json_atomic(self.root / snapshot["run_id"] / STATE_FILE, snapshot)
+        finally:
+            run_lock.release()
 
     def _notify(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
         for listener in self._listeners:
