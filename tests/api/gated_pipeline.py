@@ -169,3 +169,15 @@ def _progress(stage: str, message: str, step: int) -> dict[str, Any]:
         "step": step,
         "total_steps": 2,
     }
+
+
+def malformed_pipeline(
+    config: AppConfig,
+    question: str,
+    run_id: str,
+    *,
+    on_event: OnEvent | None = None,
+    should_stop: ShouldStop | None = None,
+) -> Any:
+    """A broken custom pipeline (APP_PIPELINE): returns something that is no result."""
+    return object()

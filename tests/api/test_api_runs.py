@@ -578,3 +578,28 @@ class TestRecord:
             assert record["final_output_path"] == "output/rec/final.md"
             assert record["context_bundle_path"] == "output/rec/context_bundle.json"
             assert ISO_Z.match(record["created_at"]), record
+
+
+class TestRobustness:
+    async def test_a_malformed_pipeline_result_fails_the_run(
+        self, serve, settings, wait_for_status
+    ) -> None:
+        config = settings(pipeline="tests.api.gated_pipeline:malformed_pipeline")
+        async with serve(config) as client:
+            assert (await _post(client, "odd")).status_code == 202
+            await wait_for_status(client, "odd", {"failed"})
+            status = (await client.get(f"{RUNS}/odd/status")).json()
+            assert status["error"]["code"] == "internal_error"
+
+    def test_a_cancel_that_saw_queued_does_not_stop_a_started_run(self, settings) -> None:
+        from app.api.services.run_store import RunOptions, RunStore
+
+        store = RunStore(settings())
+        store.open()
+        store.create("raced", RunOptions(question="q?"))
+        store.transition("raced", "running")
+        stopped = store.try_transition(
+            "raced", "stopped", expect=frozenset({"queued"}), finish_reason="cancelled"
+        )
+        assert stopped is None
+        assert store.get("raced").status == "running"

@@ -119,7 +119,15 @@ class RunExecutor:
         job = _Job(run_id=run_id, config=run_config, question=options.question)
         with self._lock:
             self._jobs[run_id] = job
-        self._pool.submit(self._execute, job)
+        try:
+            self._pool.submit(self._execute, job)
+        except RuntimeError:  # the pool shut down between our check and now
+            self._release_slot(job)
+            self._forget(job)
+            self.store.try_transition(
+                run_id, "stopped", finish_reason="cancelled", error=_SHUTDOWN_ERROR
+            )
+            raise QueueFull(0, retry_after_s=5) from None
         return state
 
     def _retry_after(self) -> int:
@@ -144,8 +152,11 @@ class RunExecutor:
             job.reason = "cancelled"
             job.cancel.set()
             if state.status == "queued":
-                self._release_slot(job)  # a cancelled run no longer waits: free its slot now
-                stopped = self.store.try_transition(run_id, "stopped", finish_reason="cancelled")
+                stopped = self.store.try_transition(
+                    run_id, "stopped", expect=frozenset({"queued"}), finish_reason="cancelled"
+                )
+                if stopped is not None:
+                    self._release_slot(job)  # it no longer waits: free its slot now
                 return stopped or self.store.get(run_id), True
             return self.store.get(run_id), True
         # Another process owns the run: leave a marker that its should_stop looks for.
@@ -166,7 +177,18 @@ class RunExecutor:
             self.store.try_transition(job.run_id, "stopped", finish_reason="cancelled")
             self._forget(job)
             return
-        if self.store.try_transition(job.run_id, "running") is None:
+        try:
+            started = self.store.try_transition(job.run_id, "running")
+        except Exception:
+            log.exception("run %s: could not be started", job.run_id)
+            started = None
+            self.store.try_transition(
+                job.run_id,
+                "failed",
+                finish_reason="error",
+                error={"code": "internal_error", "message": "the run could not be started"},
+            )
+        if started is None:
             self._forget(job)
             return
         with self._lock:
@@ -174,6 +196,11 @@ class RunExecutor:
         job.deadline = time.monotonic() + self.config.run_timeout_s
         try:
             self._run(job)
+        except Exception:
+            # Whatever went wrong after the pipeline (a malformed result from a custom
+            # pipeline, a failed state write): the run must not stay "running".
+            log.exception("run %s: could not record the outcome", job.run_id)
+            self._fail(job, "internal_error", "the server could not record the run's outcome")
         finally:
             with self._lock:
                 self._running -= 1
@@ -220,7 +247,7 @@ class RunExecutor:
         self._finish(job, result)
 
     def _finish(self, job: _Job, result: PipelineResult) -> None:
-        artifacts = {
+        artifacts: dict[str, Any] = {
             "final_output_path": self._relative(result.final_output_path),
             "context_bundle_path": self._relative(result.context_bundle_path),
         }

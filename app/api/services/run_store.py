@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -234,16 +235,31 @@ class RunStore:
             self._runs[run_id] = state
             self._owned.add(run_id)
             pending = self._pending_write(state)
-        self._flush(*pending)
-        self._notify(run_id, "status", state.status_payload())
+        try:
+            self._flush(*pending, event=("status", state.status_payload()))
+        except BaseException:
+            # Not recorded, not accepted: leave no queued ghost behind.
+            with self._lock:
+                self._runs.pop(run_id, None)
+                self._owned.discard(run_id)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         return copy.copy(state)
 
-    def transition(self, run_id: str, status: str, **changes: Any) -> RunState:
-        """Move a run to ``status``; raise IllegalTransition if its state does not allow it."""
+    def transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState:
+        """Move a run to ``status``; raise IllegalTransition if its state does not allow it.
+
+        ``expect`` narrows the states the move may start from, checked under the lock: a
+        cancel that saw "queued" must not stop a run that has started meanwhile.
+        """
         with self._lock:
             state = self._runs.get(run_id)
             if state is None:
                 raise RunNotFound(run_id)
+            if expect is not None and state.status not in expect:
+                raise IllegalTransition(f"run {run_id}: {state.status} is not {sorted(expect)}")
             if status not in _ALLOWED.get(state.status, frozenset()):
                 raise IllegalTransition(f"run {run_id}: {state.status} -> {status}")
             reason = changes.get("finish_reason")
@@ -260,14 +276,15 @@ class RunStore:
             pending = self._pending_write(state)
             payload = state.status_payload()
             result = copy.copy(state)
-        self._flush(*pending)
-        self._notify(run_id, "status", payload)
+        self._flush(*pending, event=("status", payload))
         return result
 
-    def try_transition(self, run_id: str, status: str, **changes: Any) -> RunState | None:
+    def try_transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState | None:
         """Like :meth:`transition`, but ``None`` when the run has moved on already."""
         try:
-            return self.transition(run_id, status, **changes)
+            return self.transition(run_id, status, expect=expect, **changes)
         except IllegalTransition:
             return None
 
@@ -279,17 +296,18 @@ class RunStore:
                 return
             state.stage, state.message, state.step, state.total_steps = stage, message, step, total
             pending = self._pending_write(state)
-        self._flush(*pending)
-        self._notify(
-            run_id,
-            "progress",
-            {
-                "run_id": run_id,
-                "stage": stage,
-                "message": message,
-                "step": step,
-                "total_steps": total,
-            },
+        self._flush(
+            *pending,
+            event=(
+                "progress",
+                {
+                    "run_id": run_id,
+                    "stage": stage,
+                    "message": message,
+                    "step": step,
+                    "total_steps": total,
+                },
+            ),
         )
 
     # ------------------------------------------------------------------ reading
@@ -304,9 +322,11 @@ class RunStore:
                 # a reader must never see half a transition.
                 return copy.copy(state)
         fresh = self._load(run_id, reconcile=False)
-        if fresh is None:
-            raise RunNotFound(run_id)
         with self._lock:
+            if run_id in self._owned:  # created here while we read: memory is the truth
+                return copy.copy(self._runs[run_id])
+            if fresh is None:
+                raise RunNotFound(run_id)
             self._runs[run_id] = fresh
             return copy.copy(fresh)
 
@@ -372,9 +392,18 @@ class RunStore:
         run_lock.acquire()
         return run_lock, state.to_json()
 
-    def _flush(self, run_lock: threading.Lock, snapshot: dict[str, Any]) -> None:
+    def _flush(
+        self,
+        run_lock: threading.Lock,
+        snapshot: dict[str, Any],
+        *,
+        event: tuple[str, dict[str, Any]],
+    ) -> None:
+        """Write the snapshot, then tell the listeners, both before the run's lock is let go,
+        so that listeners see one run's changes in the order they were made."""
         try:
             write_json_atomic(self.root / snapshot["run_id"] / STATE_FILE, snapshot)
+            self._notify(snapshot["run_id"], *event)
         finally:
             run_lock.release()
 
