@@ -1,4 +1,9 @@
-"""Refuse request bodies over a size cap with 413, before they are read into memory."""
+"""Refuse request bodies over a size cap with 413, before they are read into memory.
+
+FastAPI's own ``max_body_size`` (Starlette's RequestBodyLimitMiddleware) answers a large
+Content-Length with a text/plain "Content Too Large"; API.md wants every error as JSON with
+a ``code``, so this small middleware answers instead.
+"""
 
 from __future__ import annotations
 
