@@ -7,20 +7,26 @@ runs are asked to stop and recorded as stopped, never left "running" on disk.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 
 from app import __version__
 from app.api.body_limit import BodySizeLimit
 from app.api.errors import add_exception_handlers
-from app.api.routes import health, runs
+from app.api.routes import events, health, runs
+from app.api.services.event_bus import EventBus
+from app.api.services.event_log import EventLog
+from app.api.services.output_watcher import OutputWatcher
 from app.api.services.run_executor import RunExecutor, load_pipeline
 from app.api.services.run_store import RunStore
+from app.api.services.run_stream import RunStream
 from app.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,8 @@ class State(TypedDict):
     settings: AppConfig
     store: RunStore
     executor: RunExecutor
+    stream: RunStream
+    shutdown: anyio.Event
 
 
 def create_app(settings: AppConfig | None = None) -> FastAPI:
@@ -39,14 +47,32 @@ def create_app(settings: AppConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
+        bus = EventBus()
+        bus.bind(asyncio.get_running_loop())
         store = RunStore(config)
+        events = EventLog(store.root, bus)
+        store.add_listener(events.listener)  # before open(): reconciled runs get their event
         await anyio.to_thread.run_sync(store.open)
         executor = RunExecutor(store, config, pipeline)
+        executor.add_delta_listener(events.delta)
+        shutdown = anyio.Event()
+        watcher = OutputWatcher(store, events, bus, force_polling=config.watch_force_polling)
         log.info("answer service ready: %s runs known", store.count())
-        try:
-            yield {"settings": config, "store": store, "executor": executor}
-        finally:
-            await anyio.to_thread.run_sync(executor.shutdown)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watcher.run, shutdown)
+            try:
+                yield {
+                    "settings": config,
+                    "store": store,
+                    "executor": executor,
+                    "stream": RunStream(store, events, bus),
+                    "shutdown": shutdown,
+                }
+            finally:
+                # Streams first (they would keep uvicorn waiting), then the runs.
+                shutdown.set()
+                bus.close()
+                await anyio.to_thread.run_sync(executor.shutdown)
 
     app = FastAPI(
         title="Answer service",
@@ -56,6 +82,7 @@ def create_app(settings: AppConfig | None = None) -> FastAPI:
     )
     add_exception_handlers(app)
     app.include_router(runs.router)
+    app.include_router(events.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     return app

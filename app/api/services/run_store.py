@@ -33,6 +33,7 @@ from app.modules.run_logger import utc_now
 log = logging.getLogger(__name__)
 
 STATE_FILE = "api_state.json"
+RECONCILED = ".reconciled"
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 ACTIVE = frozenset({"queued", "running"})
 _ALLOWED = {
@@ -504,8 +505,15 @@ class RunStore:
             }
         state.completed_at = state.completed_at or utc_now()
         self._set_artifacts(state)
+        # Workers of one server start together and each reconciles: the first to claim the
+        # run records the outcome (state file and status event) once; the others agree.
+        try:
+            os.close(os.open(self.root / state.run_id / RECONCILED, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return state
         log.warning("run %s: reconciled after restart as %s", state.run_id, state.status)
         self._write(state)
+        self._notify(state.run_id, "status", state.status_payload())
         return state
 
     def _set_artifacts(self, state: RunState) -> None:

@@ -1,0 +1,91 @@
+"""Every run event, numbered and kept: ``output/<run_id>/events.jsonl``, then published.
+
+The process that owns a run numbers its events 1, 2, 3, ... and appends each one to the
+run's events.jsonl *before* publishing it, so a replay (and any other process reading the
+file) sees the same ids. One lock per run keeps numbering, appending and publishing in one
+order, whichever thread records (the worker, or the HTTP thread that cancels).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from app.api.services.event_bus import EventBus, RunEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.jsonl"
+TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
+
+
+def is_terminal(event: RunEvent) -> bool:
+    return event.event == "status" and event.data.get("status") in TERMINAL
+
+
+class EventLog:
+    """Numbering, persistence and publication of run events."""
+
+    def __init__(self, root: Path, bus: EventBus) -> None:
+        self.root = root
+        self.bus = bus
+        self._lock = threading.Lock()
+        self._run_locks: dict[str, threading.Lock] = {}
+        self._next: dict[str, int] = {}
+
+    def record(self, run_id: str, event: str, data: dict[str, Any]) -> RunEvent:
+        """Number the event, append it to the run's file, then publish it."""
+        with self._lock:
+            run_lock = self._run_locks.setdefault(run_id, threading.Lock())
+        with run_lock:
+            number = self._next.get(run_id) or self.last_id(run_id) + 1
+            item = RunEvent(number, event, data)
+            path = self.root / run_id / EVENTS_FILE
+            line = json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":"))
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+            self._next[run_id] = number + 1
+            self.bus.publish(run_id, item)
+        return item
+
+    def listener(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        """For RunStore.add_listener: each status and progress change becomes an event."""
+        self.record(run_id, kind, payload)
+
+    def delta(self, run_id: str, text: str) -> None:
+        """For RunExecutor.add_delta_listener: a piece of the answer."""
+        self.record(run_id, "answer_delta", {"run_id": run_id, "text": text})
+
+    def read(self, run_id: str, *, after: int = 0) -> list[RunEvent]:
+        """The run's events with an id above ``after``, in order."""
+        events, _ = self.read_from(run_id, 0)
+        return [e for e in events if e.id > after]
+
+    def read_from(self, run_id: str, offset: int) -> tuple[list[RunEvent], int]:
+        """Complete events from byte ``offset`` on, and the offset after the last of them.
+
+        A line still being written (no newline yet) is left for the next read.
+        """
+        path = self.root / run_id / EVENTS_FILE
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return [], offset
+        end = chunk.rfind(b"\n") + 1
+        events: list[RunEvent] = []
+        for raw in chunk[:end].splitlines():
+            try:
+                data = json.loads(raw)
+                events.append(RunEvent(int(data["id"]), str(data["event"]), dict(data["data"])))
+            except (ValueError, KeyError, TypeError):
+                log.warning("run %s: skipped a damaged line in %s", run_id, EVENTS_FILE)
+        return events, offset + end
+
+    def last_id(self, run_id: str) -> int:
+        events = self.read(run_id)
+        return events[-1].id if events else 0

@@ -1,0 +1,68 @@
+"""Events written by other processes sharing ``output/``, published on this process's bus.
+
+One ``watchfiles.awatch`` per process (each costs a thread and an inotify instance; the
+kernel allows about 128 instances per user), shared by every stream. It only looks at runs
+that someone here is following and that another process owns, reads only the new complete
+lines of their events.jsonl (a byte offset per run), and publishes them; subscribers drop
+ids they already have, so nothing arrives twice. Debounce and step are small so that an
+event reaches a stream in well under 300 ms; APP_WATCH_FORCE_POLLING is for network
+filesystems, where inotify sees nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anyio
+import watchfiles
+
+from app.api.services.event_bus import EventBus
+from app.api.services.event_log import EVENTS_FILE, EventLog
+from app.api.services.run_store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def _events_files(_: watchfiles.Change, path: str) -> bool:
+    return path.endswith(EVENTS_FILE)
+
+
+class OutputWatcher:
+    def __init__(
+        self, store: RunStore, events: EventLog, bus: EventBus, *, force_polling: bool
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.bus = bus
+        self.force_polling = force_polling
+        self._offsets: dict[str, int] = {}
+        self.ready = anyio.Event()
+
+    async def run(self, stop: anyio.Event) -> None:
+        """Watch until ``stop`` is set."""
+        root = self.store.root
+        self.ready.set()
+        async for changes in watchfiles.awatch(
+            root,
+            watch_filter=_events_files,
+            debounce=50,
+            step=20,
+            stop_event=stop,
+            force_polling=self.force_polling,
+            poll_delay_ms=100,
+            recursive=True,
+        ):
+            runs = {Path(path).parent.name for _, path in changes}
+            for run_id in runs:
+                self.forward(run_id)
+
+    def forward(self, run_id: str) -> int:
+        """Publish the new events of a run another process owns; how many were published."""
+        if not self.bus.has_subscribers(run_id) or self.store.is_owned(run_id):
+            return 0
+        events, offset = self.events.read_from(run_id, self._offsets.get(run_id, 0))
+        self._offsets[run_id] = offset
+        for event in events:
+            self.bus.publish(run_id, event)
+        return len(events)

@@ -1,0 +1,68 @@
+"""What one SSE subscriber receives: the replay after Last-Event-ID, then live events.
+
+Subscribe first, then read the log: an event appended after the read is already on its way
+through the subscription, and one in both places is dropped by its id. The stream ends
+after the run's terminal status event; a run that ended without one in its log (a run from
+before events were kept, or a CLI run) gets a closing status event made from its state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+
+from app.api.services.event_bus import EventBus, RunEvent
+from app.api.services.event_log import EventLog, is_terminal
+from app.api.services.run_store import RunStore
+
+
+class RunStream:
+    def __init__(self, store: RunStore, events: EventLog, bus: EventBus) -> None:
+        self.store = store
+        self.events = events
+        self.bus = bus
+
+    async def finished_before(self, run_id: str, last_event_id: int) -> bool:
+        """True when a client that has seen ``last_event_id`` has seen the whole run."""
+        state = self.store.get(run_id)
+        if not state.terminal:
+            return False
+        last = await anyio.to_thread.run_sync(self.events.last_id, run_id)
+        return last_event_id >= max(last, 1)
+
+    async def follow(self, run_id: str, last_event_id: int) -> AsyncIterator[RunEvent]:
+        """Every event after ``last_event_id``, in order, without gaps or repeats."""
+        sent = last_event_id
+        async with self.bus.subscribe(run_id) as subscription:
+            replay = await anyio.to_thread.run_sync(
+                lambda: self.events.read(run_id, after=last_event_id)
+            )
+            for event in replay:
+                yield event
+                sent = event.id
+                if is_terminal(event):
+                    return
+            if self.store.get(run_id).terminal:
+                # Its last events may still be in the subscription queue; else close it here.
+                while not subscription.queue.empty():
+                    queued = subscription.queue.get_nowait()
+                    if queued is None or queued.id <= sent:
+                        continue
+                    yield queued
+                    sent = queued.id
+                    if is_terminal(queued):
+                        return
+                state = self.store.get(run_id)
+                yield RunEvent(sent + 1, "status", state.status_payload())
+                return
+            while True:
+                queued = await subscription.queue.get()
+                if queued is None:  # dropped for falling behind, or the server is stopping
+                    return
+                if queued.id <= sent:
+                    continue
+                yield queued
+                sent = queued.id
+                if is_terminal(queued):
+                    return
