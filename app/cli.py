@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -65,6 +66,11 @@ def _ask(config: AppConfig, question: str, run_id: str) -> int:
     streaming = False
 
     def show(event: dict[str, Any]) -> None:
+        # The reader may go away (`| head`): the run still finishes and saves.
+        with contextlib.suppress(BrokenPipeError):
+            _show(event)
+
+    def _show(event: dict[str, Any]) -> None:
         nonlocal streaming
         if event["type"] == "progress":
             if streaming:

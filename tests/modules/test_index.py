@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.modules.retrieval.index import SectionIndex, SyncReport, index_path_for
-from app.modules.retrieval.text import stem
+from app.modules.retrieval.text import index_forms, stem
 
 MAX_CHARS = 1800
 OVERLAP_CHARS = 200
@@ -311,7 +311,7 @@ class TestSectionIndexRanking:
         _write(corpus, "four.md", "# four\n\nCommon harbour words and a rare albatross.\n")
         _sync(index, corpus)
 
-        weights = index.idf([stem("harbour"), stem("albatross"), stem("unseen")])
+        weights = index.idf({stem(w): [stem(w)] for w in ("harbour", "albatross", "unseen")})
 
         assert weights[stem("albatross")] > weights[stem("harbour")] > 0
         assert weights[stem("unseen")] > weights[stem("albatross")]
@@ -319,11 +319,25 @@ class TestSectionIndexRanking:
 
     def test_terms_in_file(self, index: SectionIndex, root: Path) -> None:
         _sync(index, root)
-        asked = [stem("walruses"), stem("icebergs"), stem("tomatoes")]
+        asked = {stem(w): [stem(w)] for w in ("walruses", "icebergs", "tomatoes")}
 
         assert index.terms_in_file("alpha.md", asked) == {stem("walruses"), stem("icebergs")}
         assert index.terms_in_file("team/deep/gamma.markdown", asked) == {stem("tomatoes")}
-        assert index.terms_in_file("alpha.md", []) == set()
+        assert index.terms_in_file("alpha.md", {}) == set()
+
+    def test_a_term_is_found_in_any_of_its_forms(self, index: SectionIndex, tmp_path: Path) -> None:
+        corpus = tmp_path / "forms"
+        _write(
+            corpus,
+            "limits.md",
+            "# Limits\n\nSet APP_MAX_QUEUED for the queue; the organisation decides.\n",
+        )
+        _sync(index, corpus)
+        asked = index_forms(["maximum", "organization", "penguin"])
+
+        assert index.terms_in_file("limits.md", asked) == {stem("maximum"), stem("organization")}
+        weights = index.idf(asked)
+        assert weights[stem("maximum")] < weights[stem("penguin")]
 
 
 class TestSectionIndexConcurrency:

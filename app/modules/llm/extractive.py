@@ -79,7 +79,8 @@ _ASKS_MONEY = re.compile(
 )
 _ASKS_NUMBER = re.compile(
     r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat (share|percentage|proportion|"
-    r"fraction|number|amount|level|size|capacity|target)\b|\bpercent\w*",
+    r"fraction|number|amount|level|size|capacity|target)\b|\bpercent\w*"
+    r"|\b(status|http|exit|return|error) codes?\b|\bport\b|\bversion\b",
     re.IGNORECASE,
 )
 _ASKS_TIME = re.compile(

@@ -43,7 +43,7 @@ ShouldStop = Callable[[], bool]
 GAP_FILE_COVERAGE = 0.8
 GAP_SECTION_COVERAGE = 0.35
 GAP_FILES = 5
-GENERIC_WEIGHT = 0.3
+GENERIC_WEIGHT = 0.15
 MAX_EVIDENCE = 16
 NAME_WEIGHT = 1.6
 SQL_TABLE_ROWS_SHOWN = 25
@@ -222,8 +222,7 @@ def _answer(
 
     progress.stage("retrieve", f"Searching {index.section_count()} sections")
     with logger.step("retrieve") as details:
-        all_terms = [t for p in parts for t in p.query.terms]
-        idf = index.idf(all_terms)
+        idf = index.idf({t: f for p in parts for t, f in p.query.forms.items()})
         # A named thing ("Northwind", "Volt Haul") is what a question is about: evidence
         # about another organisation that shares the other words is not an answer.
         for name in {n for p in parts for n in p.query.names}:
@@ -478,7 +477,7 @@ def _assess_gaps(
         best_found: set[str] = set()
         anywhere: set[str] = set()
         best_file = 0.0
-        for found in [index.terms_in_file(p, terms) | set(stems(p)) for p in files] + [
+        for found in [index.terms_in_file(p, part.query.forms) | set(stems(p)) for p in files] + [
             set(item.stems) for item in sql
         ]:
             anywhere |= found

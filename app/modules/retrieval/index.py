@@ -13,7 +13,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,8 +313,12 @@ class SectionIndex:
                 found[term] = int(docs)
         return found
 
-    def terms_in_file(self, path: str, stemmed_terms: Iterable[str]) -> set[str]:
-        """Which of ``stemmed_terms`` occur anywhere in the file at ``path``."""
+    def terms_in_file(self, path: str, forms: Mapping[str, Iterable[str]]) -> set[str]:
+        """Which terms occur, in any of their forms, anywhere in the file at ``path``."""
+        present = self._forms_in_file(path, {f for fs in forms.values() for f in fs})
+        return {term for term, term_forms in forms.items() if present & set(term_forms)}
+
+    def _forms_in_file(self, path: str, stemmed_terms: Iterable[str]) -> set[str]:
         terms = list(dict.fromkeys(stemmed_terms))
         if not terms:
             return set()
@@ -328,10 +332,16 @@ class SectionIndex:
             )
         }
 
-    def idf(self, stemmed_terms: Iterable[str]) -> dict[str, float]:
-        """BM25-style inverse document frequency per term (rare terms weigh more)."""
+    def idf(self, forms: Mapping[str, Iterable[str]]) -> dict[str, float]:
+        """BM25-style inverse document frequency per term (rare terms weigh more).
+
+        ``forms`` maps each term to the stems the index may hold for it ("maximum" ->
+        {"maximum", "max"}); the most frequent form stands for the term.
+        """
         total = self.section_count()
-        return {
-            term: math.log(1 + (total - df + 0.5) / (df + 0.5))
-            for term, df in self.document_frequencies(stemmed_terms).items()
-        }
+        frequencies = self.document_frequencies(f for fs in forms.values() for f in fs)
+        result = {}
+        for term, term_forms in forms.items():
+            df = max((frequencies.get(f, 0) for f in term_forms), default=0)
+            result[term] = math.log(1 + (total - df + 0.5) / (df + 0.5))
+        return result

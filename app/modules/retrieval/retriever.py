@@ -13,10 +13,18 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.modules.retrieval.index import Hit, SectionIndex
-from app.modules.retrieval.text import QUESTION_SCAFFOLD, STOPWORDS, fold, stems, words
+from app.modules.retrieval.text import (
+    QUESTION_SCAFFOLD,
+    STOPWORDS,
+    fold,
+    index_forms,
+    stems,
+    variants,
+    words,
+)
 
 CANDIDATES = 80
 _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
@@ -32,6 +40,7 @@ class Query:
     terms: tuple[str, ...]  # stems that define the subject (no stop words, no scaffolding)
     bigrams: tuple[tuple[str, str], ...]  # adjacent subject stems in the question
     names: tuple[str, ...] = ()  # stems of capitalised words: organisations, programmes, places
+    forms: dict[str, frozenset[str]] = field(default_factory=dict)  # term -> stems in the index
 
     @classmethod
     def from_text(cls, text: str, *, extra: Sequence[str] = ()) -> Query:
@@ -47,10 +56,15 @@ class Query:
         names = tuple(dict.fromkeys(stems(" ".join(capitalised))))
         return cls(
             text=text,
-            match_words=tuple(dict.fromkeys(tokens)),
+            match_words=tuple(dict.fromkeys(v for t in tokens for v in variants(t))),
             terms=terms,
             bigrams=bigrams,
             names=tuple(n for n in names if n in terms),
+            forms={
+                term: frozenset(found)
+                for term, found in index_forms(subject).items()
+                if term in terms
+            },
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 import Stemmer
@@ -73,7 +74,52 @@ def _stemmer() -> Stemmer.Stemmer:
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
+    """The Porter stem of a folded word, after spelling and abbreviations are unified."""
+    return str(_stemmer().stemWord(canonical(word)))
+
+
+def index_stem(word: str) -> str:
+    """The stem SQLite's porter tokenizer gives ``word`` (no spelling unification)."""
     return str(_stemmer().stemWord(word))
+
+
+def index_forms(words_: Iterable[str]) -> dict[str, set[str]]:
+    """For each unified stem of ``words_``, the stems the index may hold for it."""
+    forms: dict[str, set[str]] = {}
+    for word in words_:
+        for form in variants(word):
+            forms.setdefault(stem(word), set()).add(index_stem(form))
+    return forms
+
+
+# Abbreviations technical writing uses for the words people type, and the other way round.
+ALIASES = {
+    "max": "maximum", "min": "minimum", "config": "configuration", "configs": "configurations",
+    "cfg": "configuration", "env": "environment", "envs": "environments",
+    "auth": "authentication", "repo": "repository", "repos": "repositories",
+    "dir": "directory", "dirs": "directories", "docs": "documentation", "info": "information",
+    "db": "database", "dbs": "databases", "msg": "message", "msgs": "messages",
+    "num": "number", "param": "parameter", "params": "parameters", "arg": "argument",
+    "args": "arguments", "spec": "specification", "specs": "specifications",
+    "impl": "implementation", "mgmt": "management", "govt": "government",
+    "dept": "department", "approx": "approximately", "qty": "quantity", "avg": "average",
+    "pct": "percent", "percentage": "percent", "ev": "electric", "evs": "electric",
+}  # fmt: skip
+_BRITISH = re.compile(r"(?<=\w{3})is(ation|ations|ing|ed|es|e|er|ers)$")
+
+
+def canonical(word: str) -> str:
+    """One spelling per word: abbreviations expanded, British -ise/-isation as -ize."""
+    word = ALIASES.get(word, word)
+    return _BRITISH.sub(r"iz\1", word) if "is" in word else word
+
+
+def variants(word: str) -> list[str]:
+    """Spellings of ``word`` that the index may hold (for the full-text query)."""
+    forms = {word, canonical(word)}
+    forms |= {short for short, full in ALIASES.items() if full == canonical(word)}
+    forms |= {re.sub(r"iz(ation|ations|ing|ed|es|e|er|ers)$", r"is\1", f) for f in set(forms)}
+    return sorted(forms)
 
 
 def stems(text: str) -> list[str]:
