@@ -60,6 +60,7 @@ def create_app(settings: AppConfig | None = None) -> FastAPI:
         log.info("answer service ready: %s runs known", store.count())
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watcher.run, shutdown)
+            tasks.start_soon(_end_streams_on, shutdown, bus)
             try:
                 yield {
                     "settings": config,
@@ -86,6 +87,17 @@ def create_app(settings: AppConfig | None = None) -> FastAPI:
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     return app
+
+
+async def _end_streams_on(shutdown: anyio.Event, bus: EventBus) -> None:
+    """End every event stream as soon as the server starts to stop.
+
+    uvicorn waits for open connections to close *before* it runs the lifespan's shutdown,
+    so closing the bus there would come too late. sse-starlette sets ``shutdown`` when it
+    sees the exit signal; a closed subscription ends its stream with a proper last chunk.
+    """
+    await shutdown.wait()
+    bus.close()
 
 
 app = create_app()

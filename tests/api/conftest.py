@@ -36,6 +36,7 @@ from tests.api import gated_pipeline
 REPO = Path(__file__).resolve().parents[2]
 GATED = "tests.api.gated_pipeline:gated_pipeline"
 BLOCKING = "tests.api.gated_pipeline:blocking_pipeline"
+FILE_GATED = "tests.api.gated_pipeline:file_gated_pipeline"
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 

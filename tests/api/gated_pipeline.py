@@ -9,11 +9,14 @@ so tests only register gates for the runs they want to hold.
 Select it with ``AppConfig(pipeline="tests.api.gated_pipeline:gated_pipeline")``, or
 ``APP_PIPELINE=tests.api.gated_pipeline:blocking_pipeline`` for a server in a subprocess
 (the registry does not cross processes; that variant runs until it is asked to stop).
+``APP_PIPELINE=tests.api.gated_pipeline:file_gated_pipeline`` is steered through files the
+test creates in ``output/<run_id>/`` instead, so it works across processes.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -154,6 +157,72 @@ def blocking_pipeline(
     """A run that never finishes on its own: it stops when should_stop() says so."""
     gate(run_id, "block")
     return gated_pipeline(config, question, run_id, on_event=on_event, should_stop=should_stop)
+
+
+RELEASE_FILE = "release"
+FILE_GATED_ANSWER = "The answer is 42 [1].\n"
+
+
+def delta_file(number: int) -> str:
+    """The file that lets a file-gated run write the ``number``-th piece of its answer."""
+    return f"delta-{number}"
+
+
+def delta_text(number: int) -> str:
+    return f"Piece {number}. "
+
+
+def file_gated_pipeline(
+    config: AppConfig,
+    question: str,
+    run_id: str,
+    *,
+    on_event: OnEvent | None = None,
+    should_stop: ShouldStop | None = None,
+) -> PipelineResult:
+    """A run steered through files in ``output/<run_id>/`` (works in a server subprocess).
+
+    It reports progress ``gate`` and waits. Each file ``delta-<n>`` (n = 1, 2, ...) lets it
+    emit the n-th answer_delta, in order; ``release`` lets it finish ``completed``, with a last
+    delta, so that the deltas add up to final.md. It checks ``should_stop`` while it waits.
+    """
+    stop = should_stop or _never
+    emit = on_event or (lambda _event: None)
+    run_dir = config.output_root / run_id
+    emit(_progress("gate", "Waiting for the test to release the run", 1))
+    pieces: list[str] = []
+    while True:
+        while (run_dir / delta_file(len(pieces) + 1)).exists():
+            pieces.append(delta_text(len(pieces) + 1))
+            emit({"type": "answer_delta", "text": pieces[-1]})
+        if (run_dir / RELEASE_FILE).exists():
+            break
+        if stop():
+            return PipelineResult(run_id, "stopped", "cancelled")
+        time.sleep(POLL_S)  # a bounded pause between looks at the files
+    emit({"type": "answer_delta", "text": FILE_GATED_ANSWER})
+    emit(_progress("save", "Saving the answer and its evidence", 2))
+    final_path = run_dir / "final.md"
+    write_text_atomic(final_path, "".join(pieces) + FILE_GATED_ANSWER)
+    bundle_path = run_dir / "context_bundle.json"
+    write_json_atomic(
+        bundle_path,
+        {
+            "run_id": run_id,
+            "question": question,
+            "evidence": [{"id": 1, "source": "documents/reports/fleet.md", "text": "42"}],
+            "citations": [{"marker": "[1]", "evidence_id": 1}],
+            "gaps": [],
+        },
+    )
+    return PipelineResult(
+        run_id,
+        "completed",
+        "answered",
+        final_output_path=final_path,
+        context_bundle_path=bundle_path,
+        evidence_count=1,
+    )
 
 
 def _stopped(g: Gate, run_id: str) -> PipelineResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -17,6 +18,9 @@ router = APIRouter(prefix=PREFIX, tags=["events"])
 
 # The browser's reconnect delay after a dropped connection (HTML spec, "retry" field).
 RETRY_MS = 2000
+# On shutdown, how long a stream may take to end by itself (the bus closes it at once)
+# before sse-starlette cancels it, which would cut the response off mid-body.
+SHUTDOWN_GRACE_S = 2.0
 
 
 @router.get(
@@ -50,19 +54,23 @@ async def run_events(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         first = True
-        async for event in stream.follow(run_id, after):
-            yield ServerSentEvent(
-                data=json.dumps(event.data, ensure_ascii=False),
-                event=event.event,
-                id=str(event.id),
-                retry=RETRY_MS if first else None,
-            )
-            first = False
+        # aclosing: when the client goes away mid-stream, the subscription is removed at
+        # once, not whenever the abandoned generator happens to be collected.
+        async with aclosing(stream.follow(run_id, after)) as followed:
+            async for event in followed:
+                yield ServerSentEvent(
+                    data=json.dumps(event.data, ensure_ascii=False),
+                    event=event.event,
+                    id=str(event.id),
+                    retry=RETRY_MS if first else None,
+                )
+                first = False
 
     return EventSourceResponse(
         events(),
         ping=settings.sse_ping_s,
         shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_S,
         # sse-starlette already sends Cache-Control: no-store and X-Accel-Buffering: no
         # (so that nginx does not buffer the stream).
     )

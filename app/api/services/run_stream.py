@@ -8,7 +8,7 @@ before events were kept, or a CLI run) gets a closing status event made from its
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import anyio.to_thread
 
@@ -31,7 +31,7 @@ class RunStream:
         last = await anyio.to_thread.run_sync(self.events.last_id, run_id)
         return last_event_id >= max(last, 1)
 
-    async def follow(self, run_id: str, last_event_id: int) -> AsyncIterator[RunEvent]:
+    async def follow(self, run_id: str, last_event_id: int) -> AsyncGenerator[RunEvent, None]:
         """Every event after ``last_event_id``, in order, without gaps or repeats."""
         sent = last_event_id
         async with self.bus.subscribe(run_id) as subscription:
@@ -44,14 +44,16 @@ class RunStream:
                 if is_terminal(event):
                     return
             if self.store.get(run_id).terminal:
-                # Its last events may still be in the subscription queue; else close it here.
-                while not subscription.queue.empty():
-                    queued = subscription.queue.get_nowait()
-                    if queued is None or queued.id <= sent:
-                        continue
-                    yield queued
-                    sent = queued.id
-                    if is_terminal(queued):
+                # It ended after the replay was read. Its last events are in the log by now,
+                # though not necessarily in the queue yet (delivery is scheduled on the loop,
+                # or waits for the watcher): read them there, so that no event is skipped
+                # or renumbered. Only the terminal status event may still be on its way (the
+                # state file is written first): then close with one made from the state.
+                rest = await anyio.to_thread.run_sync(lambda: self.events.read(run_id, after=sent))
+                for event in rest:
+                    yield event
+                    sent = event.id
+                    if is_terminal(event):
                         return
                 state = self.store.get(run_id)
                 yield RunEvent(sent + 1, "status", state.status_payload())
