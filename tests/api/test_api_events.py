@@ -258,6 +258,20 @@ class TestFullRun:
                         # The reconnect delay is sent once, with the first event.
                         assert [sse.retry for sse in stream.raw] == [RETRY_MS, None, None]
 
+    async def test_a_heartbeat_comment_keeps_an_idle_stream_alive(
+        self, uvicorn: StartServer, file_gated_env: dict[str, str]
+    ) -> None:
+        with uvicorn(**file_gated_env, APP_SSE_PING_S="0.2") as server:
+            async with _client(server) as client:
+                await _post(client, "idle")
+                with anyio.fail_after(STREAM_TIMEOUT):
+                    url = "/api/v1/runs/idle/events"
+                    async with client.stream("GET", url) as response:
+                        # The run waits at its gate: nothing but heartbeats can arrive now.
+                        async for line in response.aiter_lines():
+                            if line.startswith(":"):
+                                break
+
 
 @pytest.mark.slow
 class TestResume:
