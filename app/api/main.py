@@ -70,7 +70,8 @@ def create_app(settings: AppConfig | None = None) -> FastAPI:
                     "shutdown": shutdown,
                 }
             finally:
-                # Streams first (they would keep uvicorn waiting), then the runs.
+                # Under uvicorn the streams have ended already (_end_streams_on); without a
+                # signal (tests, an embedding app) end them here, then stop the runs.
                 shutdown.set()
                 bus.close()
                 await anyio.to_thread.run_sync(executor.shutdown)
