@@ -39,11 +39,14 @@ class TestEventBus:
         bus = EventBus()
         bus.bind(asyncio.get_running_loop())
         async with bus.subscribe("r") as subscription:
-            worker = threading.Thread(
-                target=lambda: [bus.publish("r", _event(n)) for n in range(1, 101)]
-            )
+
+            def publish_all() -> None:
+                for number in range(1, 101):
+                    bus.publish("r", _event(number))
+
+            worker = threading.Thread(target=publish_all)
             worker.start()
-            ids = []
+            ids: list[int] = []
             with anyio.fail_after(5):
                 while len(ids) < 100:
                     item = await subscription.queue.get()
