@@ -52,6 +52,8 @@ _SPECIFIC = re.compile(r"\d|%|€|\$|£|\bEUR\b|\bUSD\b|`[^`]+`|--?[a-z][\w-]+")
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
 _MARKUP = re.compile(r"\*\*|__|(?<!\w)[*_](?!\s)|(?<!\s)[*_](?!\w)")
 
+CODE_LINES = 25  # longer code blocks stay in the evidence panel
+
 _SIGNPOST = re.compile(
     r"^(this|the present|the following) (document|page|section|report|chapter|guide|note|faq)\b"
     r"|^(see|refer to|for (more|further) (details|information))\b",
@@ -174,16 +176,24 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
             paragraph.clear()
             last_kind = "sentence"
 
+    code: list[str] = []
     for line in lines:
         stripped = line.strip()
         fence = re.match(r"(`{3,}|~{3,})", stripped)
         if in_fence:
+            code.append(line)
             if fence and stripped.startswith(in_fence):
                 in_fence = ""
+                # "Example of running ls:" followed by its code: the code is the answer,
+                # so it travels with the sentence that introduces it.
+                if units and units[-1][0].rstrip().endswith(":") and len(code) <= CODE_LINES:
+                    text_, kind_, block_ = units[-1]
+                    units[-1] = (text_ + "\n" + "\n".join(code), kind_, block_)
             continue
         if fence:
             flush()
             in_fence = fence.group(1)
+            code = [line]
             last_kind = "code"
             continue
         if stripped.startswith("|") and stripped.count("|") >= 2:
@@ -222,9 +232,18 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
 def _cite(text: str, evidence_id: int) -> str:
     text = text.rstrip()
     marker = f" [{evidence_id}]"
+    if "\n" in text:  # a sentence with its code block: cite the sentence, keep the code
+        sentence, code = text.split("\n", 1)
+        return f"{_cite(sentence, evidence_id)}\n\n{code}"
     if text.endswith((".", "!", "?")) and not text.endswith("..."):
         return f"{text[:-1]}{marker}{text[-1]}"
     return f"{text}{marker}"
+
+
+def _bullet(text: str) -> str:
+    """A list item; continuation lines (a code block) indented to stay inside it."""
+    first, *rest = text.split("\n")
+    return "\n".join([f"- {first}", *(f"  {line}" if line else "" for line in rest)]) + "\n"
 
 
 class ExtractiveWriter:
@@ -276,7 +295,7 @@ class ExtractiveWriter:
             if chosen:
                 yield "The closest passages found:\n\n"
                 for unit in chosen[:2]:
-                    yield f"- {_cite(unit.text, unit.evidence_id)}\n"
+                    yield _bullet(_cite(unit.text, unit.evidence_id))
                 yield "\n"
             return
         if not chosen:
@@ -288,7 +307,7 @@ class ExtractiveWriter:
             yield from self._overview(part, evidence, lead, rest)
             return
         for unit in rest:
-            yield f"- {_cite(unit.text, unit.evidence_id)}\n"
+            yield _bullet(_cite(unit.text, unit.evidence_id))
         if rest:
             yield "\n"
 
@@ -308,11 +327,11 @@ class ExtractiveWriter:
             plain_heading = _MARKUP.sub("", heading).strip()
             if not _MARKUP.sub("", text).lower().startswith(plain_heading.lower()):
                 text = f"**{plain_heading}**: {text}"
-            yield f"- {_cite(text, evidence_id)}\n"
+            yield _bullet(_cite(text, evidence_id))
         outline_ids = {i for i, _ in part.outline}
         extras = [u for u in rest if u.evidence_id not in outline_ids and u.text not in used]
         for unit in extras[:2]:
-            yield f"- {_cite(unit.text, unit.evidence_id)}\n"
+            yield _bullet(_cite(unit.text, unit.evidence_id))
         yield "\n"
 
     def select(self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]) -> list[Unit]:

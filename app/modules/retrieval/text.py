@@ -75,11 +75,17 @@ def _stemmer() -> Stemmer.Stemmer:
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """The Porter stem of a folded word, after spelling and abbreviations are unified."""
-    return str(_stemmer().stemWord(canonical(word)))
+    return index_stem(canonical(word))
 
 
 def index_stem(word: str) -> str:
-    """The stem SQLite's porter tokenizer gives ``word`` (no spelling unification)."""
+    """The stem SQLite's porter tokenizer gives ``word`` (no spelling unification).
+
+    Like SQLite (fts5_porter.c), tokens shorter than 3 or longer than 64 characters are
+    left as they are: "js" stays "js", where the Porter algorithm alone would give "j".
+    """
+    if len(word) < 3 or len(word) > 64:
+        return word
     return str(_stemmer().stemWord(word))
 
 
