@@ -301,21 +301,31 @@ class ExtractiveWriter:
         if not chosen:
             yield f"{gap_sentence(part)}\n\n"
             return
+        if part.broad and part.outline:
+            yield from self._overview(part, evidence, chosen)
+            return
         lead, *rest = chosen
         yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
-        if part.broad and part.outline:
-            yield from self._overview(part, evidence, lead, rest)
-            return
         for unit in rest:
             yield _bullet(_cite(unit.text, unit.evidence_id))
         if rest:
             yield "\n"
 
     def _overview(
-        self, part: Part, evidence: dict[int, Evidence], lead: Unit, rest: list[Unit]
+        self, part: Part, evidence: dict[int, Evidence], chosen: list[Unit]
     ) -> Iterator[str]:
-        """An overview: each item of the outline with its opening sentence, then extras."""
-        used = {lead.text}
+        """An overview: each item of the outline with its opening sentence, then extras.
+
+        The lead comes from the outlined document itself; a strong sentence from another
+        document ("... the Science Based Targets initiative ...") is no introduction to it.
+        """
+        outlined = evidence[part.outline[0][0]].path
+        lead = next((u for u in chosen if evidence[u.evidence_id].path == outlined), None)
+        rest = [u for u in chosen if u is not lead]
+        used: set[str] = set()
+        if lead is not None:
+            yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
+            used.add(lead.text)
         for evidence_id, heading in part.outline:
             units = [u for u in split_units(evidence[evidence_id].text) if u[0] not in used]
             if not units:
@@ -329,7 +339,14 @@ class ExtractiveWriter:
                 text = f"**{plain_heading}**: {text}"
             yield _bullet(_cite(text, evidence_id))
         outline_ids = {i for i, _ in part.outline}
-        extras = [u for u in rest if u.evidence_id not in outline_ids and u.text not in used]
+        # Extras only from the outlined document: the overview is of that, not of others.
+        extras = [
+            u
+            for u in rest
+            if u.evidence_id not in outline_ids
+            and u.text not in used
+            and evidence[u.evidence_id].path == outlined
+        ]
         for unit in extras[:2]:
             yield _bullet(_cite(unit.text, unit.evidence_id))
         yield "\n"
@@ -355,7 +372,9 @@ class ExtractiveWriter:
         for rank, evidence_id in enumerate(section_ids):
             item = evidence[evidence_id]
             context = set(stems(f"{item.path} {item.title} {item.heading_path}"))
-            names_here = bool(names & (context | set(stems(item.text))))
+            in_view = context | set(stems(item.text))
+            names_here = bool(names & in_view)
+            any_name_here = not part.query.names or bool(set(part.query.names) & in_view)
             units = split_units(item.text)
             unit_stems = [set(stems(u[0])) for u in units]
             # "The premium is 1.2 cents per litre." answers through its paragraph; a list
@@ -397,7 +416,9 @@ class ExtractiveWriter:
                 if n_words > 70:
                     score -= 0.1
                 if names and not names_here:
-                    score -= 0.15  # about some other organisation or programme than asked
+                    # About some other organisation or programme than the one asked about;
+                    # worse still when none of the question's names is in sight.
+                    score -= 0.15 if any_name_here else 0.3
                 score -= 0.002 * position  # within a section, earlier is usually the point
                 if _SIGNPOST.match(plain):
                     score -= 0.25  # "This document sets out ..." is about the text itself
