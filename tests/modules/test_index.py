@@ -455,3 +455,18 @@ class TestIndexPathFor:
         assert by_absolute.parent == index_root
         assert by_absolute.name.startswith("sections-")
         assert by_absolute.suffix == ".sqlite"
+
+
+class TestSchemaUpgrade:
+    def test_an_index_from_an_older_schema_is_rebuilt(self, tmp_path: Path) -> None:
+        old = tmp_path / "old.sqlite"
+        db = sqlite3.connect(old)
+        db.execute("CREATE VIRTUAL TABLE sections_fts USING fts5(title, heading, lead, body)")
+        db.commit()
+        db.close()
+        corpus = tmp_path / "docs"
+        _write(corpus, "a.md", "# Fleet\n\nThe EcoDrive course trains drivers.\n")
+        with SectionIndex.open(old) as index:
+            report = index.sync(corpus, max_chars=1800, overlap_chars=200)
+            assert report.indexed == 1
+            assert index.search(["eco"], limit=5)[0].section.path == "a.md"

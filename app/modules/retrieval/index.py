@@ -29,12 +29,18 @@ from app.modules.documents.sections import Section, split_markdown
 from app.modules.retrieval.text import camel_parts
 
 SCHEMA_VERSION = "6"
+SCHEMA_USER_VERSION = int(SCHEMA_VERSION)
 
 # bm25() column weights: title, heading path, lead (front matter + first paragraph), body,
 # and the parts of the body's camelCase words. The words that tell one page from its
 # neighbours sit in the title and headings.
 COLUMN_WEIGHTS = (4.0, 2.5, 0.8, 1.0, 1.0)
 
+_DROP = """
+DROP TABLE IF EXISTS sections_terms; DROP TABLE IF EXISTS sections_vocab;
+DROP TABLE IF EXISTS sections_fts; DROP TABLE IF EXISTS sections;
+DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS meta;
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
@@ -101,7 +107,16 @@ class SectionIndex:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            # An index written by another version of the schema is rebuilt from scratch:
+            # CREATE ... IF NOT EXISTS alone would keep its old tables and columns.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_USER_VERSION:
+                db.executescript(
+                    f"BEGIN IMMEDIATE; {_DROP} {_SCHEMA} "
+                    f"PRAGMA user_version = {SCHEMA_USER_VERSION}; COMMIT;"
+                )
+            else:
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
         except sqlite3.Error as exc:
             db.close()
             raise IndexUnavailable(
