@@ -152,6 +152,20 @@ async def _until_status(
             await anyio.sleep(0.02)  # poll interval
 
 
+async def _until_logged_end(output: Path, run_id: str) -> list[Event]:
+    """The run's log once its terminal status event is in it.
+
+    /status turns terminal a moment before the event is appended (the state is recorded
+    first), so reading the log right after the poll could miss the last event.
+    """
+    with anyio.fail_after(STREAM_TIMEOUT):
+        while True:
+            logged = _logged(output, run_id)
+            if logged and logged[-1].event == "status" and logged[-1].data["status"] in TERMINAL:
+                return logged
+            await anyio.sleep(0.02)  # poll interval
+
+
 def _fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -195,7 +209,7 @@ async def finished(
     async with _client(engine_server) as client:
         await _post(client, "done", QUESTION)
         await _until_status(client, "done", TERMINAL)
-        yield client, _logged(output, "done")
+        yield client, await _until_logged_end(output, "done")
 
 
 # --------------------------------------------------------------------------- tests
