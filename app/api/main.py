@@ -11,11 +11,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TypedDict
 
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from app import __version__
 from app.api.body_limit import BodySizeLimit
@@ -31,6 +34,9 @@ from app.config import AppConfig
 
 log = logging.getLogger(__name__)
 
+# The bundled static page (web-demo/ at the repository root, beside app/), served at /demo/.
+DEMO_DIR = Path(__file__).resolve().parents[2] / "web-demo"
+
 
 class State(TypedDict):
     settings: AppConfig
@@ -40,8 +46,12 @@ class State(TypedDict):
     shutdown: anyio.Event
 
 
-def create_app(settings: AppConfig | None = None) -> FastAPI:
-    """A new application; nothing is created until its lifespan starts."""
+def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEMO_DIR) -> FastAPI:
+    """A new application; nothing is created until its lifespan starts.
+
+    ``demo_dir`` is the static demo page mounted at ``/demo/``; when it is None or missing
+    (an install without the repository's web-demo/), nothing is mounted.
+    """
     config = settings or AppConfig()
 
     @asynccontextmanager
@@ -87,7 +97,21 @@ def create_app(settings: AppConfig | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    _mount_demo(app, demo_dir)
     return app
+
+
+def _mount_demo(app: FastAPI, demo_dir: Path | None) -> None:
+    """Serve web-demo/ at /demo/ (index.html for the folder); /demo redirects there."""
+    if demo_dir is None or not (demo_dir / "index.html").is_file():
+        log.info("no demo page at %s: /demo is not served", demo_dir)
+        return
+
+    @app.get("/demo", include_in_schema=False)
+    async def demo_redirect() -> RedirectResponse:
+        return RedirectResponse("/demo/", status_code=307)
+
+    app.mount("/demo", StaticFiles(directory=demo_dir, html=True), name="demo")
 
 
 async def _end_streams_on(shutdown: anyio.Event, bus: EventBus) -> None:
