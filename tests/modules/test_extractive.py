@@ -50,3 +50,12 @@ class TestStems:
         assert index_stem("js") == "js"
         assert stem("js") == "js"
         assert index_stem("processes") == "process"
+
+
+class TestIdentifiers:
+    def test_code_like_names_are_taken_verbatim(self) -> None:
+        from app.modules.retrieval.text import identifiers
+
+        assert identifiers("What does pip's --require-hashes option do?") == ["--require-hashes"]
+        assert identifiers("How do I use `keepAlive` in http.Agent?") == ["keepalive", "http.agent"]
+        assert identifiers("What is Northwind's Scope 3 target?") == []

@@ -408,6 +408,10 @@ class ExtractiveWriter:
                 )
                 score += 0.08 if _SPECIFIC.search(plain) else 0.0
                 score += 0.03 if _NAME.search(plain) else 0.0
+                if part.query.identifiers:
+                    lowered = text.lower()
+                    hits = sum(i in lowered for i in part.query.identifiers)
+                    score += 0.2 * hits / len(part.query.identifiers)
                 if wanted is not None and _answers(wanted, plain, part.text):
                     score += 0.15  # the kind of thing asked for: an amount, a date, a name
                 score -= 0.02 * rank  # earlier evidence is better evidence

@@ -20,6 +20,7 @@ from app.modules.retrieval.text import (
     QUESTION_SCAFFOLD,
     STOPWORDS,
     fold,
+    identifiers,
     index_forms,
     stems,
     variants,
@@ -40,6 +41,7 @@ class Query:
     terms: tuple[str, ...]  # stems that define the subject (no stop words, no scaffolding)
     bigrams: tuple[tuple[str, str], ...]  # adjacent subject stems in the question
     names: tuple[str, ...] = ()  # stems of capitalised words: organisations, programmes, places
+    identifiers: tuple[str, ...] = ()  # code-like names, matched verbatim ("--require-hashes")
     forms: dict[str, frozenset[str]] = field(default_factory=dict)  # term -> stems in the index
 
     @classmethod
@@ -60,6 +62,7 @@ class Query:
             terms=terms,
             bigrams=bigrams,
             names=tuple(n for n in names if n in terms),
+            identifiers=tuple(identifiers(text)),
             forms={
                 term: frozenset(found)
                 for term, found in index_forms(subject).items()
@@ -116,6 +119,14 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
         found = frozenset(t for t in query.terms if t in set(tokens))
         cov = coverage(query.terms, found, idf)
         score = 0.45 * (hit.bm25 / best_bm25) + 0.45 * cov + 0.10 * _adjacent(query.bigrams, tokens)
+        if query.identifiers:
+            # Verbatim in a heading: the section documents that very name.
+            heading = hit.section.heading_path.lower()
+            body = hit.section.text.lower()
+            found_in = [
+                0.3 if i in heading else 0.1 if i in body else 0.0 for i in query.identifiers
+            ]
+            score += sum(found_in) / len(query.identifiers)
         scored.append((hit, score, cov, found))
 
     by_file: dict[str, list[float]] = defaultdict(list)

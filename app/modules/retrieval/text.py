@@ -185,3 +185,16 @@ def is_generic(term: str) -> bool:
 @lru_cache(maxsize=1)
 def _generic_stems() -> frozenset[str]:
     return frozenset(stem(w) for w in GENERIC_WORDS)
+
+
+# Code-like names in a question ("--require-hashes", "process.env", "child_process",
+# "`keepAlive`"): a passage that has them verbatim is about exactly that.
+_IDENTIFIER = re.compile(
+    r"`([^`\s][^`]{0,60})`|(?<![\w-])(--?[A-Za-z][\w-]{1,40})|\b([A-Za-z_]\w*(?:[._]\w+)+)\b"
+)
+
+
+def identifiers(text: str) -> list[str]:
+    """Code-like names in ``text``, lower-cased, without the backticks."""
+    found = [next(g for g in m.groups() if g) for m in _IDENTIFIER.finditer(text)]
+    return list(dict.fromkeys(f.lower() for f in found if len(f) > 2))
