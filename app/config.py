@@ -68,6 +68,11 @@ class AppConfig(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0)
     watch_force_polling: bool = False
 
+    # --- operations ---
+    # Terminal runs whose completed_at is older than this are removed (None: keep forever).
+    retention_days: float | None = Field(default=None, gt=0)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+
     _split = field_validator("documents_roots", "api_keys", "cors_origins", mode="before")(
         _split_commas
     )

@@ -162,14 +162,66 @@
     item.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
 
+  // ---------------------------------------------------------------- API key
+
+  // A server with APP_API_KEYS answers 401: ask for a key once, keep it for this tab only
+  // (sessionStorage), send it as a Bearer header, and as ?access_token= where EventSource
+  // cannot set headers.
+  const KEY_STORAGE = "answer-service.api-key";
+  const auth = {
+    card: $("auth"),
+    form: $("auth-form"),
+    input: $("api-key"),
+    error: $("auth-error"),
+  };
+
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  function askForKey() {
+    const rejected = apiKey();
+    if (rejected) sessionStorage.removeItem(KEY_STORAGE);
+    auth.error.textContent = rejected ? "That key was not accepted." : "This server needs an API key.";
+    show(auth.card);
+    auth.input.focus();
+  }
+
+  auth.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = auth.input.value.trim();
+    if (!key) return auth.input.focus();
+    sessionStorage.setItem(KEY_STORAGE, key);
+    auth.input.value = "";
+    hide(auth.card);
+    loadRuns();
+    if (current) openRun(current.id, { question: el.runQuestion.textContent });
+  });
+
+  function eventsUrl(runId) {
+    const url = `${API}/${encodeURIComponent(runId)}/events`;
+    const key = apiKey();
+    return key ? `${url}?access_token=${encodeURIComponent(key)}` : url;
+  }
+
   // ---------------------------------------------------------------- HTTP
 
   async function api(path, options = {}) {
+    const key = apiKey();
     const response = await fetch(path, {
-      headers: { accept: "application/json", ...(options.body ? { "content-type": "application/json" } : {}) },
+      headers: {
+        accept: "application/json",
+        ...(options.body ? { "content-type": "application/json" } : {}),
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+      },
       cache: "no-store",
       ...options,
     });
+    if (response.status === 401) askForKey();
     let body = null;
     try {
       body = await response.json();
@@ -306,7 +358,7 @@
       return;
     }
     setMode("live");
-    const source = new EventSource(`${API}/${encodeURIComponent(run.id)}/events`);
+    const source = new EventSource(eventsUrl(run.id));
     run.source = source;
     let seen = false;
     const alive = () => {

@@ -11,22 +11,27 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TypedDict
 
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
 from app.api.body_limit import BodySizeLimit
 from app.api.errors import add_exception_handlers
-from app.api.routes import events, health, runs
+from app.api.request_metrics import RequestMetrics
+from app.api.routes import events, health, metrics, runs
 from app.api.services.event_bus import EventBus
 from app.api.services.event_log import EventLog
+from app.api.services.metrics import Metrics
 from app.api.services.output_watcher import OutputWatcher
+from app.api.services.retention import run_retention
 from app.api.services.run_executor import RunExecutor, load_pipeline
 from app.api.services.run_store import RunStore
 from app.api.services.run_stream import RunStream
@@ -44,6 +49,7 @@ class State(TypedDict):
     executor: RunExecutor
     stream: RunStream
     shutdown: anyio.Event
+    metrics: Metrics
 
 
 def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEMO_DIR) -> FastAPI:
@@ -53,6 +59,7 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     (an install without the repository's web-demo/), nothing is mounted.
     """
     config = settings or AppConfig()
+    app_metrics = Metrics()  # created here: the middleware needs it before the lifespan runs
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -62,15 +69,30 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
         store = RunStore(config)
         events = EventLog(store.root, bus)
         store.add_listener(events.listener)  # before open(): reconciled runs get their event
+        store.add_listener(app_metrics.run_listener)
         await anyio.to_thread.run_sync(store.open)
         executor = RunExecutor(store, config, pipeline)
         executor.add_delta_listener(events.delta)
+        app_metrics.bind(store=store, executor=executor, bus=bus)
         shutdown = anyio.Event()
         watcher = OutputWatcher(store, events, bus, force_polling=config.watch_force_polling)
+        # A deleted run: numbering and offsets start over, its open streams end.
+        for forget in (events.forget, watcher.forget, app_metrics.forget, bus.end):
+            store.add_removal_listener(forget)
         log.info("answer service ready: %s runs known", store.count())
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watcher.run, shutdown)
             tasks.start_soon(_end_streams_on, shutdown, bus)
+            if config.retention_days is not None:
+                tasks.start_soon(
+                    partial(
+                        run_retention,
+                        store,
+                        days=config.retention_days,
+                        interval_s=config.retention_interval_s,
+                        stop=shutdown,
+                    )
+                )
             try:
                 yield {
                     "settings": config,
@@ -78,6 +100,7 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
                     "executor": executor,
                     "stream": RunStream(store, events, bus),
                     "shutdown": shutdown,
+                    "metrics": app_metrics,
                 }
             finally:
                 # Under uvicorn the streams have ended already (_end_streams_on); without a
@@ -96,7 +119,19 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     app.include_router(runs.router)
     app.include_router(events.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    # The last one added is the outermost: timing sees every response (413s included), and
+    # CORS answers preflights before anything else (they carry no API key).
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=app_metrics)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,  # exact origins; never "*"
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After"],
+        )
     _mount_demo(app, demo_dir)
     return app
 

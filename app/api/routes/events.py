@@ -7,14 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.deps import RunStreamDep, SettingsDep, ShutdownDep
+from app.api.deps import RunStreamDep, SettingsDep, ShutdownDep, require_api_key_or_token
 from app.api.models import ErrorBody
 from app.api.routes.runs import PREFIX
 
-router = APIRouter(prefix=PREFIX, tags=["events"])
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["events"],
+    dependencies=[Depends(require_api_key_or_token)],
+    responses={401: {"model": ErrorBody, "description": "APP_API_KEYS is set: a key is needed."}},
+)
 
 # The browser's reconnect delay after a dropped connection (HTML spec, "retry" field).
 RETRY_MS = 2000

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
-from app.api.deps import RunExecutorDep, RunStoreDep, SettingsDep
+from app.api.deps import RunExecutorDep, RunStoreDep, SettingsDep, require_api_key
 from app.api.models import (
     ErrorBody,
     RunAccepted,
@@ -28,7 +28,12 @@ from app.api.services.run_store import RunOptions, RunState
 from app.modules.run_ids import build_run_id
 
 PREFIX = "/api/v1/runs"
-router = APIRouter(prefix=PREFIX, tags=["runs"])
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["runs"],
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"model": ErrorBody, "description": "APP_API_KEYS is set: a key is needed."}},
+)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -188,3 +193,10 @@ def cancel_run(run_id: str, executor: RunExecutorDep, response: Response) -> Run
     if not asked:
         response.status_code = status.HTTP_200_OK
     return _status(state)
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors(404, 409))
+def delete_run(run_id: str, store: RunStoreDep) -> Response:
+    """Remove a finished run: its record and its folder (409 while queued or running)."""
+    store.delete(run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

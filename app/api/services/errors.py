@@ -82,6 +82,18 @@ class RunAlreadyFinished(RunServiceError):
         )
 
 
+class RunActive(RunServiceError):
+    status_code = 409
+    code = "run_active"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"run '{run_id}' is {status}; cancel it and wait until it has stopped to delete it",
+            run_id=run_id,
+            status=status,
+        )
+
+
 class QueueFull(RunServiceError):
     status_code = 429
     code = "queue_full"

@@ -113,6 +113,19 @@ class EventBus:
                 if not subs:
                     del self._subscriptions[subscription.run_id]
 
+    def end(self, run_id: str) -> None:
+        """End the streams of one run (it was deleted); safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._end, run_id)
+
+    def _end(self, run_id: str) -> None:
+        with self._lock:
+            subscriptions = list(self._subscriptions.get(run_id, ()))
+        for subscription in subscriptions:
+            _close(subscription)
+
     def close(self) -> None:
         """End every stream (server shutdown): each subscriber gets the end marker."""
         with self._lock:

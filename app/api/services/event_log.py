@@ -59,6 +59,12 @@ class EventLog:
         """For RunExecutor.add_delta_listener: a piece of the answer."""
         self.record(run_id, "answer_delta", {"run_id": run_id, "text": text})
 
+    def forget(self, run_id: str) -> None:
+        """For RunStore.add_removal_listener: a run id used again starts at event 1."""
+        with self._lock:
+            self._run_locks.pop(run_id, None)
+            self._next.pop(run_id, None)
+
     def read(self, run_id: str, *, after: int = 0) -> list[RunEvent]:
         """The run's events with an id above ``after``, in order."""
         events, _ = self.read_from(run_id, 0)

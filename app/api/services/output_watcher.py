@@ -57,6 +57,10 @@ class OutputWatcher:
             for run_id in runs:
                 self.forward(run_id)
 
+    def forget(self, run_id: str) -> None:
+        """For RunStore.add_removal_listener: a deleted run's file starts over if reused."""
+        self._offsets.pop(run_id, None)
+
     def forward(self, run_id: str) -> int:
         """Publish the new events of a run another process owns; how many were published."""
         if not self.bus.has_subscribers(run_id) or self.store.is_owned(run_id):

@@ -21,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.api.services.errors import IllegalTransition, RunAlreadyExists, RunNotFound
+from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExists, RunNotFound
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic
 from app.modules.run_ids import is_valid_run_id
@@ -48,6 +49,7 @@ _FINISH_REASONS = {
 }
 
 Listener = Callable[[str, str, dict[str, Any]], None]
+RemovalListener = Callable[[str], None]
 
 
 def _process_start(pid: int) -> str | None:
@@ -190,6 +192,7 @@ class RunStore:
         self._run_locks: dict[str, threading.Lock] = {}
         self._owned: set[str] = set()
         self._listeners: list[Listener] = []
+        self._removal_listeners: list[RemovalListener] = []
         self._me = _this_process()
 
     # ------------------------------------------------------------------ lifecycle
@@ -213,6 +216,10 @@ class RunStore:
     def add_listener(self, listener: Listener) -> None:
         """``listener(run_id, kind, payload)`` after each change (kind: status | progress)."""
         self._listeners.append(listener)
+
+    def add_removal_listener(self, listener: RemovalListener) -> None:
+        """``listener(run_id)`` after a run has been deleted (forget caches, end streams)."""
+        self._removal_listeners.append(listener)
 
     # ------------------------------------------------------------------ writing
     def create(self, run_id: str, options: RunOptions) -> RunState:
@@ -311,6 +318,55 @@ class RunStore:
             ),
         )
 
+    def delete(self, run_id: str) -> None:
+        """Remove a terminal run: from memory first, then its folder; RunActive while active.
+
+        Memory goes first so that no reader finds a run whose files are half gone; the run's
+        own lock is taken before the folder goes, so the terminal transition's last write
+        (state file and terminal event, made after the state changed in memory) has ended.
+        """
+        state = self.get(run_id)  # RunNotFound; a run of another process is read afresh
+        with self._lock:
+            current = self._runs.get(run_id)
+            if current is None:  # deleted meanwhile
+                raise RunNotFound(run_id)
+            if not current.terminal:
+                raise RunActive(run_id, current.status)
+            del self._runs[run_id]
+            self._owned.discard(run_id)
+            run_lock = self._run_locks.pop(run_id, None)
+            if run_lock is not None:
+                # Lock order store -> run, as in _pending_write.
+                with run_lock:
+                    pass
+        shutil.rmtree(self.root / run_id, ignore_errors=True)
+        log.info("run %s deleted (%s)", run_id, state.status)
+        for listener in self._removal_listeners:
+            try:
+                listener(run_id)
+            except Exception:
+                log.exception("run %s: removal listener failed", run_id)
+
+    def remove_expired(self, *, older_than: datetime) -> list[str]:
+        """Delete every terminal run whose completed_at is before ``older_than``."""
+        self._discover()  # runs another process (or the CLI) wrote count too
+        with self._lock:
+            expired = [
+                s.run_id
+                for s in self._runs.values()
+                if s.terminal and (done := _parse_time(s.completed_at)) and done < older_than
+            ]
+        removed = []
+        for run_id in expired:
+            try:
+                self.delete(run_id)
+            except (RunNotFound, RunActive):
+                continue  # deleted by someone else meanwhile
+            removed.append(run_id)
+        if removed:
+            log.info("retention: removed %d run(s) completed before %s", len(removed), older_than)
+        return removed
+
     # ------------------------------------------------------------------ reading
     def get(self, run_id: str) -> RunState:
         """The run's state: from memory, or from disk when another process owns it."""
@@ -355,6 +411,14 @@ class RunStore:
     def count(self) -> int:
         with self._lock:
             return len(self._runs)
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many runs this process knows in each status (every status, zeros included)."""
+        counts = dict.fromkeys(sorted(ACTIVE | TERMINAL), 0)
+        with self._lock:
+            for state in self._runs.values():
+                counts[state.status] = counts.get(state.status, 0) + 1
+        return counts
 
     def active_owned(self) -> list[RunState]:
         with self._lock:
@@ -525,9 +589,18 @@ class RunStore:
                 setattr(state, attr, self.config.relative(self.root / state.run_id / name))
 
 
-def _mtime(path: Path) -> str:
-    from datetime import UTC, datetime  # noqa: PLC0415 - only for damaged runs
+def _parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 timestamp as an aware datetime (UTC when it names no zone)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
+
+def _mtime(path: Path) -> str:
     try:
         stamp = path.stat().st_mtime
     except OSError:

@@ -9,9 +9,11 @@ before events were kept, or a CLI run) gets a closing status event made from its
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import anyio.to_thread
 
+from app.api.services.errors import RunNotFound
 from app.api.services.event_bus import EventBus, RunEvent
 from app.api.services.event_log import EventLog, is_terminal
 from app.api.services.run_store import RunStore
@@ -32,7 +34,19 @@ class RunStream:
         return last_event_id >= max(last, 1)
 
     async def follow(self, run_id: str, last_event_id: int) -> AsyncGenerator[RunEvent, None]:
-        """Every event after ``last_event_id``, in order, without gaps or repeats."""
+        """Every event after ``last_event_id``, in order, without gaps or repeats.
+
+        A run deleted while it is followed just ends the stream.
+        """
+        # aclosing: the subscription inside is removed as soon as this generator is closed.
+        async with aclosing(self._follow(run_id, last_event_id)) as events:
+            try:
+                async for event in events:
+                    yield event
+            except RunNotFound:
+                return
+
+    async def _follow(self, run_id: str, last_event_id: int) -> AsyncGenerator[RunEvent, None]:
         sent = last_event_id
         async with self.bus.subscribe(run_id) as subscription:
             replay = await anyio.to_thread.run_sync(

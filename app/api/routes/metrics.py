@@ -1,0 +1,16 @@
+"""GET /metrics: Prometheus text format (open, like the health checks)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.api.deps import MetricsDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(metrics: MetricsDep) -> Response:
+    """Runs by status, run durations, queue depth, open streams, HTTP latency by route."""
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
