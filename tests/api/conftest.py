@@ -212,13 +212,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def uvicorn(tmp_path: Path) -> Iterator[Callable[..., AbstractContextManager[Server]]]:
     """``with uvicorn(APP_BASE_DIR=..., ...) as server``: real uvicorn on a free port.
 
+    ``uvicorn("pkg.module:app", ...)`` serves another ASGI app (a deliberately broken one).
+
     The environment drops every APP_* and OPENAI_* variable of the test process, so the
     server sees only what the test passes. The process is always terminated (and reaped).
     """
     started: list[subprocess.Popen[bytes]] = []
 
     @contextmanager
-    def run(**env_overrides: str) -> Iterator[Server]:
+    def run(target: str = "app.api.main:app", **env_overrides: str) -> Iterator[Server]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
         env.update(env_overrides)
         port = _free_port()
@@ -229,7 +231,7 @@ def uvicorn(tmp_path: Path) -> Iterator[Callable[..., AbstractContextManager[Ser
                     sys.executable,
                     "-m",
                     "uvicorn",
-                    "app.api.main:app",
+                    target,
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -357,3 +357,21 @@ class TestRetention:
         with anyio.fail_after(5):
             async with serve(settings(retention_days=1, retention_interval_s=3600)) as client:
                 assert (await client.get("/healthz")).status_code == 200
+
+
+class TestAccessLog:
+    def test_the_access_token_is_redacted_in_uvicorns_access_log(
+        self, uvicorn: Any, base_dir: Path, tmp_path: Path
+    ) -> None:
+        env = {
+            "APP_BASE_DIR": str(base_dir),
+            "APP_OUTPUT_DIR": str(tmp_path / "output"),
+            "APP_API_KEYS": KEY,
+        }
+        with uvicorn(**env) as server, httpx.Client(base_url=server.base_url) as client:
+            response = client.get(f"/api/v1/runs/none/events?access_token={KEY}")
+            assert response.status_code == 404
+            assert client.get("/healthz").status_code == 200  # a later line: the log has caught up
+            log = server.log()
+        assert "access_token=[redacted]" in log
+        assert KEY not in log
