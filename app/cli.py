@@ -58,7 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
-    uvicorn.run("app.api.main:app", host=args.host, port=args.port, workers=args.workers)
+    from app.api.logging_setup import uvicorn_log_config  # noqa: PLC0415
+
+    uvicorn.run(
+        "app.api.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=uvicorn_log_config(json_lines=AppConfig().log_json),
+    )
     return 0
 
 

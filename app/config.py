@@ -66,12 +66,16 @@ class AppConfig(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sse_ping_s: float = Field(default=15.0, gt=0)
+    # Event streams open at once in this process; one more gets 503 with Retry-After.
+    max_sse_streams: int = Field(default=1000, ge=1)
     watch_force_polling: bool = False
 
     # --- operations ---
     # Terminal runs whose completed_at is older than this are removed (None: keep forever).
     retention_days: float | None = Field(default=None, gt=0)
     retention_interval_s: float = Field(default=3600.0, gt=0)
+    # One JSON object per log line (for log shippers) instead of the human format.
+    log_json: bool = False
 
     _split = field_validator("documents_roots", "api_keys", "cors_origins", mode="before")(
         _split_commas

@@ -29,6 +29,9 @@ _HTTP_CODES = {
 }
 
 
+_BODY_NOT_PARSED = "There was an error parsing the body"
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -76,6 +79,15 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _BODY_NOT_PARSED:
+            # FastAPI answers 400 when the body is not even text (invalid UTF-8); to a
+            # client it is malformed JSON like any other, which API.md makes a 422.
+            return error_response(
+                422,
+                "validation_error",
+                "body: the request body is not valid UTF-8 JSON",
+                detail=[{"type": "json_invalid", "loc": ["body"], "msg": "not valid UTF-8"}],
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(

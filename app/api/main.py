@@ -23,7 +23,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import access_log
+from app.api import access_log, logging_setup
 from app.api.body_limit import BodySizeLimit
 from app.api.errors import add_exception_handlers
 from app.api.request_metrics import RequestMetrics
@@ -60,6 +60,7 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     (an install without the repository's web-demo/), nothing is mounted.
     """
     config = settings or AppConfig()
+    logging_setup.configure(json_lines=config.log_json)
     access_log.install()  # keys given as ?access_token= never reach the access log
     app_metrics = Metrics()  # created here: the middleware needs it before the lifespan runs
 

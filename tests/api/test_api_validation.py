@@ -290,3 +290,16 @@ class TestOtherErrors:
         async with serve(settings()) as client:
             error(await client.get("/api/v1/nothing-here"), 404, "not_found")
             error(await client.delete(f"{RUNS}/x/status"), 405, "method_not_allowed")
+
+
+@pytest.mark.anyio
+async def test_a_body_that_is_not_utf8_is_a_422(serve, settings, error) -> None:
+    """FastAPI would answer 400 for invalid UTF-8; API.md makes every malformed body a 422."""
+    async with serve(settings()) as client:
+        response = await client.post(
+            "/api/v1/runs",
+            content=b'{"question": "\xff"}',
+            headers={"content-type": "application/json"},
+        )
+        body = error(response, 422, "validation_error")
+        assert isinstance(body["detail"], list)

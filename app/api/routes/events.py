@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app.api.deps import RunStreamDep, SettingsDep, ShutdownDep, require_api_key_or_token
 from app.api.models import ErrorBody
 from app.api.routes.runs import PREFIX
+from app.api.services.errors import TooManyStreams
 
 router = APIRouter(
     prefix=PREFIX,
@@ -23,6 +24,8 @@ router = APIRouter(
 
 # The browser's reconnect delay after a dropped connection (HTML spec, "retry" field).
 RETRY_MS = 2000
+# How soon a client turned away by APP_MAX_SSE_STREAMS should try again.
+STREAMS_RETRY_AFTER_S = 5
 # On shutdown, how long a stream may take to end by itself (the bus closes it at once)
 # before sse-starlette cancels it, which would cut the response off mid-body.
 SHUTDOWN_GRACE_S = 2.0
@@ -40,6 +43,10 @@ SHUTDOWN_GRACE_S = 2.0
         204: {"description": "The client has already seen the whole, finished run."},
         404: {"model": ErrorBody, "description": "No run with this id."},
         422: {"model": ErrorBody, "description": "Last-Event-ID is not a number."},
+        503: {
+            "model": ErrorBody,
+            "description": "APP_MAX_SSE_STREAMS streams are open; retry after `Retry-After`.",
+        },
     },
 )
 async def run_events(
@@ -56,6 +63,10 @@ async def run_events(
     if await stream.finished_before(run_id, after):
         # 204 tells a browser's EventSource to stop reconnecting (HTML spec, 9.2.3).
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+    # Each open stream holds a queue and a connection: cap them per process. The count is
+    # of live subscriptions, so a stream that has just ended frees its place at once.
+    if stream.bus.count() >= settings.max_sse_streams:
+        raise TooManyStreams(settings.max_sse_streams, retry_after_s=STREAMS_RETRY_AFTER_S)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         first = True

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from app.api.deps import RunExecutorDep, RunStoreDep, SettingsDep, require_api_key
 from app.api.models import (
@@ -23,7 +24,9 @@ from app.api.models import (
 )
 from app.api.services.document_roots import confine_markdown_path
 from app.api.services.errors import RunAlreadyExists
+from app.api.services.idempotency import KEY_PATTERN, request_hash, submit_once
 from app.api.services.run_artifacts import read_context, read_output
+from app.api.services.run_executor import RunExecutor
 from app.api.services.run_store import RunOptions, RunState
 from app.modules.run_ids import build_run_id
 
@@ -41,7 +44,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "No run with this id.",
         409: "The run is not in a state that allows this.",
         413: "The request body is too large.",
-        422: "The request is not valid; `detail` lists the fields.",
+        422: "The request is not valid (`detail` lists the fields), or its Idempotency-Key "
+        "was already used with a different request (`idempotency_key_reused`).",
         429: "Too many runs are waiting; retry after `Retry-After` seconds.",
         500: "A finished run's artifact is missing or unreadable.",
     }
@@ -68,7 +72,20 @@ def _status(state: RunState) -> RunStatus:
     responses=_errors(409, 413, 422, 429),
 )
 def create_run(
-    body: RunCreate, executor: RunExecutorDep, settings: SettingsDep, response: Response
+    body: RunCreate,
+    executor: RunExecutorDep,
+    store: RunStoreDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=KEY_PATTERN,
+            description="1..255 printable ASCII characters. A retry with the same key and "
+            "body gets the original 202 (no second run); with another body, 422.",
+        ),
+    ] = None,
 ) -> RunAccepted:
     """Start a run; answers at once with where to follow it."""
     markdown_path = confine_markdown_path(settings, body.markdown_path)
@@ -78,16 +95,17 @@ def create_run(
         markdown_path=markdown_path,
         log_llm_payload=body.log_llm_payload,
     )
-    if body.run_id is not None:
-        state = executor.submit(body.run_id, options)
+    if idempotency_key is None:
+        state = _submit(executor, body.run_id, options)
     else:
-        for attempt in range(5):  # a generated id can only clash by a one-in-16M chance
-            try:
-                state = executor.submit(build_run_id(), options)
-                break
-            except RunAlreadyExists:
-                if attempt == 4:
-                    raise
+        digest = request_hash(options, body.run_id)
+        keyed = replace(options, idempotency_key=idempotency_key, request_hash=digest)
+        state = submit_once(
+            store,
+            key=idempotency_key,
+            request_digest=digest,
+            submit=lambda: _submit(executor, body.run_id, keyed),
+        )
     urls = _urls(state.run_id)
     response.headers["Location"] = urls.status_url
     return RunAccepted(
@@ -97,6 +115,18 @@ def create_run(
         output_url=urls.output_url,
         context_url=urls.context_url,
     )
+
+
+def _submit(executor: RunExecutor, run_id: str | None, options: RunOptions) -> RunState:
+    if run_id is not None:
+        return executor.submit(run_id, options)
+    for attempt in range(5):  # a generated id can only clash by a one-in-16M chance
+        try:
+            return executor.submit(build_run_id(), options)
+        except RunAlreadyExists:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 @router.get("", responses=_errors(422))

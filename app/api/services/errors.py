@@ -118,3 +118,40 @@ class InvalidRequest(RunServiceError):
 
 class IllegalTransition(RuntimeError):
     """A programming error: a run may not move from its state to the one asked."""
+
+
+class TooManyStreams(RunServiceError):
+    status_code = 503
+    code = "too_many_streams"
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"this server already has {limit} event streams open; "
+            f"try again in about {retry_after_s} s or poll the status URL",
+            limit=limit,
+        )
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class IdempotencyKeyReused(RunServiceError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used with a different request; "
+            "send a new key for a new run"
+        )
+
+
+class IdempotencyKeyPending(RunServiceError):
+    """Another request holds the key and has not recorded its run yet (rare, brief)."""
+
+    status_code = 409
+    code = "idempotency_key_pending"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            "a request with this Idempotency-Key is still being processed; retry shortly"
+        )
+        self.headers = {"Retry-After": str(retry_after_s)}

@@ -41,9 +41,12 @@ class EventLog:
         with self._lock:
             run_lock = self._run_locks.setdefault(run_id, threading.Lock())
         with run_lock:
-            number = self._next.get(run_id) or self.last_id(run_id) + 1
-            item = RunEvent(number, event, data)
             path = self.root / run_id / EVENTS_FILE
+            number = self._next.get(run_id)
+            if number is None:  # the first event this process writes for the run
+                _end_torn_line(path)
+                number = self.last_id(run_id) + 1
+            item = RunEvent(number, event, data)
             line = json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":"))
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
@@ -95,3 +98,21 @@ class EventLog:
     def last_id(self, run_id: str) -> int:
         events = self.read(run_id)
         return events[-1].id if events else 0
+
+
+def _end_torn_line(path: Path) -> None:
+    """Close a line a crashed writer left half-written, so the next event is a line of its own.
+
+    The torn fragment stays (readers skip it); without the newline it would swallow the
+    next event too, e.g. the terminal status a restarted server records.
+    """
+    try:
+        with path.open("rb+") as handle:
+            handle.seek(0, 2)
+            if handle.tell() == 0:
+                return
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    except FileNotFoundError:
+        return

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.api.logging_setup import run_context
 from app.api.services.errors import QueueFull, RunAlreadyFinished
 from app.api.services.run_store import ACTIVE, RunOptions, RunState, RunStore
 from app.config import AppConfig
@@ -171,6 +172,12 @@ class RunExecutor:
                 self._waiting -= 1
 
     def _execute(self, job: _Job) -> None:
+        # Worker threads start with an empty context: set the run id here, in the thread,
+        # so that every line logged for this run (engine included) carries it.
+        with run_context(job.run_id):
+            self._execute_in_context(job)
+
+    def _execute_in_context(self, job: _Job) -> None:
         self._release_slot(job)
         if job.cancel.is_set() or self._marker(job.run_id).exists():
             # Cancelled while queued: the cancel call has (or will have) recorded it.
@@ -194,6 +201,7 @@ class RunExecutor:
         with self._lock:
             self._running += 1
         job.deadline = time.monotonic() + self.config.run_timeout_s
+        log.info("run %s started", job.run_id)
         try:
             self._run(job)
         except Exception:
@@ -205,6 +213,7 @@ class RunExecutor:
             with self._lock:
                 self._running -= 1
             self._forget(job)
+            log.info("run %s ended", job.run_id)
 
     def _run(self, job: _Job) -> None:
         marker = self._marker(job.run_id)

@@ -12,7 +12,9 @@ store reconciles: a run left queued or running by a process that no longer exist
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "api_state.json"
 RECONCILED = ".reconciled"
+IDEMPOTENCY_DIR = ".idempotency"
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 ACTIVE = frozenset({"queued", "running"})
 _ALLOWED = {
@@ -82,6 +85,9 @@ class RunOptions:
     enable_sql: bool = False
     markdown_path: str = "documents"
     log_llm_payload: bool = False
+    # Idempotency-Key of the POST, and a hash of the normalised request it came with.
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +116,8 @@ class RunState:
     context_bundle_path: str | None = None
     owner: dict[str, Any] | None = None
     traceback: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -170,6 +178,8 @@ _FIELD_TYPES: dict[str, type] = {
     "context_bundle_path": str,
     "owner": dict,
     "traceback": str,
+    "idempotency_key": str,
+    "request_hash": str,
 }
 _OPTIONAL = frozenset(_FIELD_TYPES) - {
     "question",
@@ -191,6 +201,7 @@ class RunStore:
         self._runs: dict[str, RunState] = {}
         self._run_locks: dict[str, threading.Lock] = {}
         self._owned: set[str] = set()
+        self._idempotency: dict[str, str] = {}  # Idempotency-Key -> run id
         self._listeners: list[Listener] = []
         self._removal_listeners: list[RemovalListener] = []
         self._me = _this_process()
@@ -203,6 +214,7 @@ class RunStore:
             state = self._load(run_id, reconcile=True)
             if state is not None:
                 self._runs[run_id] = state
+                self._index(state)
 
     def is_writable(self) -> bool:
         probe = self.root / f".ready-{os.getpid()}"
@@ -238,10 +250,13 @@ class RunStore:
             log_llm_payload=options.log_llm_payload,
             created_ns=time.time_ns(),
             owner=self._me,
+            idempotency_key=options.idempotency_key,
+            request_hash=options.request_hash,
         )
         with self._lock:
             self._runs[run_id] = state
             self._owned.add(run_id)
+            self._index(state)
             pending = self._pending_write(state)
         try:
             self._flush(*pending, event=("status", state.status_payload()))
@@ -250,6 +265,7 @@ class RunStore:
             with self._lock:
                 self._runs.pop(run_id, None)
                 self._owned.discard(run_id)
+                self._unindex(state)
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         return copy.copy(state)
@@ -334,12 +350,16 @@ class RunStore:
                 raise RunActive(run_id, current.status)
             del self._runs[run_id]
             self._owned.discard(run_id)
+            self._unindex(current)
             run_lock = self._run_locks.pop(run_id, None)
             if run_lock is not None:
                 # Lock order store -> run, as in _pending_write.
                 with run_lock:
                     pass
         shutil.rmtree(self.root / run_id, ignore_errors=True)
+        if current.idempotency_key is not None:
+            # The key is free again: a retry with it starts a new run.
+            release_idempotency_claim(self.root, current.idempotency_key)
         log.info("run %s deleted (%s)", run_id, state.status)
         for listener in self._removal_listeners:
             try:
@@ -386,6 +406,11 @@ class RunStore:
                 raise RunNotFound(run_id)
             self._runs[run_id] = fresh
             return copy.copy(fresh)
+
+    def run_for_key(self, key: str) -> str | None:
+        """The run id recorded with Idempotency-Key ``key`` (this process's index)."""
+        with self._lock:
+            return self._idempotency.get(key)
 
     def is_owned(self, run_id: str) -> bool:
         with self._lock:
@@ -441,7 +466,19 @@ class RunStore:
                 state = self._load(run_id, reconcile=False)
                 if state is not None:
                     with self._lock:
-                        self._runs.setdefault(run_id, state)
+                        if run_id not in self._runs:
+                            self._runs[run_id] = state
+                            self._index(state)
+
+    def _index(self, state: RunState) -> None:
+        """Called under the store lock (or before the store is shared)."""
+        if state.idempotency_key is not None:
+            self._idempotency.setdefault(state.idempotency_key, state.run_id)
+
+    def _unindex(self, state: RunState) -> None:
+        key = state.idempotency_key
+        if key is not None and self._idempotency.get(key) == state.run_id:
+            del self._idempotency[key]
 
     def _write(self, state: RunState) -> None:
         write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
@@ -587,6 +624,16 @@ class RunStore:
         ):
             if (self.root / state.run_id / name).exists():
                 setattr(state, attr, self.config.relative(self.root / state.run_id / name))
+
+
+def idempotency_claim_path(root: Path, key: str) -> Path:
+    """``output/.idempotency/<sha256(key)>``: the file whose exclusive creation claims a key."""
+    return root / IDEMPOTENCY_DIR / hashlib.sha256(key.encode()).hexdigest()
+
+
+def release_idempotency_claim(root: Path, key: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        idempotency_claim_path(root, key).unlink()
 
 
 def _parse_time(value: str | None) -> datetime | None:
