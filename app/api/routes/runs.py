@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -23,12 +22,10 @@ from app.api.models import (
     RunUrls,
 )
 from app.api.services.document_roots import confine_markdown_path
-from app.api.services.errors import RunAlreadyExists
-from app.api.services.idempotency import KEY_PATTERN, request_hash, submit_once
+from app.api.services.idempotency import KEY_PATTERN
 from app.api.services.run_artifacts import read_context, read_output
-from app.api.services.run_executor import RunExecutor
 from app.api.services.run_store import RunOptions, RunState
-from app.modules.run_ids import build_run_id
+from app.api.services.run_submission import start_run
 
 PREFIX = "/api/v1/runs"
 router = APIRouter(
@@ -95,17 +92,7 @@ def create_run(
         markdown_path=markdown_path,
         log_llm_payload=body.log_llm_payload,
     )
-    if idempotency_key is None:
-        state = _submit(executor, body.run_id, options)
-    else:
-        digest = request_hash(options, body.run_id)
-        keyed = replace(options, idempotency_key=idempotency_key, request_hash=digest)
-        state = submit_once(
-            store,
-            key=idempotency_key,
-            request_digest=digest,
-            submit=lambda: _submit(executor, body.run_id, keyed),
-        )
+    state = start_run(executor, store, options, run_id=body.run_id, idempotency_key=idempotency_key)
     urls = _urls(state.run_id)
     response.headers["Location"] = urls.status_url
     return RunAccepted(
@@ -115,18 +102,6 @@ def create_run(
         output_url=urls.output_url,
         context_url=urls.context_url,
     )
-
-
-def _submit(executor: RunExecutor, run_id: str | None, options: RunOptions) -> RunState:
-    if run_id is not None:
-        return executor.submit(run_id, options)
-    for attempt in range(5):  # a generated id can only clash by a one-in-16M chance
-        try:
-            return executor.submit(build_run_id(), options)
-        except RunAlreadyExists:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
 
 
 @router.get("", responses=_errors(422))
