@@ -8,6 +8,7 @@ runs are asked to stop and recorded as stopped, never left "running" on disk.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from typing import TypedDict
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -25,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from app import __version__
 from app.api import access_log, logging_setup
 from app.api.body_limit import BodySizeLimit
+from app.api.deps import require_api_key, require_api_key_or_token
 from app.api.errors import add_exception_handlers
 from app.api.request_metrics import RequestMetrics
 from app.api.routes import events, health, metrics, runs
@@ -74,6 +76,11 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
         store.add_listener(events.listener)  # before open(): reconciled runs get their event
         store.add_listener(app_metrics.run_listener)
         await anyio.to_thread.run_sync(store.open)
+        # Everything loaded so far (modules, thousands of run records) lives as long as the
+        # process: keep it out of the collector's full passes, which otherwise stall every
+        # request for milliseconds as output/ grows.
+        gc.collect()
+        gc.freeze()
         executor = RunExecutor(store, config, pipeline)
         executor.add_delta_listener(events.delta)
         app_metrics.bind(store=store, executor=executor, bus=bus)
@@ -119,8 +126,13 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
         lifespan=lifespan,
     )
     add_exception_handlers(app)
-    app.include_router(runs.router)
-    app.include_router(events.router)
+    # The key check is attached only when keys are configured: an open server pays nothing
+    # for it on every poll.
+    keyed = bool(config.api_keys)
+    app.include_router(runs.router, dependencies=[Depends(require_api_key)] if keyed else [])
+    app.include_router(
+        events.router, dependencies=[Depends(require_api_key_or_token)] if keyed else []
+    )
     app.include_router(health.router)
     app.include_router(metrics.router)
     # The last one added is the outermost: timing sees every response (413s included), and

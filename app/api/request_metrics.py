@@ -8,6 +8,7 @@ neither buffers nor delays streaming responses.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +21,7 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,6 +41,11 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
-            self.metrics.http_duration.labels(
-                method=scope["method"], route=template, status=str(status)
-            ).observe(time.perf_counter() - start)
+            key = (scope["method"], template, status)
+            child = self._children.get(key)
+            if child is None:  # labels() takes a lock and builds a key: once per series
+                child = self.metrics.http_duration.labels(
+                    method=key[0], route=template, status=str(status)
+                )
+                self._children[key] = child
+            child.observe(time.perf_counter() - start)

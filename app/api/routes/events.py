@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.deps import RunStreamDep, SettingsDep, ShutdownDep, require_api_key_or_token
+from app.api.deps import RunStreamDep, SettingsDep, ShutdownDep
 from app.api.models import ErrorBody
 from app.api.routes.runs import PREFIX
 from app.api.services.errors import TooManyStreams
@@ -18,7 +18,6 @@ from app.api.services.errors import TooManyStreams
 router = APIRouter(
     prefix=PREFIX,
     tags=["events"],
-    dependencies=[Depends(require_api_key_or_token)],
     responses={401: {"model": ErrorBody, "description": "APP_API_KEYS is set: a key is needed."}},
 )
 
