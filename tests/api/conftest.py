@@ -6,6 +6,7 @@ out by fixtures; test modules import only the constants below (payload key sets,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -135,6 +136,18 @@ async def _wait_for_status(
                 await anyio.sleep(0.01)  # poll interval, not synchronisation
     except TimeoutError:
         pytest.fail(f"run {run_id} did not reach {sorted(statuses)} in {timeout} s: {last}")
+
+
+def wait_for_state_file(path: Path, status: str, *, timeout: float = 10.0) -> None:
+    """Wait until a run's api_state.json says ``status``.
+
+    /status answers from memory; the state file is written a moment later, so a test about
+    what a killed process leaves on disk must wait for the file itself.
+    """
+    deadline = time.monotonic() + timeout
+    while json.loads(path.read_text()).get("status") != status:
+        assert time.monotonic() < deadline, f"{path} never said {status}"
+        time.sleep(0.01)  # poll interval of a bounded wait for the file
 
 
 @pytest.fixture

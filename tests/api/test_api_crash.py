@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import BLOCKING, GATED, REPO, TERMINAL
+from tests.api.conftest import BLOCKING, GATED, REPO, TERMINAL, wait_for_state_file
 
 pytestmark = pytest.mark.slow
 
@@ -104,13 +104,6 @@ def _tree(base: Path, *, skip: str) -> dict[str, bytes | None]:
     }
 
 
-def _wait_for_file_status(path: Path, status: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while json.loads(path.read_text()).get("status") != status:
-        assert time.monotonic() < deadline, f"{path} never said {status}"
-        time.sleep(0.01)  # poll interval of a bounded wait for the file
-
-
 @pytest.fixture
 def output(tmp_path: Path) -> Path:
     return tmp_path / "output"
@@ -148,7 +141,7 @@ class TestKilledServers:
             for run_id in ("doomed", "torn"):
                 _poll_status(c, run_id, {"running"}, timeout=10)
                 # /status answers from memory; the state file follows a moment later.
-                _wait_for_file_status(output / run_id / "api_state.json", "running")
+                wait_for_state_file(output / run_id / "api_state.json", "running")
             _kill(server)
         for run_id in ("doomed", "torn"):
             left = json.loads((output / run_id / "api_state.json").read_text())

@@ -6,7 +6,6 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -20,6 +19,7 @@ from tests.api.conftest import (
     STATUS_KEYS,
     TERMINAL,
     Server,
+    _wait_for_status,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -42,17 +42,6 @@ async def client(server: Server, anyio_backend: str) -> AsyncIterator[httpx.Asyn
         yield http
 
 
-async def _until_terminal(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
-    with anyio.fail_after(30):
-        while True:
-            response = await client.get(f"{RUNS}/{run_id}/status")
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            if body["status"] in TERMINAL:
-                return body
-            await anyio.sleep(0.05)  # poll interval
-
-
 class TestRealEngine:
     async def test_question_to_cited_answer(self, client, server: Server, tmp_path) -> None:
         response = await client.post(RUNS, json={"question": QUESTION, "run_id": "e2e-trucks"})
@@ -60,7 +49,7 @@ class TestRealEngine:
         assert set(response.json()) == ACCEPTED_KEYS
         assert response.headers["location"] == f"{RUNS}/e2e-trucks/status"
 
-        status = await _until_terminal(client, "e2e-trucks")
+        status = await _wait_for_status(client, "e2e-trucks", TERMINAL, timeout=30)
         assert set(status) == STATUS_KEYS
         assert status["status"] == "completed", (status, server.log())
         assert status["finish_reason"] == "answered"
@@ -96,7 +85,9 @@ class TestRealEngine:
             if response.status_code == 409:
                 assert response.json()["code"] == "run_exists"
                 assert response.json()["status_url"] == f"{RUNS}/e2e-race/status"
-        assert (await _until_terminal(client, "e2e-race"))["status"] == "completed"
+        assert (await _wait_for_status(client, "e2e-race", TERMINAL, timeout=30))[
+            "status"
+        ] == "completed"
 
     async def test_openapi_lists_every_endpoint(self, client) -> None:
         response = await client.get("/openapi.json")

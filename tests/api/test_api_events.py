@@ -31,7 +31,15 @@ from app.api.main import create_app
 from app.api.services.event_bus import RunEvent
 from app.api.services.event_log import EventLog
 from tests.api import gated_pipeline
-from tests.api.conftest import BLOCKING, FILE_GATED, REPO, STATUS_KEYS, TERMINAL, Server
+from tests.api.conftest import (
+    BLOCKING,
+    FILE_GATED,
+    REPO,
+    STATUS_KEYS,
+    TERMINAL,
+    Server,
+    _wait_for_status,
+)
 from tests.api.gated_pipeline import FILE_GATED_ANSWER, RELEASE_FILE, delta_file, delta_text
 
 pytestmark = pytest.mark.anyio
@@ -141,17 +149,6 @@ async def _until(condition: Callable[[], bool], *, timeout: float, what: Callabl
         pytest.fail(f"within {timeout} s: {what()}")
 
 
-async def _until_status(
-    client: httpx.AsyncClient, run_id: str, statuses: frozenset[str]
-) -> dict[str, Any]:
-    with anyio.fail_after(STREAM_TIMEOUT):
-        while True:
-            body: dict[str, Any] = (await client.get(f"{RUNS}/{run_id}/status")).json()
-            if body["status"] in statuses:
-                return body
-            await anyio.sleep(0.02)  # poll interval
-
-
 async def _until_logged_end(output: Path, run_id: str) -> list[Event]:
     """The run's log once its terminal status event is in it.
 
@@ -208,7 +205,7 @@ async def finished(
     """A client of the real engine, and the events of a run it has completed."""
     async with _client(engine_server) as client:
         await _post(client, "done", QUESTION)
-        await _until_status(client, "done", TERMINAL)
+        await _wait_for_status(client, "done", TERMINAL, timeout=STREAM_TIMEOUT)
         yield client, await _until_logged_end(output, "done")
 
 

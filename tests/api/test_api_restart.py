@@ -7,12 +7,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
 from tests.api import gated_pipeline
-from tests.api.conftest import BLOCKING, TERMINAL
+from tests.api.conftest import BLOCKING, TERMINAL, _wait_for_status, wait_for_state_file
 
 pytestmark = pytest.mark.anyio
 
@@ -79,11 +78,8 @@ class TestRestart:
             async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
                 response = await client.post(RUNS, json={"question": "q?", "run_id": "doomed"})
                 assert response.status_code == 202, response.text
-                status: dict[str, Any] = {}
-                with anyio.fail_after(10):
-                    while status.get("status") != "running":
-                        status = (await client.get(f"{RUNS}/doomed/status")).json()
-                        await anyio.sleep(0.02)  # poll interval
+                await _wait_for_status(client, "doomed", {"running"}, timeout=10)
+                wait_for_state_file(config.output_root / "doomed" / "api_state.json", "running")
             server.process.send_signal(signal.SIGKILL)
             # Reap it: a zombie keeps its /proc entry and would still look alive.
             assert server.process.wait(timeout=10) == -signal.SIGKILL
