@@ -86,10 +86,6 @@ class EventBus:
         with self._lock:
             return bool(self._subscriptions.get(run_id))
 
-    def subscribed_runs(self) -> set[str]:
-        with self._lock:
-            return {run_id for run_id, subs in self._subscriptions.items() if subs}
-
     def count(self) -> int:
         with self._lock:
             return sum(len(s) for s in self._subscriptions.values())

@@ -196,7 +196,7 @@ _ALLOWED_ACTIONS = frozenset(
 _DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+def _authorize(action: int, _arg1: str | None, arg2: str | None, *_: object) -> int:
     if action == sqlite3.SQLITE_FUNCTION:
         return (
             sqlite3.SQLITE_DENY if (arg2 or "").lower() in _DENIED_FUNCTIONS else sqlite3.SQLITE_OK
