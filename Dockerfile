@@ -27,11 +27,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv
 
-# The package and its dependencies (all of them ship wheels: no compiler needed).
+# The package and its dependencies (all of them ship wheels: no compiler needed), with the
+# redis extra, so that one image is an API node or a Celery worker (compose.scale.yaml).
 # setuptools leaves build/ and *.egg-info in the source folder; they are not needed.
 COPY pyproject.toml README.md ./
 COPY app/ app/
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[redis]" \
     && rm -rf build ./*.egg-info
 
 # A fixed, unprivileged user. It writes only /srv/output (runs and the search index); a

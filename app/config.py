@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LLMProviderName = Literal["auto", "extractive", "openai"]
+BackendName = Literal["files", "redis"]
+ExecutorName = Literal["threads", "celery"]
 
 
 def _split_commas(value: object) -> object:
@@ -61,6 +63,19 @@ class AppConfig(BaseSettings):
     sql_timeout_s: float = Field(default=2.0, gt=0)
     pipeline: str | None = None
 
+    # --- scale-out (README "Beyond one machine"): run state, events and execution ---
+    # files + threads: one machine, nothing else to run. redis + celery: run state and
+    # events in Redis, runs on Celery workers, artifacts on a shared output/.
+    backend: BackendName = "files"
+    executor: ExecutorName = "threads"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every Redis key (and the Celery queue) starts with this: several deployments, or
+    # test runs, can share one Redis.
+    redis_prefix: str = Field(default="answer", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # A Celery worker refreshes a running run's heartbeat this often; a run whose heartbeat
+    # is 3 intervals old is recorded failed/interrupted by the sweeper on the API nodes.
+    heartbeat_s: float = Field(default=5.0, gt=0)
+
     # --- HTTP layer ---
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -80,6 +95,17 @@ class AppConfig(BaseSettings):
     _split = field_validator("documents_roots", "api_keys", "cors_origins", mode="before")(
         _split_commas
     )
+
+    @model_validator(mode="after")
+    def _backend_pairs(self) -> AppConfig:
+        # Runs in Redis need workers that read Redis, and Celery workers report to Redis:
+        # any other pairing would leave runs that no process can see or finish.
+        if (self.backend == "redis") != (self.executor == "celery"):
+            raise ValueError(
+                "APP_BACKEND=redis goes with APP_EXECUTOR=celery, and files with threads "
+                f"(got backend={self.backend!r}, executor={self.executor!r})"
+            )
+        return self
 
     @field_validator("base_dir", mode="after")
     @classmethod

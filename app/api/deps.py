@@ -12,10 +12,8 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, HTTPException, Query, Request, status
 
+from app.api.services.backends import Executor, Store, Stream
 from app.api.services.metrics import Metrics
-from app.api.services.run_executor import RunExecutor
-from app.api.services.run_store import RunStore
-from app.api.services.run_stream import RunStream
 from app.config import AppConfig
 
 
@@ -24,18 +22,18 @@ async def get_settings(request: Request) -> AppConfig:
     return settings
 
 
-async def get_run_store(request: Request) -> RunStore:
-    store: RunStore = request.state.store
+async def get_run_store(request: Request) -> Store:
+    store: Store = request.state.store
     return store
 
 
-async def get_run_executor(request: Request) -> RunExecutor:
-    executor: RunExecutor = request.state.executor
+async def get_run_executor(request: Request) -> Executor:
+    executor: Executor = request.state.executor
     return executor
 
 
-async def get_run_stream(request: Request) -> RunStream:
-    stream: RunStream = request.state.stream
+async def get_run_stream(request: Request) -> Stream:
+    stream: Stream = request.state.stream
     return stream
 
 
@@ -51,9 +49,9 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 SettingsDep = Annotated[AppConfig, Depends(get_settings)]
-RunStoreDep = Annotated[RunStore, Depends(get_run_store)]
-RunExecutorDep = Annotated[RunExecutor, Depends(get_run_executor)]
-RunStreamDep = Annotated[RunStream, Depends(get_run_stream)]
+RunStoreDep = Annotated[Store, Depends(get_run_store)]
+RunExecutorDep = Annotated[Executor, Depends(get_run_executor)]
+RunStreamDep = Annotated[Stream, Depends(get_run_stream)]
 ShutdownDep = Annotated[anyio.Event, Depends(get_shutdown)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

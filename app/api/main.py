@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import TypedDict
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -30,6 +31,7 @@ from app.api.deps import require_api_key, require_api_key_or_token
 from app.api.errors import add_exception_handlers
 from app.api.request_metrics import RequestMetrics
 from app.api.routes import events, health, metrics, runs
+from app.api.services.backends import Executor, Store, Stream
 from app.api.services.event_bus import EventBus
 from app.api.services.event_log import EventLog
 from app.api.services.metrics import Metrics
@@ -48,9 +50,9 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "web-demo"
 
 class State(TypedDict):
     settings: AppConfig
-    store: RunStore
-    executor: RunExecutor
-    stream: RunStream
+    store: Store
+    executor: Executor
+    stream: Stream
     shutdown: anyio.Event
     metrics: Metrics
 
@@ -68,56 +70,9 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
-        bus = EventBus()
-        bus.bind(asyncio.get_running_loop())
-        store = RunStore(config)
-        events = EventLog(store.root, bus)
-        store.add_listener(events.listener)  # before open(): reconciled runs get their event
-        store.add_listener(app_metrics.run_listener)
-        await anyio.to_thread.run_sync(store.open)
-        # Everything loaded so far (modules, thousands of run records) lives as long as the
-        # process: keep it out of the collector's full passes, which otherwise stall every
-        # request for milliseconds as output/ grows.
-        gc.collect()
-        gc.freeze()
-        executor = RunExecutor(store, config, pipeline)
-        executor.add_delta_listener(events.delta)
-        app_metrics.bind(store=store, executor=executor, bus=bus)
-        shutdown = anyio.Event()
-        watcher = OutputWatcher(store, events, bus, force_polling=config.watch_force_polling)
-        # A deleted run: numbering and offsets start over, its open streams end.
-        for forget in (events.forget, watcher.forget, app_metrics.forget, bus.end):
-            store.add_removal_listener(forget)
-        log.info("answer service ready: %s runs known", store.count())
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(watcher.run, shutdown)
-            tasks.start_soon(_end_streams_on, shutdown, bus)
-            if config.retention_days is not None:
-                tasks.start_soon(
-                    partial(
-                        run_retention,
-                        store,
-                        days=config.retention_days,
-                        interval_s=config.retention_interval_s,
-                        stop=shutdown,
-                    )
-                )
-            try:
-                yield {
-                    "settings": config,
-                    "store": store,
-                    "executor": executor,
-                    "stream": RunStream(store, events, bus),
-                    "shutdown": shutdown,
-                    "metrics": app_metrics,
-                }
-            finally:
-                # Under uvicorn the streams have ended already (_end_streams_on); without a
-                # signal (tests, an embedding app) end them here, then stop the runs.
-                shutdown.set()
-                bus.close()
-                await anyio.to_thread.run_sync(executor.shutdown)
+        backend = _redis_backend if config.backend == "redis" else _files_backend
+        async with backend(config, app_metrics) as state:
+            yield state
 
     app = FastAPI(
         title="Answer service",
@@ -151,6 +106,112 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     return app
 
 
+@asynccontextmanager
+async def _files_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterator[State]:
+    """One machine: state files under output/, a thread pool, the in-process bus."""
+    pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
+    bus = EventBus()
+    bus.bind(asyncio.get_running_loop())
+    store = RunStore(config)
+    events = EventLog(store.root, bus)
+    store.add_listener(events.listener)  # before open(): reconciled runs get their event
+    store.add_listener(app_metrics.run_listener)
+    await anyio.to_thread.run_sync(store.open)
+    _freeze_start_up_objects()
+    executor = RunExecutor(store, config, pipeline)
+    executor.add_delta_listener(events.delta)
+    stream = RunStream(store, events, bus)
+    app_metrics.bind(store=store, executor=executor, stream=stream)
+    shutdown = anyio.Event()
+    watcher = OutputWatcher(store, events, bus, force_polling=config.watch_force_polling)
+    # A deleted run: numbering and offsets start over, its open streams end.
+    for forget in (events.forget, watcher.forget, app_metrics.forget, bus.end):
+        store.add_removal_listener(forget)
+    log.info("answer service ready: %s runs known", store.count())
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watcher.run, shutdown)
+        tasks.start_soon(_end_streams_on, shutdown, bus.close)
+        _start_retention(tasks, config, store, shutdown)
+        try:
+            yield {
+                "settings": config,
+                "store": store,
+                "executor": executor,
+                "stream": stream,
+                "shutdown": shutdown,
+                "metrics": app_metrics,
+            }
+        finally:
+            # Under uvicorn the streams have ended already (_end_streams_on); without a
+            # signal (tests, an embedding app) end them here, then stop the runs.
+            shutdown.set()
+            bus.close()
+            await anyio.to_thread.run_sync(executor.shutdown)
+
+
+@asynccontextmanager
+async def _redis_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterator[State]:
+    """Beyond one machine: run state and events in Redis, runs on Celery workers."""
+    # Imported here: the default backend needs neither redis nor celery at start-up.
+    from app.api.services.celery_executor import CeleryExecutor, sweep_lost_runs  # noqa: PLC0415
+    from app.api.services.redis_store import RedisRunStore  # noqa: PLC0415
+    from app.api.services.redis_stream import RedisRunStream  # noqa: PLC0415
+
+    store = RedisRunStore(config)
+    await anyio.to_thread.run_sync(store.open)
+    _freeze_start_up_objects()
+    executor = CeleryExecutor(store, config)
+    stream = RedisRunStream(store)
+    # Run durations are observed where runs execute (the workers), not here.
+    app_metrics.bind(store=store, executor=executor, stream=stream)
+    shutdown = anyio.Event()
+    log.info("answer service ready (redis at %s): %s runs known", config.redis_url, store.count())
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_end_streams_on, shutdown, stream.close)
+        tasks.start_soon(
+            partial(sweep_lost_runs, store, interval_s=config.heartbeat_s, stop=shutdown)
+        )
+        _start_retention(tasks, config, store, shutdown)
+        try:
+            yield {
+                "settings": config,
+                "store": store,
+                "executor": executor,
+                "stream": stream,
+                "shutdown": shutdown,
+                "metrics": app_metrics,
+            }
+        finally:
+            shutdown.set()
+            stream.close()
+            executor.shutdown()
+            store.close()
+            await store.aclose()
+
+
+def _freeze_start_up_objects() -> None:
+    # Everything loaded so far (modules, thousands of run records) lives as long as the
+    # process: keep it out of the collector's full passes, which otherwise stall every
+    # request for milliseconds as output/ grows.
+    gc.collect()
+    gc.freeze()
+
+
+def _start_retention(
+    tasks: anyio.abc.TaskGroup, config: AppConfig, store: Store, shutdown: anyio.Event
+) -> None:
+    if config.retention_days is not None:
+        tasks.start_soon(
+            partial(
+                run_retention,
+                store,
+                days=config.retention_days,
+                interval_s=config.retention_interval_s,
+                stop=shutdown,
+            )
+        )
+
+
 def _mount_demo(app: FastAPI, demo_dir: Path | None) -> None:
     """Serve web-demo/ at /demo/ (index.html for the folder); /demo redirects there."""
     if demo_dir is None or not (demo_dir / "index.html").is_file():
@@ -164,7 +225,7 @@ def _mount_demo(app: FastAPI, demo_dir: Path | None) -> None:
     app.mount("/demo", StaticFiles(directory=demo_dir, html=True), name="demo")
 
 
-async def _end_streams_on(shutdown: anyio.Event, bus: EventBus) -> None:
+async def _end_streams_on(shutdown: anyio.Event, end_streams: Callable[[], None]) -> None:
     """End every event stream as soon as the server starts to stop.
 
     uvicorn waits for open connections to close *before* it runs the lifespan's shutdown,
@@ -172,7 +233,7 @@ async def _end_streams_on(shutdown: anyio.Event, bus: EventBus) -> None:
     sees the exit signal; a closed subscription ends its stream with a proper last chunk.
     """
     await shutdown.wait()
-    bus.close()
+    end_streams()
 
 
 app = create_app()

@@ -221,6 +221,41 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
+@contextmanager
+def uvicorn_server(
+    log_dir: Path, target: str = "app.api.main:app", **env_overrides: str
+) -> Iterator[Server]:
+    """Real uvicorn on a free port, serving ``target`` with only the given APP_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
+    env.update(env_overrides)
+    port = _free_port()
+    log_path = log_dir / f"uvicorn-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                target,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,  # so that tests.api.* imports in the server
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        _wait_until_healthy(server, timeout=20)
+        yield server
+    finally:
+        _stop(process)
+
+
 @pytest.fixture
 def uvicorn(tmp_path: Path) -> Iterator[Callable[..., AbstractContextManager[Server]]]:
     """``with uvicorn(APP_BASE_DIR=..., ...) as server``: real uvicorn on a free port.
@@ -234,35 +269,9 @@ def uvicorn(tmp_path: Path) -> Iterator[Callable[..., AbstractContextManager[Ser
 
     @contextmanager
     def run(target: str = "app.api.main:app", **env_overrides: str) -> Iterator[Server]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
-        env.update(env_overrides)
-        port = _free_port()
-        log_path = tmp_path / f"uvicorn-{port}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    target,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                cwd=REPO,  # so that tests.api.* imports in the server
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        started.append(process)
-        server = Server(process, f"http://127.0.0.1:{port}", log_path)
-        try:
-            _wait_until_healthy(server, timeout=20)
+        with uvicorn_server(tmp_path, target, **env_overrides) as server:
+            started.append(server.process)
             yield server
-        finally:
-            _stop(process)
 
     yield run
     for process in started:  # a test that failed half-way still leaves no process behind

@@ -57,14 +57,14 @@ async def run_events(
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     """Follow a run live: replay after Last-Event-ID (header or query), then live events."""
-    stream.store.get(run_id)  # 404 before any stream starts
+    await stream.store.aget(run_id)  # 404 before any stream starts
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
     if await stream.finished_before(run_id, after):
         # 204 tells a browser's EventSource to stop reconnecting (HTML spec, 9.2.3).
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     # Each open stream holds a queue and a connection: cap them per process. The count is
     # of live subscriptions, so a stream that has just ended frees its place at once.
-    if stream.bus.count() >= settings.max_sse_streams:
+    if stream.open_streams() >= settings.max_sse_streams:
         raise TooManyStreams(settings.max_sse_streams, retry_after_s=STREAMS_RETRY_AFTER_S)
 
     async def events() -> AsyncIterator[ServerSentEvent]:

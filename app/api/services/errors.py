@@ -155,3 +155,14 @@ class IdempotencyKeyPending(RunServiceError):
             "a request with this Idempotency-Key is still being processed; retry shortly"
         )
         self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class StoreUnavailable(RunServiceError):
+    """The shared run store (Redis) or the broker cannot be reached: retry later."""
+
+    status_code = 503
+    code = "store_unavailable"
+
+    def __init__(self, reason: str, retry_after_s: int = 5) -> None:
+        super().__init__(f"the run store cannot be reached ({reason}); try again shortly")
+        self.headers = {"Retry-After": str(retry_after_s)}

@@ -1,23 +1,22 @@
 """Idempotency-Key on POST /api/v1/runs: one key, one run, across retries, restarts, processes.
 
-A key is kept with its run (``idempotency_key`` and ``request_hash`` in api_state.json; the
-store indexes them on start-up). Across processes sharing ``output/`` a key is claimed with
-an exclusive create of ``output/.idempotency/<sha256(key)>``; the winner creates the run,
-then writes its id into the claim. A request that finds the claim waits (bounded) for that
-id, then replays the run, or answers 422 when the key came with a different request.
+A key is kept with its run (``idempotency_key`` and ``request_hash`` in its state). Across
+processes a key is claimed exclusively through the store's ``claims`` (a file created with
+O_EXCL under ``output/.idempotency/``, or a Redis key set with NX); the winner creates the
+run, then records its id in the claim. A request that finds the claim waits (bounded) for
+that id, then replays the run, or answers 422 when the key came with a different request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from app.api.services.backends import Claims, Store
 from app.api.services.errors import IdempotencyKeyPending, IdempotencyKeyReused, RunNotFound
-from app.api.services.run_store import RunOptions, RunState, RunStore, idempotency_claim_path
+from app.api.services.run_store import RunOptions, RunState
 
 # 1..255 printable ASCII characters (a header value; anything else is a 422).
 KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
@@ -42,7 +41,7 @@ def request_hash(options: RunOptions, run_id: str | None) -> str:
 
 
 def submit_once(
-    store: RunStore,
+    store: Store,
     *,
     key: str,
     request_digest: str,
@@ -56,45 +55,35 @@ def submit_once(
     holder of the claim has not recorded its run within ``wait_s``.
     """
     deadline = time.monotonic() + wait_s
-    claim = idempotency_claim_path(store.root, key)
+    claims = store.claims
     while True:
         known = store.run_for_key(key)
         if known is not None and (state := _existing(store, known)) is not None:
             return _replay(state, request_digest)
-        claim.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            claimed = _claimed_run(claim)
-            if claimed is not None:
-                if (state := _existing(store, claimed)) is not None:
-                    return _replay(state, request_digest)
-                _release_if(claim, claimed)  # its run is gone: the key is free again
-                continue
-            if _age_s(claim) > STALE_S:
-                _release_if(claim, None)
-                continue
-            if time.monotonic() >= deadline:
-                raise IdempotencyKeyPending(retry_after_s=1) from None
-            time.sleep(POLL_S)  # the holder is creating its run: a bounded poll
+        if claims.try_claim(key):
+            return _create(claims, key, submit)
+        claimed = claims.claimed_run(key)
+        if claimed is not None:
+            if (state := _existing(store, claimed)) is not None:
+                return _replay(state, request_digest)
+            claims.release_if(key, claimed)  # its run is gone: the key is free again
             continue
-        return _create(claim, fd, submit)
+        if claims.age_s(key) > STALE_S:
+            claims.release_if(key, None)
+            continue
+        if time.monotonic() >= deadline:
+            raise IdempotencyKeyPending(retry_after_s=1) from None
+        time.sleep(POLL_S)  # the holder is creating its run: a bounded poll
 
 
-def _create(claim: Path, fd: int, submit: Callable[[], RunState]) -> RunState:
+def _create(claims: Claims, key: str, submit: Callable[[], RunState]) -> RunState:
     try:
         state = submit()
     except BaseException:
         # Nothing was started under the key (queue full, id taken, ...): free it for a retry.
-        os.close(fd)
-        claim.unlink(missing_ok=True)
+        claims.release(key)
         raise
-    try:
-        # One short write, newline-terminated: a reader takes the id only once it is whole.
-        os.write(fd, f"{state.run_id}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    claims.record(key, state.run_id)
     return state
 
 
@@ -104,29 +93,8 @@ def _replay(state: RunState, request_digest: str) -> RunState:
     return state
 
 
-def _existing(store: RunStore, run_id: str) -> RunState | None:
+def _existing(store: Store, run_id: str) -> RunState | None:
     try:
         return store.get(run_id)
     except RunNotFound:
         return None
-
-
-def _claimed_run(claim: Path) -> str | None:
-    try:
-        text = claim.read_text(encoding="ascii", errors="replace")
-    except FileNotFoundError:
-        return None
-    return text[:-1] if text.endswith("\n") and len(text) > 1 else None
-
-
-def _age_s(claim: Path) -> float:
-    try:
-        return time.time() - claim.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
-def _release_if(claim: Path, run_id: str | None) -> None:
-    """Remove a stale claim, unless it has changed hands meanwhile."""
-    if _claimed_run(claim) == run_id:
-        claim.unlink(missing_ok=True)

@@ -18,9 +18,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.api.services.event_bus import EventBus
-from app.api.services.run_executor import RunExecutor
-from app.api.services.run_store import TERMINAL, RunStore
+from app.api.services.backends import Executor, Store, Stream
+from app.api.services.run_store import TERMINAL
 
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 
@@ -29,13 +28,15 @@ class _LiveGauges(Collector):
     """Gauges computed from the live services at each scrape."""
 
     def __init__(self) -> None:
-        self.store: RunStore | None = None
-        self.executor: RunExecutor | None = None
-        self.bus: EventBus | None = None
+        self.store: Store | None = None
+        self.executor: Executor | None = None
+        self.stream: Stream | None = None
 
     def collect(self) -> Iterator[Metric]:
         runs = GaugeMetricFamily(
-            "answer_runs", "Runs this process knows, by status.", labels=["status"]
+            "answer_runs",
+            "Runs this process knows (APP_BACKEND=redis: every run), by status.",
+            labels=["status"],
         )
         if self.store is not None:
             for status, count in self.store.count_by_status().items():
@@ -44,17 +45,17 @@ class _LiveGauges(Collector):
         if self.executor is not None:
             yield GaugeMetricFamily(
                 "answer_queue_depth",
-                "Runs submitted here and waiting for a worker.",
+                "Runs waiting for a worker (submitted here; APP_BACKEND=redis: all).",
                 value=self.executor.queued,
             )
             yield GaugeMetricFamily(
                 "answer_runs_running",
-                "Runs executing in this process's workers.",
+                "Runs executing (in this process's workers; APP_BACKEND=redis: all).",
                 value=self.executor.running,
             )
-        if self.bus is not None:
+        if self.stream is not None:
             yield GaugeMetricFamily(
-                "answer_sse_streams_open", "Open event streams.", value=self.bus.count()
+                "answer_sse_streams_open", "Open event streams.", value=self.stream.open_streams()
             )
 
 
@@ -81,9 +82,9 @@ class Metrics:
         self._lock = threading.Lock()
         self._started: dict[str, float] = {}
 
-    def bind(self, *, store: RunStore, executor: RunExecutor, bus: EventBus) -> None:
+    def bind(self, *, store: Store, executor: Executor, stream: Stream) -> None:
         """Read the live gauges from these (the lifespan built them)."""
-        self._live.store, self._live.executor, self._live.bus = store, executor, bus
+        self._live.store, self._live.executor, self._live.stream = store, executor, stream
 
     def run_listener(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
         """For RunStore.add_listener: time each run from ``running`` to its terminal state."""

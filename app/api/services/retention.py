@@ -9,14 +9,12 @@ from functools import partial
 import anyio
 import anyio.to_thread
 
-from app.api.services.run_store import RunStore
+from app.api.services.backends import Store
 
 log = logging.getLogger(__name__)
 
 
-async def run_retention(
-    store: RunStore, *, days: float, interval_s: float, stop: anyio.Event
-) -> None:
+async def run_retention(store: Store, *, days: float, interval_s: float, stop: anyio.Event) -> None:
     """Delete expired terminal runs now and every ``interval_s`` until ``stop`` is set."""
     while not stop.is_set():
         cutoff = datetime.now(UTC) - timedelta(days=days)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.api.services.backends import Store
 from app.api.services.errors import ArtifactMissing, NoOutput, RunNotFinished
-from app.api.services.run_store import RunState, RunStore
+from app.api.services.run_store import RunState
 
 
 def _check(state: RunState) -> None:
@@ -14,7 +15,7 @@ def _check(state: RunState) -> None:
         raise RunNotFinished(state.run_id, state.status)
 
 
-def read_output(store: RunStore, run_id: str) -> tuple[RunState, str, str]:
+def read_output(store: Store, run_id: str) -> tuple[RunState, str, str]:
     """(state, markdown, relative path) of a finished run's answer."""
     state = store.get(run_id)
     _check(state)
@@ -22,7 +23,7 @@ def read_output(store: RunStore, run_id: str) -> tuple[RunState, str, str]:
     return state, text, relative
 
 
-def read_context(store: RunStore, run_id: str) -> tuple[RunState, dict[str, Any], str]:
+def read_context(store: Store, run_id: str) -> tuple[RunState, dict[str, Any], str]:
     """(state, bundle, relative path) of a finished run's evidence."""
     state = store.get(run_id)
     _check(state)
@@ -36,7 +37,7 @@ def read_context(store: RunStore, run_id: str) -> tuple[RunState, dict[str, Any]
     return state, bundle, relative
 
 
-def _read(store: RunStore, state: RunState, name: str) -> tuple[str, str]:
+def _read(store: Store, state: RunState, name: str) -> tuple[str, str]:
     path = store.root / state.run_id / name
     relative = store.config.relative(path)
     try:

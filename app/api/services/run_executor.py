@@ -15,23 +15,26 @@ import importlib
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from app.api.logging_setup import run_context
 from app.api.services.errors import QueueFull, RunAlreadyFinished
+from app.api.services.run_job import (
+    SHUTDOWN_ERROR,
+    DeltaListener,
+    Job,
+    JobRunner,
+    Pipeline,
+    run_config,
+)
 from app.api.services.run_store import ACTIVE, RunOptions, RunState, RunStore
 from app.config import AppConfig
-from app.modules.orchestrator.module import PipelineError, PipelineResult, run_pipeline
+from app.modules.orchestrator.module import run_pipeline
 
 log = logging.getLogger(__name__)
 
-Pipeline = Callable[..., PipelineResult]
-DeltaListener = Callable[[str, str], None]
 CANCEL_MARKER = "cancel_requested"
 
 
@@ -51,17 +54,6 @@ def load_pipeline(spec: str | None) -> Pipeline:
     return target  # type: ignore[no-any-return]
 
 
-@dataclass
-class _Job:
-    run_id: str
-    config: AppConfig
-    question: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown
-    deadline: float = 0.0
-    waiting: bool = True  # holds a queue slot until it starts or is cancelled
-
-
 class RunExecutor:
     """Bounded execution of runs in worker threads."""
 
@@ -73,15 +65,20 @@ class RunExecutor:
             max_workers=config.max_workers, thread_name_prefix="run-worker"
         )
         self._lock = threading.Lock()
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, Job] = {}
         self._waiting = 0  # submitted, not yet started
         self._running = 0
         self._closed = False
         self._delta_listeners: list[DeltaListener] = []
+        self._runner = JobRunner(store, config, self.pipeline, self._delta)
 
     def add_delta_listener(self, listener: DeltaListener) -> None:
         """``listener(run_id, text)`` for each piece of an answer as it is written."""
         self._delta_listeners.append(listener)
+
+    def _delta(self, run_id: str, text: str) -> None:
+        for listener in self._delta_listeners:
+            listener(run_id, text)
 
     @property
     def queued(self) -> int:
@@ -110,14 +107,13 @@ class RunExecutor:
             with self._lock:
                 self._waiting -= 1
             raise
-        run_config = self.config.model_copy(
-            update={
-                "markdown_path": options.markdown_path,
-                "enable_sql": options.enable_sql,
-                "log_llm_payload": options.log_llm_payload,
-            }
+        config = run_config(
+            self.config,
+            markdown_path=options.markdown_path,
+            enable_sql=options.enable_sql,
+            log_llm=options.log_llm_payload,
         )
-        job = _Job(run_id=run_id, config=run_config, question=options.question)
+        job = Job(run_id=run_id, config=config, question=options.question)
         with self._lock:
             self._jobs[run_id] = job
         try:
@@ -126,7 +122,7 @@ class RunExecutor:
             self._release_slot(job)
             self._forget(job)
             self.store.try_transition(
-                run_id, "stopped", finish_reason="cancelled", error=_SHUTDOWN_ERROR
+                run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
             )
             raise QueueFull(0, retry_after_s=5) from None
         return state
@@ -165,19 +161,19 @@ class RunExecutor:
         return state, True
 
     # ------------------------------------------------------------------ running
-    def _release_slot(self, job: _Job) -> None:
+    def _release_slot(self, job: Job) -> None:
         with self._lock:
             if job.waiting:
                 job.waiting = False
                 self._waiting -= 1
 
-    def _execute(self, job: _Job) -> None:
+    def _execute(self, job: Job) -> None:
         # Worker threads start with an empty context: set the run id here, in the thread,
         # so that every line logged for this run (engine included) carries it.
         with run_context(job.run_id):
             self._execute_in_context(job)
 
-    def _execute_in_context(self, job: _Job) -> None:
+    def _execute_in_context(self, job: Job) -> None:
         self._release_slot(job)
         if job.cancel.is_set() or self._marker(job.run_id).exists():
             # Cancelled while queued: the cancel call has (or will have) recorded it.
@@ -203,19 +199,14 @@ class RunExecutor:
         job.deadline = time.monotonic() + self.config.run_timeout_s
         log.info("run %s started", job.run_id)
         try:
-            self._run(job)
-        except Exception:
-            # Whatever went wrong after the pipeline (a malformed result from a custom
-            # pipeline, a failed state write): the run must not stay "running".
-            log.exception("run %s: could not record the outcome", job.run_id)
-            self._fail(job, "internal_error", "the server could not record the run's outcome")
+            self._runner.run(job, self._should_stop(job))
         finally:
             with self._lock:
                 self._running -= 1
             self._forget(job)
             log.info("run %s ended", job.run_id)
 
-    def _run(self, job: _Job) -> None:
+    def _should_stop(self, job: Job) -> Callable[[], bool]:
         marker = self._marker(job.run_id)
 
         def should_stop() -> bool:
@@ -229,82 +220,12 @@ class RunExecutor:
                 return True
             return False
 
-        def on_event(event: dict[str, Any]) -> None:
-            if event.get("type") == "progress":
-                self.store.progress(
-                    job.run_id,
-                    stage=str(event.get("stage")),
-                    message=str(event.get("message")),
-                    step=int(event.get("step", 0)),
-                    total=int(event.get("total_steps", 0)),
-                )
-            elif event.get("type") == "answer_delta":
-                for listener in self._delta_listeners:
-                    listener(job.run_id, str(event.get("text", "")))
-
-        try:
-            result = self.pipeline(
-                job.config, job.question, job.run_id, on_event=on_event, should_stop=should_stop
-            )
-        except PipelineError as exc:
-            self._fail(job, exc.code, exc.message)
-            return
-        except Exception as exc:
-            log.exception("run %s: the pipeline raised", job.run_id)
-            self._fail(job, "pipeline_error", _readable(exc))
-            return
-        self._finish(job, result)
-
-    def _finish(self, job: _Job, result: PipelineResult) -> None:
-        artifacts: dict[str, Any] = {
-            "final_output_path": self._relative(result.final_output_path),
-            "context_bundle_path": self._relative(result.context_bundle_path),
-        }
-        if result.status == "stopped":
-            error = None
-            if job.reason == "timeout":
-                limit = f"{self.config.run_timeout_s:g}"
-                error = {"code": "run_timeout", "message": f"the run exceeded its {limit} s limit"}
-            elif job.reason == "shutdown":
-                error = _SHUTDOWN_ERROR
-            self.store.try_transition(
-                job.run_id,
-                "stopped",
-                finish_reason="timeout" if job.reason == "timeout" else "cancelled",
-                error=error,
-                **artifacts,
-            )
-            return
-        if result.status not in {"completed", "completed_with_gaps"}:
-            self._fail(job, "pipeline_error", f"the pipeline ended with status {result.status!r}")
-            return
-        self.store.try_transition(
-            job.run_id, result.status, finish_reason=result.finish_reason, **artifacts
-        )
-
-    def _fail(self, job: _Job, code: str, message: str) -> None:
-        log.warning("run %s failed: %s: %s", job.run_id, code, message)
-        self.store.try_transition(
-            job.run_id,
-            "failed",
-            finish_reason="error",
-            error={"code": code, "message": message},
-            traceback=traceback.format_exc(),
-            final_output_path=self._existing(job.run_id, "final.md"),
-            context_bundle_path=self._existing(job.run_id, "context_bundle.json"),
-        )
-
-    def _existing(self, run_id: str, name: str) -> str | None:
-        path = self.store.root / run_id / name
-        return self.config.relative(path) if path.exists() else None
-
-    def _relative(self, path: Path | None) -> str | None:
-        return self.config.relative(path) if path is not None and path.exists() else None
+        return should_stop
 
     def _marker(self, run_id: str) -> Path:
         return self.store.root / run_id / CANCEL_MARKER
 
-    def _forget(self, job: _Job) -> None:
+    def _forget(self, job: Job) -> None:
         with self._lock:
             self._jobs.pop(job.run_id, None)
 
@@ -321,7 +242,7 @@ class RunExecutor:
         for state in self.store.active_owned():
             if state.status == "queued":
                 self.store.try_transition(
-                    state.run_id, "stopped", finish_reason="cancelled", error=_SHUTDOWN_ERROR
+                    state.run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
                 )
         done = threading.Event()
 
@@ -337,16 +258,5 @@ class RunExecutor:
                 state.run_id,
                 "stopped" if state.status in ACTIVE else state.status,
                 finish_reason="cancelled",
-                error=_SHUTDOWN_ERROR,
+                error=SHUTDOWN_ERROR,
             )
-
-
-_SHUTDOWN_ERROR = {
-    "code": "server_shutdown",
-    "message": "the server shut down while the run was active; start the run again",
-}
-
-
-def _readable(exc: Exception) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:500]

@@ -191,6 +191,29 @@ _OPTIONAL = frozenset(_FIELD_TYPES) - {
 }
 
 
+def apply_transition(
+    state: RunState, status: str, *, expect: frozenset[str] | None, changes: dict[str, Any]
+) -> None:
+    """Move ``state`` to ``status`` in place, or raise IllegalTransition (the one rule book,
+    shared by the file store and the Redis store)."""
+    run_id = state.run_id
+    if expect is not None and state.status not in expect:
+        raise IllegalTransition(f"run {run_id}: {state.status} is not {sorted(expect)}")
+    if status not in _ALLOWED.get(state.status, frozenset()):
+        raise IllegalTransition(f"run {run_id}: {state.status} -> {status}")
+    reason = changes.get("finish_reason")
+    if status in TERMINAL and reason not in _FINISH_REASONS[status]:
+        raise IllegalTransition(f"run {run_id}: {status} cannot end with {reason!r}")
+    state.status = status
+    now = utc_now()
+    if status == "running":
+        state.started_at = now
+    if status in TERMINAL:
+        state.completed_at = now
+    for key, value in changes.items():
+        setattr(state, key, value)
+
+
 class RunStore:
     """Create, read, move and list runs. Thread-safe; safe to share ``output/`` across processes."""
 
@@ -205,6 +228,7 @@ class RunStore:
         self._listeners: list[Listener] = []
         self._removal_listeners: list[RemovalListener] = []
         self._me = _this_process()
+        self.claims = FileClaims(self.root)
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -282,21 +306,7 @@ class RunStore:
             state = self._runs.get(run_id)
             if state is None:
                 raise RunNotFound(run_id)
-            if expect is not None and state.status not in expect:
-                raise IllegalTransition(f"run {run_id}: {state.status} is not {sorted(expect)}")
-            if status not in _ALLOWED.get(state.status, frozenset()):
-                raise IllegalTransition(f"run {run_id}: {state.status} -> {status}")
-            reason = changes.get("finish_reason")
-            if status in TERMINAL and reason not in _FINISH_REASONS[status]:
-                raise IllegalTransition(f"run {run_id}: {status} cannot end with {reason!r}")
-            state.status = status
-            now = utc_now()
-            if status == "running":
-                state.started_at = now
-            if status in TERMINAL:
-                state.completed_at = now
-            for key, value in changes.items():
-                setattr(state, key, value)
+            apply_transition(state, status, expect=expect, changes=changes)
             pending = self._pending_write(state)
             payload = state.status_payload()
             result = copy.copy(state)
@@ -406,6 +416,11 @@ class RunStore:
                 raise RunNotFound(run_id)
             self._runs[run_id] = fresh
             return copy.copy(fresh)
+
+    async def aget(self, run_id: str) -> RunState:
+        """``get`` for the event loop: this store answers from memory (a foreign run's state
+        file is one small read)."""
+        return self.get(run_id)
 
     def run_for_key(self, key: str) -> str | None:
         """The run id recorded with Idempotency-Key ``key`` (this process's index)."""
@@ -634,6 +649,54 @@ def idempotency_claim_path(root: Path, key: str) -> Path:
 def release_idempotency_claim(root: Path, key: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         idempotency_claim_path(root, key).unlink()
+
+
+class FileClaims:
+    """Idempotency-Key claims as files: ``output/.idempotency/<sha256(key)>``, created
+    exclusively (one winner across processes), holding the run id once it is recorded."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def try_claim(self, key: str) -> bool:
+        path = idempotency_claim_path(self.root, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            return False
+        return True
+
+    def claimed_run(self, key: str) -> str | None:
+        try:
+            text = idempotency_claim_path(self.root, key).read_text(
+                encoding="ascii", errors="replace"
+            )
+        except FileNotFoundError:
+            return None
+        # One short newline-terminated write: the id counts only once it is whole.
+        return text[:-1] if text.endswith("\n") and len(text) > 1 else None
+
+    def age_s(self, key: str) -> float:
+        try:
+            return time.time() - idempotency_claim_path(self.root, key).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def record(self, key: str, run_id: str) -> None:
+        fd = os.open(idempotency_claim_path(self.root, key), os.O_WRONLY)
+        try:
+            os.write(fd, f"{run_id}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def release(self, key: str) -> None:
+        release_idempotency_claim(self.root, key)
+
+    def release_if(self, key: str, run_id: str | None) -> None:
+        if self.claimed_run(key) == run_id:
+            release_idempotency_claim(self.root, key)
 
 
 def _parse_time(value: str | None) -> datetime | None:

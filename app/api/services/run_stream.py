@@ -25,6 +25,10 @@ class RunStream:
         self.events = events
         self.bus = bus
 
+    def open_streams(self) -> int:
+        """Streams open in this process (live subscriptions)."""
+        return self.bus.count()
+
     async def finished_before(self, run_id: str, last_event_id: int) -> bool:
         """True when a client that has seen ``last_event_id`` has seen the whole run."""
         state = self.store.get(run_id)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from app.api.services.backends import Executor, Store
 from app.api.services.errors import RunAlreadyExists
 from app.api.services.idempotency import request_hash, submit_once
-from app.api.services.run_executor import RunExecutor
-from app.api.services.run_store import RunOptions, RunState, RunStore
+from app.api.services.run_store import RunOptions, RunState
 from app.modules.run_ids import build_run_id
 
 GENERATED_ID_ATTEMPTS = 5  # a generated id clashes only by a one-in-16M chance
 
 
 def start_run(
-    executor: RunExecutor,
-    store: RunStore,
+    executor: Executor,
+    store: Store,
     options: RunOptions,
     *,
     run_id: str | None,
@@ -34,7 +34,7 @@ def start_run(
     )
 
 
-def _submit(executor: RunExecutor, run_id: str | None, options: RunOptions) -> RunState:
+def _submit(executor: Executor, run_id: str | None, options: RunOptions) -> RunState:
     if run_id is not None:
         return executor.submit(run_id, options)
     for attempt in range(GENERATED_ID_ATTEMPTS):

@@ -1,0 +1,274 @@
+"""Runs on Celery workers (APP_EXECUTOR=celery, with APP_BACKEND=redis).
+
+An API node records the run in Redis (queued), then sends one task naming the run id; the
+task id is the run id. A worker (``celery -A app.worker worker``) moves the run to running,
+calls the same ``run_pipeline`` as the thread pool (through run_job.JobRunner), and records
+the terminal state; progress and answer pieces go straight to the run's Redis stream, where
+any API node's event stream reads them.
+
+What a lost worker leaves behind is always defined:
+
+- ``acks_late`` + ``reject_on_worker_lost``: the message is acknowledged only after the run
+  has ended, so a worker that dies first leaves it to be delivered again. A delivery that
+  finds its run running (the lost worker's) or already finished does nothing.
+- While a run is running its worker refreshes a heartbeat key every APP_HEARTBEAT_S; the
+  sweeper on the API nodes records a run whose heartbeat has expired (3 intervals) as
+  ``failed/interrupted``, so no run stays "running" forever.
+
+Cancelling a queued run moves it to stopped at once (the worker skips it); a running run
+gets a cancel key that the worker's ``should_stop`` reads, at most every CANCEL_POLL_S.
+The per-run time limit is the same deadline as with the thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+
+import anyio
+import anyio.to_thread
+from celery import Celery
+
+from app.api.logging_setup import run_context
+from app.api.services.errors import QueueFull, RunAlreadyFinished, RunNotFound, StoreUnavailable
+from app.api.services.redis_store import RedisRunStore
+from app.api.services.run_executor import load_pipeline
+from app.api.services.run_job import Job, JobRunner, run_config
+from app.api.services.run_store import RunOptions, RunState
+from app.config import AppConfig
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "answer.execute_run"
+CANCEL_POLL_S = 0.25
+QUEUED = frozenset({"queued"})
+RUNNING = frozenset({"running"})
+LOST_ERROR = {
+    "code": "worker_lost",
+    "message": "the worker running this run stopped (its heartbeat expired); start a new run",
+}
+BROKER_ERROR = {
+    "code": "broker_unavailable",
+    "message": "the run could not be handed to a worker; start it again",
+}
+# The broker redelivers a message that is still unacknowledged after this long. With
+# acks_late a run is acknowledged when it ends, so this must outlast the longest run.
+VISIBILITY_MARGIN_S = 300
+
+
+def make_celery(config: AppConfig) -> Celery:
+    """The Celery application of this deployment: broker, queue and delivery guarantees."""
+    app = Celery("answer", broker=config.redis_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=f"{config.redis_prefix}.runs",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        # One run at a time per worker process: a prefetched run would wait behind a long one.
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": int(config.run_timeout_s) + VISIBILITY_MARGIN_S,
+            # The broker's keys share the deployment's prefix (several deployments, or test
+            # runs, in one Redis).
+            "global_keyprefix": f"{config.redis_prefix}:celery:",
+        },
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def register_worker_task(app: Celery, config: AppConfig) -> None:
+    """Register the task that runs a run; the runtime is built once per worker process."""
+    runtime: list[WorkerRuntime] = []
+    lock = threading.Lock()
+
+    def execute_run(run_id: str) -> None:
+        with lock:
+            if not runtime:
+                runtime.append(WorkerRuntime(config))
+        runtime[0].execute(run_id)
+
+    app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)(execute_run)
+
+
+class WorkerRuntime:
+    """What a worker process needs to run runs: the store, the pipeline, the runner."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.store = RedisRunStore(config)
+        self.store.open()
+        self.runner = JobRunner(
+            self.store, config, load_pipeline(config.pipeline), self.store.append_delta
+        )
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def execute(self, run_id: str) -> None:
+        with run_context(run_id):
+            try:
+                state = self.store.get(run_id)
+            except RunNotFound:
+                log.warning("run %s: not in the store (deleted?); nothing to run", run_id)
+                return
+            if state.status != "queued":
+                if state.status == "running":
+                    log.warning(
+                        "run %s: delivered again while running (its worker was lost); "
+                        "the sweeper ends it once its heartbeat expires",
+                        run_id,
+                    )
+                return  # cancelled while queued, or a delivery of a run already done
+            owner = {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid()}
+            started = self.store.try_transition(run_id, "running", expect=QUEUED, owner=owner)
+            if started is None:
+                return  # cancelled between the read and the move
+            job = Job(
+                run_id=run_id,
+                config=run_config(
+                    self.config,
+                    markdown_path=state.markdown_path,
+                    enable_sql=state.enable_sql,
+                    log_llm=state.log_llm_payload,
+                ),
+                question=state.question,
+                deadline=time.monotonic() + self.config.run_timeout_s,
+            )
+            log.info("run %s started on %s", run_id, self.name)
+            stop_beating = threading.Event()
+            beat = threading.Thread(
+                target=self._beat, args=(run_id, stop_beating), daemon=True, name="heartbeat"
+            )
+            beat.start()
+            try:
+                self.runner.run(job, self._should_stop(job))
+            finally:
+                stop_beating.set()
+                beat.join(timeout=5)
+                log.info("run %s ended", run_id)
+
+    def _beat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(self.config.heartbeat_s):
+            try:
+                self.store.beat(run_id, self.name)
+            except StoreUnavailable:
+                log.warning("run %s: heartbeat missed (Redis unreachable)", run_id)
+
+    def _should_stop(self, job: Job) -> Callable[[], bool]:
+        checked = 0.0
+
+        def should_stop() -> bool:
+            nonlocal checked
+            if job.cancel.is_set():
+                return True
+            now = time.monotonic()
+            if now > job.deadline:
+                job.reason = "timeout"
+                return True
+            if now - checked >= CANCEL_POLL_S:  # one Redis read per interval, not per call
+                checked = now
+                try:
+                    if self.store.cancel_requested(job.run_id):
+                        job.reason = "cancelled"
+                        job.cancel.set()
+                        return True
+                except StoreUnavailable:
+                    log.warning("run %s: cancel flag unreadable (Redis unreachable)", job.run_id)
+            return False
+
+        return should_stop
+
+
+class CeleryExecutor:
+    """The API node's side: queue runs for the workers, cancel them."""
+
+    def __init__(self, store: RedisRunStore, config: AppConfig, app: Celery | None = None):
+        self.store = store
+        self.config = config
+        self.celery = app or make_celery(config)
+        self._closed = False
+
+    @property
+    def queued(self) -> int:
+        return self.store.count_by_status()["queued"]
+
+    @property
+    def running(self) -> int:
+        return self.store.count_by_status()["running"]
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closed
+
+    def submit(self, run_id: str, options: RunOptions) -> RunState:
+        """Record the run and send its task; QueueFull (nothing written) when the queue is full.
+
+        The queue bound is read, then the run created: across nodes it can be exceeded by
+        the number of nodes posting at the same moment, never by more.
+        """
+        if self._closed:
+            raise QueueFull(0, retry_after_s=5)
+        waiting = self.queued
+        if waiting >= self.config.max_queued:
+            retry = max(1, min(60, waiting // max(1, self.config.max_workers)))
+            raise QueueFull(self.config.max_queued, retry_after_s=retry)
+        state = self.store.create(run_id, options)
+        try:
+            self.celery.send_task(TASK_NAME, args=[run_id], task_id=run_id)
+        except Exception as exc:
+            log.exception("run %s: the task could not be sent", run_id)
+            self.store.try_transition(
+                run_id, "failed", expect=QUEUED, finish_reason="error", error=BROKER_ERROR
+            )
+            raise StoreUnavailable(f"the broker refused the run: {exc}") from exc
+        return state
+
+    def cancel(self, run_id: str) -> tuple[RunState, bool]:
+        """Stop a run: a queued one at once, a running one through its cancel key."""
+        state = self.store.get(run_id)
+        if state.status == "stopped":
+            return state, False
+        if state.terminal:
+            raise RunAlreadyFinished(run_id, state.status)
+        if state.status == "queued":
+            stopped = self.store.try_transition(
+                run_id, "stopped", expect=QUEUED, finish_reason="cancelled"
+            )
+            if stopped is not None:
+                return stopped, True
+        # Running (or it started since we looked): its worker reads the key.
+        self.store.request_cancel(run_id)
+        return self.store.get(run_id), True
+
+    def shutdown(self) -> None:
+        """Stop accepting runs; runs belong to the workers and go on."""
+        self._closed = True
+        self.celery.close()
+
+
+async def sweep_lost_runs(store: RedisRunStore, *, interval_s: float, stop: anyio.Event) -> None:
+    """Record runs whose worker's heartbeat expired as failed/interrupted, until ``stop``."""
+    while not stop.is_set():
+        try:
+            for run_id in await anyio.to_thread.run_sync(store.lost_runs):
+                moved = await anyio.to_thread.run_sync(
+                    partial(
+                        store.try_transition,
+                        run_id,
+                        "failed",
+                        expect=RUNNING,
+                        finish_reason="interrupted",
+                        error=LOST_ERROR,
+                    )
+                )
+                if moved is not None:
+                    log.warning("run %s: its worker was lost; recorded failed/interrupted", run_id)
+        except Exception:  # a failed pass must not take the server down; the next one retries
+            log.exception("sweeper: the pass failed")
+        with anyio.move_on_after(interval_s):
+            await stop.wait()

@@ -1,0 +1,542 @@
+"""Run state and events in Redis (APP_BACKEND=redis): any API node serves any run.
+
+Keys, each starting with APP_REDIS_PREFIX (``P``)::
+
+    P:run:<id>       hash: one field per RunState field (JSON values) and ``seq``, the id
+                     of the run's last event
+    P:events:<id>    stream: the run's events, entry id ``<seq>-0``, fields event and data
+    P:runs           sorted set: every run id, scored by creation time in microseconds
+    P:counts         hash: runs per status (metrics, queue depth)
+    P:running        set: the running runs (the sweeper's worklist)
+    P:hb:<id>        a running run's heartbeat; it expires when its worker stops beating
+    P:cancel:<id>    a cancel request for a running run; its worker's should_stop sees it
+    P:idem:<sha256>  an Idempotency-Key's run id ('' while the run is being created)
+
+Every change of a run is one WATCH/MULTI transaction on its hash: the state is read, moved
+by the same rule book as the file store (``apply_transition``), and written back together
+with its event (XADD with the next sequence number) and the indexes. When another node or
+worker changed the hash meanwhile, EXEC fails and the change is tried again on the new
+state, so two nodes can never both move a run, and every event has exactly one number. A
+piece of the answer is appended by a Lua script (HINCRBY of seq, then XADD), which is atomic
+against those transactions.
+
+Artifacts stay under the shared ``output/``; when a run ends, its events and its final
+state are also written there (events.jsonl, api_state.json), so a run folder is complete
+whichever backend made it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.exceptions import RedisError, WatchError
+
+from app.api.services.errors import (
+    IllegalTransition,
+    InvalidRequest,
+    RunActive,
+    RunAlreadyExists,
+    RunNotFound,
+    StoreUnavailable,
+)
+from app.api.services.event_bus import RunEvent
+from app.api.services.event_log import EVENTS_FILE
+from app.api.services.run_store import (
+    STATE_FILE,
+    RunOptions,
+    RunState,
+    apply_transition,
+)
+from app.config import AppConfig
+from app.modules.atomic_file import write_bytes_atomic, write_json_atomic
+from app.modules.run_ids import is_valid_run_id
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "completed", "completed_with_gaps", "failed", "stopped")
+# A heartbeat lives this many intervals: one late beat is not yet a lost worker.
+HEARTBEAT_LIVES = 3
+# A pending Idempotency-Key claim (no run id yet) expires by itself after this long, so a
+# node that died between claiming and recording never blocks the key for good.
+PENDING_CLAIM_S = 30
+LIST_BATCH = 200
+
+# Append one event to a run that is running: the next number, then the stream entry.
+_APPEND = """
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[3] then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], n .. '-0', 'event', ARGV[1], 'data', ARGV[2])
+return n
+"""
+# Delete a key only if it still holds the value we expect (a claim that changed hands stays).
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+Change = Callable[[RunState | None], tuple[RunState, str, dict[str, Any]] | None]
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """A Redis that cannot be reached is a 503 for the client, not a 500."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        if isinstance(exc, WatchError):
+            raise
+        raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+def _encode(state: RunState) -> dict[str, str]:
+    return {name: json.dumps(value) for name, value in state.to_json().items()}
+
+
+def _decode(run_id: str, raw: dict[str, str]) -> RunState:
+    """The state in a run's hash; a damaged hash fails only its own run, readably."""
+    try:
+        data = {name: json.loads(value) for name, value in raw.items() if name != "seq"}
+        state = RunState.from_json(data)
+        if state.run_id != run_id:
+            raise ValueError(f"it names run {state.run_id!r}")
+    except (ValueError, TypeError) as exc:
+        log.error("run %s: its Redis hash is damaged (%s)", run_id, exc)
+        return RunState(
+            run_id=run_id,
+            status="failed",
+            question="",
+            finish_reason="error",
+            error={"code": "state_unreadable", "message": f"the run's state is damaged ({exc})"},
+        )
+    return state
+
+
+def _event(entry_id: str, fields: dict[str, str]) -> RunEvent:
+    return RunEvent(int(entry_id.split("-", 1)[0]), fields["event"], json.loads(fields["data"]))
+
+
+class RedisClaims:
+    """Idempotency-Key claims as Redis keys: SET NX claims, the value is the run id."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self._delete_if = client.register_script(_DELETE_IF)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def try_claim(self, key: str) -> bool:
+        with _unavailable():
+            return bool(self.redis.set(self._key(key), "", nx=True, ex=PENDING_CLAIM_S))
+
+    def claimed_run(self, key: str) -> str | None:
+        with _unavailable():
+            value = self.redis.get(self._key(key))
+        return str(value) if value else None
+
+    def age_s(self, key: str) -> float:
+        return 0.0  # a pending claim expires by itself (PENDING_CLAIM_S)
+
+    def record(self, key: str, run_id: str) -> None:
+        with _unavailable():
+            self.redis.set(self._key(key), run_id)  # no expiry: kept as long as the run
+
+    def release(self, key: str) -> None:
+        with _unavailable():
+            self.redis.delete(self._key(key))
+
+    def release_if(self, key: str, run_id: str | None) -> None:
+        with _unavailable():
+            self._delete_if(keys=[self._key(key)], args=[run_id or ""])
+
+
+class RedisRunStore:
+    """The run store of APP_BACKEND=redis; thread-safe (redis-py's pool), shared by nodes."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.root = config.output_root
+        self.prefix = config.redis_prefix
+        # Typed as Any: redis-py's reply types are unions over bytes, str and the RESP3
+        # shapes; with decode_responses every reply here is str, converted where read.
+        self.redis: Any = redis.Redis.from_url(
+            config.redis_url, decode_responses=True, health_check_interval=30
+        )
+        # The event loop's own client: status reads and event streams never block the loop.
+        self.aredis: Any = redis.asyncio.Redis.from_url(
+            config.redis_url, decode_responses=True, health_check_interval=30
+        )
+        self.claims = RedisClaims(self.redis, self.prefix)
+        self._append = self.redis.register_script(_APPEND)
+
+    # ------------------------------------------------------------------ keys
+    def key(self, kind: str, run_id: str | None = None) -> str:
+        return f"{self.prefix}:{kind}" if run_id is None else f"{self.prefix}:{kind}:{run_id}"
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Create ``output/`` and check that Redis answers (fail at start-up, not later)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.redis.ping()
+        except RedisError as exc:
+            raise RuntimeError(
+                f"APP_BACKEND=redis: Redis at {self.config.redis_url} cannot be reached: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self.redis.close()
+
+    async def aclose(self) -> None:
+        await self.aredis.aclose()
+
+    def is_writable(self) -> bool:
+        probe = self.root / f".ready-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+            return bool(self.redis.ping())
+        except (OSError, RedisError):
+            return False
+
+    # ------------------------------------------------------------------ writing
+    def create(self, run_id: str, options: RunOptions) -> RunState:
+        """Record ``run_id`` as queued; RunAlreadyExists when any node has it already."""
+        state = RunState(
+            run_id=run_id,
+            status="queued",
+            question=options.question,
+            enable_sql=options.enable_sql,
+            markdown_path=options.markdown_path,
+            log_llm_payload=options.log_llm_payload,
+            created_ns=time.time_ns(),
+            idempotency_key=options.idempotency_key,
+            request_hash=options.request_hash,
+        )
+
+        def claim(before: RunState | None) -> tuple[RunState, str, dict[str, Any]]:
+            if before is not None:  # the WATCHed hash exists: someone created it first
+                raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
+            return state, "status", state.status_payload()
+
+        self._change(run_id, claim)
+        (self.root / run_id).mkdir(parents=True, exist_ok=True)
+        return copy.copy(state)
+
+    def transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState:
+        """Move a run to ``status`` atomically; IllegalTransition if its state does not allow."""
+
+        def move(before: RunState | None) -> tuple[RunState, str, dict[str, Any]]:
+            if before is None:
+                raise RunNotFound(run_id)
+            apply_transition(before, status, expect=expect, changes=changes)
+            return before, "status", before.status_payload()
+
+        after = self._change(run_id, move)
+        assert after is not None  # move() never skips
+        if after.terminal:
+            self._keep_on_disk(after)
+        return after
+
+    def try_transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState | None:
+        try:
+            return self.transition(run_id, status, expect=expect, **changes)
+        except IllegalTransition:
+            return None
+
+    def progress(self, run_id: str, *, stage: str, message: str, step: int, total: int) -> None:
+        def advance(before: RunState | None) -> tuple[RunState, str, dict[str, Any]] | None:
+            if before is None or before.status != "running":
+                return None
+            before.stage, before.message, before.step = stage, message, step
+            before.total_steps = total
+            payload = {
+                "run_id": run_id,
+                "stage": stage,
+                "message": message,
+                "step": step,
+                "total_steps": total,
+            }
+            return before, "progress", payload
+
+        self._change(run_id, advance)
+
+    def append_delta(self, run_id: str, text: str) -> None:
+        """A piece of the answer, as the next event of a running run."""
+        data = json.dumps({"run_id": run_id, "text": text}, ensure_ascii=False)
+        with _unavailable():
+            self._append(
+                keys=[self.key("run", run_id), self.key("events", run_id)],
+                args=["answer_delta", data, json.dumps("running")],
+            )
+
+    def _change(self, run_id: str, change: Change) -> RunState | None:
+        """Apply ``change`` to the run's current state in one WATCH/MULTI transaction."""
+        run_key = self.key("run", run_id)
+        with _unavailable(), self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(run_key)
+                    raw: dict[str, str] = pipe.hgetall(run_key)
+                    before = _decode(run_id, raw) if raw else None
+                    old_status = before.status if before is not None else None
+                    outcome = change(before)
+                    if outcome is None:
+                        pipe.unwatch()
+                        return None
+                    after, kind, payload = outcome
+                    seq = int(raw.get("seq", 0)) + 1
+                    pipe.multi()
+                    pipe.hset(run_key, mapping={**_encode(after), "seq": str(seq)})
+                    pipe.xadd(
+                        self.key("events", run_id),
+                        {"event": kind, "data": json.dumps(payload, ensure_ascii=False)},
+                        id=f"{seq}-0",
+                    )
+                    if before is None:
+                        pipe.zadd(self.key("runs"), {run_id: after.created_ns // 1000})
+                    if old_status != after.status:
+                        self._reindex(pipe, run_id, old_status, after.status)
+                    pipe.execute()
+                    return copy.copy(after)
+                except WatchError:
+                    continue  # changed under us: read the new state and decide again
+
+    def _reindex(self, pipe: Any, run_id: str, old: str | None, new: str) -> None:
+        if old is not None:
+            pipe.hincrby(self.key("counts"), old, -1)
+        pipe.hincrby(self.key("counts"), new, 1)
+        if new == "running":
+            pipe.sadd(self.key("running"), run_id)
+            # Alive from the first moment: the sweeper never sees a running run without one.
+            pipe.set(self.key("hb", run_id), "started", ex=self.heartbeat_ttl)
+        elif old == "running":
+            pipe.srem(self.key("running"), run_id)
+            pipe.delete(self.key("hb", run_id), self.key("cancel", run_id))
+
+    def _keep_on_disk(self, state: RunState) -> None:
+        """A finished run's folder gets its events and final state, like the file backend's."""
+        run_dir = self.root / state.run_id
+        if not run_dir.is_dir():
+            return
+        try:
+            events = self.read_events(state.run_id)
+            lines = "".join(
+                json.dumps(e.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+                for e in events
+            )
+            write_bytes_atomic(run_dir / EVENTS_FILE, lines.encode("utf-8"))
+            write_json_atomic(run_dir / STATE_FILE, state.to_json())
+        except (OSError, StoreUnavailable):
+            # The run's truth is in Redis; a copy that failed is logged, not fatal.
+            log.exception("run %s: could not copy its events and state to disk", state.run_id)
+
+    # ------------------------------------------------------------------ heartbeat, cancel
+    @property
+    def heartbeat_ttl(self) -> int:
+        return max(1, round(self.config.heartbeat_s * HEARTBEAT_LIVES))
+
+    def beat(self, run_id: str, worker: str) -> None:
+        with _unavailable():
+            self.redis.set(self.key("hb", run_id), worker, ex=self.heartbeat_ttl, xx=True)
+
+    def request_cancel(self, run_id: str) -> None:
+        with _unavailable():
+            self.redis.set(self.key("cancel", run_id), "1", ex=max(60, self.heartbeat_ttl * 20))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with _unavailable():
+            return bool(self.redis.exists(self.key("cancel", run_id)))
+
+    def lost_runs(self) -> list[str]:
+        """Running runs whose heartbeat has expired: their worker is gone."""
+        with _unavailable():
+            running = sorted(self.redis.smembers(self.key("running")))
+            if not running:
+                return []
+            with self.redis.pipeline(transaction=False) as pipe:
+                for run_id in running:
+                    pipe.exists(self.key("hb", run_id))
+                alive = pipe.execute()
+        return [run_id for run_id, beat in zip(running, alive, strict=True) if not beat]
+
+    # ------------------------------------------------------------------ deleting
+    def delete(self, run_id: str) -> None:
+        """Remove a terminal run: its keys, then its folder; RunActive while active."""
+        run_key = self.key("run", run_id)
+        if not is_valid_run_id(run_id):
+            raise RunNotFound(run_id)
+        with _unavailable(), self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(run_key)
+                    raw: dict[str, str] = pipe.hgetall(run_key)
+                    if not raw:
+                        raise RunNotFound(run_id)
+                    state = _decode(run_id, raw)
+                    if not state.terminal:
+                        raise RunActive(run_id, state.status)
+                    pipe.multi()
+                    pipe.delete(
+                        run_key,
+                        self.key("events", run_id),
+                        self.key("hb", run_id),
+                        self.key("cancel", run_id),
+                    )
+                    pipe.zrem(self.key("runs"), run_id)
+                    pipe.hincrby(self.key("counts"), state.status, -1)
+                    if state.idempotency_key is not None:
+                        # The key is free again: a retry with it starts a new run.
+                        pipe.delete(self.claims._key(state.idempotency_key))
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        shutil.rmtree(self.root / run_id, ignore_errors=True)
+        log.info("run %s deleted (%s)", run_id, state.status)
+
+    def remove_expired(self, *, older_than: datetime) -> list[str]:
+        """Delete every terminal run whose completed_at is before ``older_than``."""
+        cutoff_us = int(older_than.timestamp() * 1_000_000)
+        with _unavailable():
+            # Created after the cutoff means completed after it too: those are never read.
+            candidates = self.redis.zrangebyscore(self.key("runs"), "-inf", cutoff_us)
+        removed = []
+        for run_id in candidates:
+            try:
+                state = self.get(run_id)
+                done = state.completed_at and datetime.fromisoformat(state.completed_at)
+                if not state.terminal or not done or done >= older_than:
+                    continue
+                self.delete(run_id)
+            except (RunNotFound, RunActive, ValueError):
+                continue
+            removed.append(run_id)
+        if removed:
+            log.info("retention: removed %d run(s) completed before %s", len(removed), older_than)
+        return removed
+
+    # ------------------------------------------------------------------ reading
+    def get(self, run_id: str) -> RunState:
+        if not is_valid_run_id(run_id):
+            raise RunNotFound(run_id)
+        with _unavailable():
+            raw: dict[str, str] = self.redis.hgetall(self.key("run", run_id))
+        if not raw:
+            raise RunNotFound(run_id)
+        return _decode(run_id, raw)
+
+    async def aget(self, run_id: str) -> RunState:
+        if not is_valid_run_id(run_id):
+            raise RunNotFound(run_id)
+        with _unavailable():
+            raw: dict[str, str] = await self.aredis.hgetall(self.key("run", run_id))
+        if not raw:
+            raise RunNotFound(run_id)
+        return _decode(run_id, raw)
+
+    def run_for_key(self, key: str) -> str | None:
+        return self.claims.claimed_run(key)
+
+    def list_runs(
+        self, *, limit: int, cursor: str | None = None, status: str | None = None
+    ) -> tuple[list[RunState], str | None]:
+        """Runs newest first, ``limit`` at a time; the cursor continues after the last one."""
+        top: float | str = "+inf"
+        after: tuple[int, str] | None = None
+        if cursor:
+            after = _decode_cursor(cursor)
+            top = after[0]
+        found: list[tuple[RunState, int]] = []
+        offset = 0
+        with _unavailable():
+            while len(found) <= limit:
+                batch = self.redis.zrevrangebyscore(
+                    self.key("runs"), top, "-inf", start=offset, num=LIST_BATCH, withscores=True
+                )
+                if not batch:
+                    break
+                offset += len(batch)
+                # Equal scores come in reverse order of the id: skip what earlier pages had.
+                ids = [
+                    (run_id, int(score))
+                    for run_id, score in batch
+                    if after is None or int(score) < after[0] or run_id < after[1]
+                ]
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for run_id, _ in ids:
+                        pipe.hgetall(self.key("run", run_id))
+                    hashes = pipe.execute()
+                for (run_id, score), raw in zip(ids, hashes, strict=True):
+                    if not raw:
+                        continue  # deleted since the index was read
+                    state = _decode(run_id, raw)
+                    if status is None or state.status == status:
+                        found.append((state, score))
+        page = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            last, score = page[-1]
+            next_cursor = _encode_cursor(score, last.run_id)
+        return [state for state, _ in page], next_cursor
+
+    def count(self) -> int:
+        with _unavailable():
+            return int(self.redis.zcard(self.key("runs")))
+
+    def count_by_status(self) -> dict[str, int]:
+        with _unavailable():
+            raw: dict[str, str] = self.redis.hgetall(self.key("counts"))
+        return {status: max(0, int(raw.get(status, 0))) for status in sorted(STATUSES)}
+
+    # ------------------------------------------------------------------ events
+    def read_events(self, run_id: str, *, after: int = 0) -> list[RunEvent]:
+        with _unavailable():
+            entries = self.redis.xrange(self.key("events", run_id), min=f"({after}-0")
+        return [_event(entry_id, fields) for entry_id, fields in entries]
+
+    async def aread_events(self, run_id: str, *, after: int, block_ms: int) -> list[RunEvent]:
+        """Events after ``after``; waits up to ``block_ms`` for one when there is none yet."""
+        with _unavailable():
+            reply = await self.aredis.xread(
+                {self.key("events", run_id): f"{after}-0"}, count=500, block=block_ms
+            )
+        if not reply:
+            return []
+        _, entries = reply[0]
+        return [_event(entry_id, fields) for entry_id, fields in entries]
+
+    async def alast_event_id(self, run_id: str) -> int:
+        with _unavailable():
+            last = await self.aredis.xrevrange(self.key("events", run_id), count=1)
+        return _event(*last[0]).id if last else 0
+
+
+def _encode_cursor(score: int, run_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([score, run_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        score, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return int(score), str(run_id)
+    except (ValueError, TypeError):
+        raise InvalidRequest("cursor", "the cursor is not one this server gave out") from None

@@ -1,0 +1,67 @@
+"""What one SSE subscriber receives with APP_BACKEND=redis: the run's Redis stream.
+
+The stream is the log: replay and live tail are one loop of XREAD BLOCK from the last id
+sent, so there is no gap between them and no node has to relay anything; any node serves
+any run's events the moment a worker or another node appends them. A read blocks at most
+``block_ms``, after which the loop looks at whether the run was deleted or the server is
+stopping, so no stream outlives either by more than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from app.api.services.errors import RunNotFound
+from app.api.services.event_bus import RunEvent
+from app.api.services.event_log import is_terminal
+from app.api.services.redis_store import RedisRunStore
+
+BLOCK_MS = 1000
+
+
+class RedisRunStream:
+    def __init__(self, store: RedisRunStore, *, block_ms: int = BLOCK_MS) -> None:
+        self.store = store
+        self.block_ms = block_ms
+        self._open = 0
+        self._closed = False
+
+    def open_streams(self) -> int:
+        return self._open
+
+    def close(self) -> None:
+        """The server is stopping: every stream ends within ``block_ms``."""
+        self._closed = True
+
+    async def finished_before(self, run_id: str, last_event_id: int) -> bool:
+        """True when a client that has seen ``last_event_id`` has seen the whole run."""
+        state = await self.store.aget(run_id)
+        if not state.terminal:
+            return False
+        return last_event_id >= max(await self.store.alast_event_id(run_id), 1)
+
+    async def follow(self, run_id: str, last_event_id: int) -> AsyncGenerator[RunEvent, None]:
+        """Every event after ``last_event_id``, in order, without gaps or repeats."""
+        self._open += 1
+        try:
+            sent = last_event_id
+            while not self._closed:
+                events = await self.store.aread_events(run_id, after=sent, block_ms=self.block_ms)
+                for event in events:
+                    yield event
+                    sent = event.id
+                    if is_terminal(event):
+                        return
+                if events:
+                    continue
+                try:
+                    state = await self.store.aget(run_id)
+                except RunNotFound:  # deleted while followed: the stream just ends
+                    return
+                if state.terminal:
+                    # The terminal event is written in the same transaction as the state,
+                    # so it has been read by now; a damaged run may lack one: close anyway.
+                    yield RunEvent(sent + 1, "status", state.status_payload())
+                    return
+        finally:
+            self._open -= 1

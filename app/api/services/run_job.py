@@ -1,0 +1,167 @@
+"""One run from start to end: the pipeline called, its result or exception made terminal.
+
+Shared by the two executors: the thread pool of one server (run_executor.py) and the Celery
+workers (celery_executor.py). Whatever the pipeline raises ends the run as ``failed`` with
+a code and a message a person can act on; the traceback goes to the log and to the run's
+stored state only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.api.services.run_store import RunState
+from app.config import AppConfig
+from app.modules.orchestrator.module import PipelineError, PipelineResult
+
+log = logging.getLogger(__name__)
+
+Pipeline = Callable[..., PipelineResult]
+DeltaListener = Callable[[str, str], None]
+
+SHUTDOWN_ERROR = {
+    "code": "server_shutdown",
+    "message": "the server shut down while the run was active; start the run again",
+}
+
+
+class RunWriter(Protocol):
+    """What running a job needs of a store (the file store and the Redis store both)."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def try_transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState | None: ...
+
+    def progress(self, run_id: str, *, stage: str, message: str, step: int, total: int) -> None: ...
+
+
+@dataclass
+class Job:
+    run_id: str
+    config: AppConfig  # the server's configuration with the run's options applied
+    question: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown
+    deadline: float = 0.0
+    waiting: bool = True  # holds a queue slot until it starts or is cancelled
+
+
+def run_config(
+    config: AppConfig, *, markdown_path: str, enable_sql: bool, log_llm: bool
+) -> AppConfig:
+    """The configuration one run's pipeline sees: the server's, with the request's options."""
+    return config.model_copy(
+        update={
+            "markdown_path": markdown_path,
+            "enable_sql": enable_sql,
+            "log_llm_payload": log_llm,
+        }
+    )
+
+
+class JobRunner:
+    """Calls the pipeline for a started run and records how it ended."""
+
+    def __init__(
+        self, store: RunWriter, config: AppConfig, pipeline: Pipeline, on_delta: DeltaListener
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.pipeline = pipeline
+        self.on_delta = on_delta
+
+    def run(self, job: Job, should_stop: Callable[[], bool]) -> None:
+        """Run a job that is ``running`` already; it ends terminal whatever happens."""
+        try:
+            self._run(job, should_stop)
+        except Exception:
+            # Whatever went wrong after the pipeline (a malformed result from a custom
+            # pipeline, a failed state write): the run must not stay "running".
+            log.exception("run %s: could not record the outcome", job.run_id)
+            self.fail(job, "internal_error", "the server could not record the run's outcome")
+
+    def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("type") == "progress":
+                self.store.progress(
+                    job.run_id,
+                    stage=str(event.get("stage")),
+                    message=str(event.get("message")),
+                    step=int(event.get("step", 0)),
+                    total=int(event.get("total_steps", 0)),
+                )
+            elif event.get("type") == "answer_delta":
+                self.on_delta(job.run_id, str(event.get("text", "")))
+
+        try:
+            result = self.pipeline(
+                job.config, job.question, job.run_id, on_event=on_event, should_stop=should_stop
+            )
+        except PipelineError as exc:
+            self.fail(job, exc.code, exc.message)
+            return
+        except Exception as exc:
+            log.exception("run %s: the pipeline raised", job.run_id)
+            self.fail(job, "pipeline_error", _readable(exc))
+            return
+        self._finish(job, result)
+
+    def _finish(self, job: Job, result: PipelineResult) -> None:
+        artifacts: dict[str, Any] = {
+            "final_output_path": self._relative(result.final_output_path),
+            "context_bundle_path": self._relative(result.context_bundle_path),
+        }
+        if result.status == "stopped":
+            error = None
+            if job.reason == "timeout":
+                limit = f"{self.config.run_timeout_s:g}"
+                error = {"code": "run_timeout", "message": f"the run exceeded its {limit} s limit"}
+            elif job.reason == "shutdown":
+                error = SHUTDOWN_ERROR
+            self.store.try_transition(
+                job.run_id,
+                "stopped",
+                finish_reason="timeout" if job.reason == "timeout" else "cancelled",
+                error=error,
+                **artifacts,
+            )
+            return
+        if result.status not in {"completed", "completed_with_gaps"}:
+            self.fail(job, "pipeline_error", f"the pipeline ended with status {result.status!r}")
+            return
+        self.store.try_transition(
+            job.run_id, result.status, finish_reason=result.finish_reason, **artifacts
+        )
+
+    def fail(self, job: Job, code: str, message: str) -> None:
+        log.warning("run %s failed: %s: %s", job.run_id, code, message)
+        self.store.try_transition(
+            job.run_id,
+            "failed",
+            finish_reason="error",
+            error={"code": code, "message": message},
+            traceback=traceback.format_exc(),
+            final_output_path=self._existing(job.run_id, "final.md"),
+            context_bundle_path=self._existing(job.run_id, "context_bundle.json"),
+        )
+
+    def _existing(self, run_id: str, name: str) -> str | None:
+        path = self.store.root / run_id / name
+        return self.config.relative(path) if path.exists() else None
+
+    def _relative(self, path: Path | None) -> str | None:
+        return self.config.relative(path) if path is not None and path.exists() else None
+
+
+def _readable(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]

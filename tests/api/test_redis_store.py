@@ -1,0 +1,274 @@
+"""RedisRunStore against the real Redis: atomic claims and transitions, events, list, delete."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.api.services.errors import (
+    IllegalTransition,
+    InvalidRequest,
+    RunActive,
+    RunAlreadyExists,
+    RunNotFound,
+)
+from app.api.services.idempotency import submit_once
+from app.api.services.redis_store import RedisRunStore
+from app.api.services.run_store import RunOptions, RunState
+from app.config import AppConfig
+from tests.api.redis_support import REDIS_URL, drop_keys, new_prefix, redis_client
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    return redis_client()
+
+
+@pytest.fixture
+def config(tmp_path: Path, client: redis.Redis) -> Iterator[AppConfig]:
+    prefix = new_prefix()
+    yield AppConfig(
+        base_dir=tmp_path,
+        backend="redis",
+        executor="celery",
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        heartbeat_s=0.2,
+    )
+    drop_keys(client, prefix)
+
+
+@pytest.fixture
+def store(config: AppConfig) -> Iterator[RedisRunStore]:
+    made = RedisRunStore(config)
+    made.open()
+    yield made
+    made.close()
+
+
+def options(question: str = "How many trucks?") -> RunOptions:
+    return RunOptions(question=question)
+
+
+def finish(store: RedisRunStore, run_id: str) -> None:
+    store.transition(run_id, "running")
+    store.transition(run_id, "completed", finish_reason="answered")
+
+
+def test_twenty_concurrent_creates_of_one_id_accept_exactly_one(store: RedisRunStore) -> None:
+    # Each thread has its own store (its own connections), as two API nodes would.
+    stores = [RedisRunStore(store.config) for _ in range(20)]
+    barrier = threading.Barrier(20)
+
+    def create(each: RedisRunStore) -> str:
+        barrier.wait(timeout=10)
+        try:
+            each.create("dup", options())
+        except RunAlreadyExists:
+            return "409"
+        return "202"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(create, stores))
+    assert sorted(outcomes).count("202") == 1
+    assert outcomes.count("409") == 19
+    assert store.count() == 1
+    assert store.count_by_status()["queued"] == 1
+    assert [e.id for e in store.read_events("dup")] == [1]
+
+
+def test_competing_transitions_move_a_run_once(store: RedisRunStore) -> None:
+    store.create("r", options())
+    store.transition("r", "running")
+    stores = [RedisRunStore(store.config) for _ in range(10)]
+    barrier = threading.Barrier(10)
+
+    def end(pair: tuple[int, RedisRunStore]) -> str | None:
+        index, each = pair
+        barrier.wait(timeout=10)
+        target = ("completed", "answered") if index % 2 else ("stopped", "cancelled")
+        moved = each.try_transition("r", target[0], finish_reason=target[1])
+        return moved.status if moved else None
+
+    with ThreadPoolExecutor(10) as pool:
+        results = [r for r in pool.map(end, enumerate(stores)) if r is not None]
+    assert len(results) == 1
+    assert store.get("r").status == results[0]
+    statuses = [e.data["status"] for e in store.read_events("r")]
+    assert statuses == ["queued", "running", results[0]]
+    counts = store.count_by_status()
+    assert counts[results[0]] == 1
+    assert sum(counts.values()) == 1
+
+
+def test_illegal_and_unknown_transitions_raise(store: RedisRunStore) -> None:
+    store.create("r", options())
+    with pytest.raises(IllegalTransition):
+        store.transition("r", "completed", finish_reason="answered")  # not from queued
+    with pytest.raises(IllegalTransition):
+        store.transition("r", "running", expect=frozenset({"running"}))
+    with pytest.raises(RunNotFound):
+        store.transition("nope", "running")
+    assert store.get("r").status == "queued"
+
+
+def test_events_are_numbered_without_gaps_whoever_appends(store: RedisRunStore) -> None:
+    store.create("r", options())
+    store.transition("r", "running")
+    others = [RedisRunStore(store.config) for _ in range(4)]
+
+    def write(pair: tuple[int, RedisRunStore]) -> None:
+        index, each = pair
+        for step in range(25):
+            if index % 2:
+                each.append_delta("r", f"{index}-{step} ")
+            else:
+                each.progress("r", stage=f"s{index}", message="m", step=step, total=25)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, enumerate(others)))
+    store.transition("r", "completed", finish_reason="answered")
+    events = store.read_events("r")
+    assert [e.id for e in events] == list(range(1, 104))  # queued, running, 100, completed
+    assert events[-1].data["status"] == "completed"
+    # Per writer, its events keep their order.
+    deltas = [e.data["text"] for e in events if e.event == "answer_delta"]
+    assert [d for d in deltas if d.startswith("1-")] == [f"1-{s} " for s in range(25)]
+    # After the end, nothing more is appended.
+    store.append_delta("r", "late")
+    store.progress("r", stage="late", message="m", step=1, total=1)
+    assert len(store.read_events("r")) == 103
+    assert [e.id for e in store.read_events("r", after=100)] == [101, 102, 103]
+
+
+def test_a_finished_run_keeps_its_events_and_state_on_disk(store: RedisRunStore) -> None:
+    store.create("r", options())
+    store.transition("r", "running")
+    store.append_delta("r", "Hello")
+    store.transition("r", "completed", finish_reason="answered")
+    run_dir = store.root / "r"
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [1, 2, 3, 4]
+    saved = json.loads((run_dir / "api_state.json").read_text())
+    assert saved["status"] == "completed"
+    assert saved["run_id"] == "r"
+
+
+def test_list_pages_newest_first_with_a_status_filter(store: RedisRunStore) -> None:
+    ids = [f"run-{n:03d}" for n in range(450)]
+    for run_id in ids:
+        store.create(run_id, options())
+    for run_id in ids[::3]:
+        finish(store, run_id)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = store.list_runs(limit=100, cursor=cursor)
+        seen += [s.run_id for s in page]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    done, cursor = store.list_runs(limit=200, status="completed")
+    assert [s.run_id for s in done] == list(reversed(ids[::3]))
+    assert cursor is None
+    with pytest.raises(InvalidRequest):
+        store.list_runs(limit=10, cursor="not-a-cursor")
+
+
+def test_delete_removes_a_finished_run_and_refuses_an_active_one(
+    store: RedisRunStore, client: redis.Redis
+) -> None:
+    store.create("active", options())
+    with pytest.raises(RunActive):
+        store.delete("active")
+    store.create("done", options())
+    finish(store, "done")
+    assert (store.root / "done").is_dir()
+    store.delete("done")
+    with pytest.raises(RunNotFound):
+        store.get("done")
+    with pytest.raises(RunNotFound):
+        store.delete("done")
+    assert not (store.root / "done").exists()
+    assert list(client.scan_iter(match=f"{store.prefix}:*:done")) == []
+    assert store.count() == 1
+    assert store.count_by_status()["completed"] == 0
+
+
+def test_retention_removes_only_old_finished_runs(store: RedisRunStore) -> None:
+    store.create("old", options())
+    finish(store, "old")
+    store.create("active", options())
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert store.remove_expired(older_than=later) == ["old"]
+    assert store.get("active").status == "queued"
+
+
+def test_a_damaged_hash_fails_only_its_own_run(store: RedisRunStore, client: redis.Redis) -> None:
+    store.create("good", options())
+    store.create("bad", options())
+    client.hset(f"{store.prefix}:run:bad", "status", '"exploded"')
+    bad = store.get("bad")
+    assert bad.status == "failed"
+    assert bad.error is not None
+    assert bad.error["code"] == "state_unreadable"
+    assert store.get("good").status == "queued"
+    assert {s.run_id for s in store.list_runs(limit=10)[0]} == {"good", "bad"}
+
+
+def test_a_run_whose_heartbeat_expired_is_lost(store: RedisRunStore) -> None:
+    store.create("alive", options())
+    store.transition("alive", "running")
+    store.create("gone", options())
+    store.transition("gone", "running")
+    store.redis.delete(store.key("hb", "gone"))  # its worker stopped beating
+    assert store.lost_runs() == ["gone"]
+    store.beat("alive", "w1")
+    finish_ok = store.try_transition("alive", "completed", finish_reason="answered")
+    assert finish_ok is not None
+    assert store.lost_runs() == ["gone"]
+    assert not store.redis.exists(store.key("hb", "alive"))
+
+
+async def test_the_stream_reader_waits_for_the_next_event(store: RedisRunStore) -> None:
+    store.create("r", options())
+    assert await store.alast_event_id("r") == 1
+    assert await store.aread_events("r", after=1, block_ms=50) == []
+    store.transition("r", "running")
+    events = await store.aread_events("r", after=1, block_ms=1000)
+    assert [(e.id, e.data["status"]) for e in events] == [(2, "running")]
+    await store.aclose()
+
+
+def test_an_idempotency_key_gives_one_run_across_stores(store: RedisRunStore) -> None:
+    stores = [RedisRunStore(store.config) for _ in range(8)]
+    barrier = threading.Barrier(8)
+    created: list[str] = []
+    lock = threading.Lock()
+
+    def post(pair: tuple[int, RedisRunStore]) -> str:
+        index, each = pair
+        barrier.wait(timeout=10)
+
+        def submit() -> RunState:
+            keyed = RunOptions(question="q", idempotency_key="k-1", request_hash="same")
+            state = each.create(f"idem-{index}", keyed)
+            with lock:
+                created.append(state.run_id)
+            return state
+
+        return submit_once(each, key="k-1", request_digest="same", submit=submit).run_id
+
+    with ThreadPoolExecutor(8) as pool:
+        run_ids = set(pool.map(post, enumerate(stores)))
+    assert len(created) == 1
+    assert run_ids == set(created)
