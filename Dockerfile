@@ -32,7 +32,7 @@ WORKDIR /srv
 # setuptools leaves build/ and *.egg-info in the source folder; they are not needed.
 COPY pyproject.toml README.md ./
 COPY app/ app/
-RUN pip install --no-cache-dir ".[redis]" \
+RUN pip install --no-cache-dir "./[redis]" \
     && rm -rf build ./*.egg-info
 
 # A fixed, unprivileged user. It writes only /srv/output (runs and the search index); a

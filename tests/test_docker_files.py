@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE = REPO / "compose.yaml"
+SCALE = REPO / "compose.scale.yaml"
 
 SERVE_PORT = 8000
 
@@ -192,7 +193,9 @@ def test_python_environment(instructions: list[Instruction]) -> None:
 
 def test_project_installed_with_pip_without_cache(instructions: list[Instruction]) -> None:
     runs = [ins.args for ins in only(instructions, "RUN")]
-    assert any(re.search(r"\bpip install --no-cache-dir \.(\s|$)", run) for run in runs), runs
+    # "./[redis]": the project with its redis extra, so that one image is a node or a worker.
+    pattern = r"\bpip install --no-cache-dir (\.|\"\./\[redis\]\")(\s|$)"
+    assert any(re.search(pattern, run) for run in runs), runs
 
 
 def test_base_dir_is_where_the_files_are(instructions: list[Instruction]) -> None:
@@ -412,6 +415,73 @@ def test_compose_runs_like_a_service(compose: dict[str, Any]) -> None:
         environment = dict(item.split("=", 1) for item in environment)
     unknown = set(environment) - settings
     assert not unknown, f"not settings of app/config.py: {unknown}"
+
+
+# --- compose.scale.yaml ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale() -> dict[str, Any]:
+    loaded = yaml.safe_load(SCALE.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {str(k): str(v) for k, v in environment.items()}
+
+
+def test_scale_has_nodes_workers_and_redis(scale: dict[str, Any]) -> None:
+    services = scale["services"]
+    assert {"redis", "api-a", "api-b", "worker"} <= set(services)
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["redis"]["healthcheck"]["test"][-1] == "ping"
+
+
+def test_scale_nodes_and_workers_share_settings_and_output(
+    scale: dict[str, Any], instructions: list[Instruction]
+) -> None:
+    output = env(instructions)["APP_OUTPUT_DIR"]
+    apps = {name: s for name, s in scale["services"].items() if name != "redis"}
+    environments = [_environment(s) for s in apps.values()]
+    assert all(e == environments[0] for e in environments), "nodes and workers must agree"
+    settings = {f"APP_{name.upper()}" for name in AppConfig.model_fields} | {"OPENAI_API_KEY"}
+    assert set(environments[0]) <= settings
+    # The settings are valid together (backend and executor pair up).
+    config = AppConfig.model_validate(
+        {k.removeprefix("APP_").lower(): v for k, v in environments[0].items()}
+    )
+    assert (config.backend, config.executor) == ("redis", "celery")
+    assert config.redis_url.startswith("redis://redis:")
+    for name, service in apps.items():
+        assert f"output:{output}" in service["volumes"], name
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
+        build = service["build"]
+        assert (REPO / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE
+    assert set(scale["volumes"]) >= {"output", "redis"}
+
+
+def test_scale_worker_command_loads_the_celery_app(scale: dict[str, Any]) -> None:
+    command = scale["services"]["worker"]["command"]
+    assert command[:4] == ["celery", "-A", "app.worker", "worker"]
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import app.worker as w; from app.api.services.celery_executor import TASK_NAME; "
+            "print(TASK_NAME in w.celery.tasks)",
+        ],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **_environment(scale["services"]["worker"])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert found.stdout.strip() == "True", found.stderr
 
 
 # --- hadolint (optional) -----------------------------------------------------------------

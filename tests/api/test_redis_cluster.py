@@ -9,6 +9,7 @@ status, an event or a file, never for time to pass.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -337,3 +338,31 @@ async def test_the_offline_engine_answers_through_a_celery_worker(tmp_path: Path
     assert "[1]" in output["content"]
     assert output["final_output_path"] == f"output/{run_id}/final.md"
     assert context["context_bundle"]["evidence"]
+
+
+async def test_a_stopping_node_ends_its_streams_and_exits(cluster: Cluster, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await post(client, cluster.a, run_id="held-stream")).status_code == 202
+        await wait_for(client, cluster.a, "held-stream", {"running"}, cluster)
+        with uvicorn_server(tmp_path, **cluster.env) as node:
+            seen: list[str] = []
+            with anyio.fail_after(TIMEOUT):
+                async with aconnect_sse(
+                    client, "GET", f"{node.base_url}{RUNS}/held-stream/events"
+                ) as source:
+                    async for sse in source.aiter_sse():
+                        seen.append(sse.event)
+                        if sse.event == "progress":  # live now: stop the node under it
+                            node.process.send_signal(signal.SIGTERM)
+                with anyio.fail_after(10):
+                    exit_code = await anyio.to_thread.run_sync(node.process.wait)
+            log = node.log()
+        # The run itself belongs to a worker and goes on.
+        status = (await client.get(f"{cluster.b}{RUNS}/held-stream/status")).json()
+    cluster.release("held-stream")
+    assert seen[:3] == ["status", "status", "progress"]
+    # uvicorn re-raises the signal it handled once it has shut down cleanly.
+    assert exit_code in {0, -signal.SIGTERM}, log
+    assert "Finished server process" in log, log
+    assert "Traceback" not in log, log
+    assert status["status"] == "running"

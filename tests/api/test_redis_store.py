@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from app.api.services.errors import (
     RunActive,
     RunAlreadyExists,
     RunNotFound,
+    StoreUnavailable,
 )
 from app.api.services.idempotency import submit_once
 from app.api.services.redis_store import RedisRunStore
@@ -272,3 +274,33 @@ def test_an_idempotency_key_gives_one_run_across_stores(store: RedisRunStore) ->
         run_ids = set(pool.map(post, enumerate(stores)))
     assert len(created) == 1
     assert run_ids == set(created)
+
+
+def test_backend_and_executor_must_pair(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="APP_BACKEND=redis goes with APP_EXECUTOR=celery"):
+        AppConfig(base_dir=tmp_path, backend="redis")
+    with pytest.raises(ValueError, match="APP_BACKEND=redis goes with APP_EXECUTOR=celery"):
+        AppConfig(base_dir=tmp_path, executor="celery")
+
+
+def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = AppConfig(
+        base_dir=tmp_path,
+        backend="redis",
+        executor="celery",
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        redis_prefix=new_prefix(),
+    )
+    store = RedisRunStore(config)
+    with pytest.raises(
+        RuntimeError, match=f"Redis at redis://127.0.0.1:{port}/0 cannot be reached"
+    ):
+        store.open()  # at start-up: the server does not come up half-working
+    with pytest.raises(StoreUnavailable) as raised:
+        store.get("some-run")  # later: a 503 with Retry-After, not a 500
+    assert raised.value.status_code == 503
+    assert raised.value.headers["Retry-After"]
+    assert not store.is_writable()  # /readyz says not ready
