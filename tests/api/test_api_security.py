@@ -216,7 +216,12 @@ class TestMetrics:
             response = await client.post(RUNS, json={"question": "q", "run_id": "m-1"})
             assert response.status_code == 202, response.text
             await wait_for_status(client, "m-1", {"completed"})
-            response = await client.get("/metrics")
+            # The duration is observed by a listener just after the state changes: wait
+            # (bounded) for it rather than race it.
+            observed = 'answer_run_duration_seconds_count{status="completed"} 1.0'
+            with anyio.fail_after(5):
+                while observed not in (response := await client.get("/metrics")).text:
+                    await anyio.sleep(0.01)  # poll interval of a bounded wait
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/plain")
         text = response.text

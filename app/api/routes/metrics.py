@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -13,4 +14,6 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", response_class=Response)
 async def metrics(metrics: MetricsDep) -> Response:
     """Runs by status, run durations, queue depth, open streams, HTTP latency by route."""
-    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    # In a thread: with APP_BACKEND=redis the live gauges are read from Redis.
+    body = await anyio.to_thread.run_sync(metrics.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -138,7 +138,7 @@ def list_runs(
 @router.get("/{run_id}", responses=_errors(404))
 async def get_run(run_id: str, store: RunStoreDep) -> RunRecord:
     """Everything about a run: options, status, timestamps, progress, artifacts, URLs."""
-    state = store.get(run_id)
+    state = await store.aget(run_id)
     return RunRecord.model_validate(
         {
             **state.to_json(),
@@ -156,7 +156,7 @@ async def get_run(run_id: str, store: RunStoreDep) -> RunRecord:
 @router.get("/{run_id}/status", responses=_errors(404))
 async def get_status(run_id: str, store: RunStoreDep) -> RunStatus:
     """The polling endpoint: cheap, never reads the run's artifacts."""
-    return _status(store.get(run_id))
+    return _status(await store.aget(run_id))
 
 
 @router.get("/{run_id}/output", responses=_errors(404, 409, 500))
