@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parents[2] / "web-demo"
 
 
+# What a backend builds: the store, the executor and the event streams.
+Backend = tuple[Store, Executor, Stream]
+
+
 class State(TypedDict):
     settings: AppConfig
     store: Store
@@ -71,8 +75,16 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         backend = _redis_backend if config.backend == "redis" else _files_backend
-        async with backend(config, app_metrics) as state:
-            yield state
+        shutdown = anyio.Event()
+        async with backend(config, app_metrics, shutdown) as (store, executor, stream):
+            yield State(
+                settings=config,
+                store=store,
+                executor=executor,
+                stream=stream,
+                shutdown=shutdown,
+                metrics=app_metrics,
+            )
 
     app = FastAPI(
         title="Answer service",
@@ -107,7 +119,9 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
 
 
 @asynccontextmanager
-async def _files_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterator[State]:
+async def _files_backend(
+    config: AppConfig, app_metrics: Metrics, shutdown: anyio.Event
+) -> AsyncIterator[Backend]:
     """One machine: state files under output/, a thread pool, the in-process bus."""
     pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
     bus = EventBus()
@@ -122,7 +136,6 @@ async def _files_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterat
     executor.add_delta_listener(events.delta)
     stream = RunStream(store, events, bus)
     app_metrics.bind(store=store, executor=executor, stream=stream)
-    shutdown = anyio.Event()
     watcher = OutputWatcher(store, events, bus, force_polling=config.watch_force_polling)
     # A deleted run: numbering and offsets start over, its open streams end.
     for forget in (events.forget, watcher.forget, app_metrics.forget, bus.end):
@@ -133,14 +146,7 @@ async def _files_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterat
         tasks.start_soon(_end_streams_on, shutdown, bus.close)
         _start_retention(tasks, config, store, shutdown)
         try:
-            yield {
-                "settings": config,
-                "store": store,
-                "executor": executor,
-                "stream": stream,
-                "shutdown": shutdown,
-                "metrics": app_metrics,
-            }
+            yield store, executor, stream
         finally:
             # Under uvicorn the streams have ended already (_end_streams_on); without a
             # signal (tests, an embedding app) end them here, then stop the runs.
@@ -150,7 +156,9 @@ async def _files_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterat
 
 
 @asynccontextmanager
-async def _redis_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterator[State]:
+async def _redis_backend(
+    config: AppConfig, app_metrics: Metrics, shutdown: anyio.Event
+) -> AsyncIterator[Backend]:
     """Beyond one machine: run state and events in Redis, runs on Celery workers."""
     # Imported here: the default backend needs neither redis nor celery at start-up.
     from app.api.services.celery_executor import CeleryExecutor, sweep_lost_runs  # noqa: PLC0415
@@ -164,7 +172,6 @@ async def _redis_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterat
     stream = RedisRunStream(store)
     # Run durations are observed where runs execute (the workers), not here.
     app_metrics.bind(store=store, executor=executor, stream=stream)
-    shutdown = anyio.Event()
     log.info("answer service ready (redis at %s): %s runs known", config.redis_url, store.count())
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_end_streams_on, shutdown, stream.close)
@@ -173,14 +180,7 @@ async def _redis_backend(config: AppConfig, app_metrics: Metrics) -> AsyncIterat
         )
         _start_retention(tasks, config, store, shutdown)
         try:
-            yield {
-                "settings": config,
-                "store": store,
-                "executor": executor,
-                "stream": stream,
-                "shutdown": shutdown,
-                "metrics": app_metrics,
-            }
+            yield store, executor, stream
         finally:
             shutdown.set()
             stream.close()

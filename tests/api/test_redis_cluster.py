@@ -91,6 +91,20 @@ class Cluster:
         return "\n".join(parts)
 
 
+def redis_env(base: Path, prefix: str, **extra: str) -> dict[str, str]:
+    """The APP_* settings of one deployment: nodes and workers get the same ones."""
+    return {
+        "APP_BACKEND": "redis",
+        "APP_EXECUTOR": "celery",
+        "APP_REDIS_URL": REDIS_URL,
+        "APP_REDIS_PREFIX": prefix,
+        "APP_BASE_DIR": str(base),
+        "APP_OUTPUT_DIR": str(base / "output"),
+        "APP_LLM_PROVIDER": "extractive",
+        **extra,
+    }
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     client = redis_client()
@@ -101,18 +115,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     )
     log_dir = tmp_path_factory.mktemp("cluster-logs")
     prefix = new_prefix()
-    env = {
-        "APP_BACKEND": "redis",
-        "APP_EXECUTOR": "celery",
-        "APP_REDIS_URL": REDIS_URL,
-        "APP_REDIS_PREFIX": prefix,
-        "APP_BASE_DIR": str(base),
-        "APP_OUTPUT_DIR": str(base / "output"),
-        "APP_PIPELINE": FILE_GATED,
-        "APP_LLM_PROVIDER": "extractive",
-        "APP_HEARTBEAT_S": str(HEARTBEAT_S),
-        "APP_SSE_PING_S": "1",
-    }
+    env = redis_env(
+        base,
+        prefix,
+        APP_PIPELINE=FILE_GATED,
+        APP_HEARTBEAT_S=str(HEARTBEAT_S),
+        APP_SSE_PING_S="1",
+    )
     with ExitStack() as stack:
         nodes = [stack.enter_context(uvicorn_server(log_dir, **env)) for _ in range(2)]
         made = Cluster(base, env, nodes, [], log_dir, stack, client)
@@ -308,14 +317,7 @@ async def test_the_offline_engine_answers_through_a_celery_worker(tmp_path: Path
     (base / "documents" / "fleet.md").write_text(
         "# Fleet\n\nNorthwind Logistics ran 186 battery-electric trucks in 2024.\n"
     )
-    env = {
-        "APP_BACKEND": "redis",
-        "APP_EXECUTOR": "celery",
-        "APP_REDIS_URL": REDIS_URL,
-        "APP_REDIS_PREFIX": prefix,
-        "APP_BASE_DIR": str(base),
-        "APP_LLM_PROVIDER": "extractive",
-    }
+    env = redis_env(base, prefix)  # the built-in engine: no APP_PIPELINE
     started = time.monotonic()
     try:
         with celery_worker(tmp_path, "engine", env), uvicorn_server(tmp_path, **env) as node:
