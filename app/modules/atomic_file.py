@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_bytes_atomic(path: Path, data: bytes, *, make_parent: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
+
+    ``make_parent=False``: a folder that is gone stays gone (FileNotFoundError), for a
+    writer that may race the folder's deletion.
+    """
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -34,5 +39,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    write_bytes_atomic(path, json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8"))
+def write_json_atomic(path: Path, payload: Any, *, make_parent: bool = True) -> None:
+    encoded = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
+    write_bytes_atomic(path, encoded, make_parent=make_parent)

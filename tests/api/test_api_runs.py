@@ -511,6 +511,7 @@ class TestList:
         [
             {"cursor": "not-a-cursor"},
             {"cursor": "bm90IGpzb24="},  # base64 of "not json"
+            {"cursor": "WyJ4IiwxZTQwMCwiYSJd"},  # ["x", 1e400, "a"]: int() overflows
             {"limit": 0},
             {"limit": 201},
             {"status": "done"},

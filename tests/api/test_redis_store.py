@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
 
@@ -23,6 +27,7 @@ from app.api.services.errors import (
 )
 from app.api.services.idempotency import submit_once
 from app.api.services.redis_store import RedisRunStore
+from app.api.services.redis_stream import RedisRunStream
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
 from tests.api.redis_support import REDIS_URL, drop_keys, new_prefix, redis_client
@@ -124,15 +129,14 @@ def test_illegal_and_unknown_transitions_raise(store: RedisRunStore) -> None:
 
 
 def test_events_are_numbered_without_gaps_whoever_appends(store: RedisRunStore) -> None:
-    store.create("r", options())
-    store.transition("r", "running")
+    running(store, "r", "a")
     others = [RedisRunStore(store.config) for _ in range(4)]
 
     def write(pair: tuple[int, RedisRunStore]) -> None:
         index, each = pair
         for step in range(25):
             if index % 2:
-                each.append_delta("r", f"{index}-{step} ")
+                each.append_delta("r", f"{index}-{step} ", attempt="a")
             else:
                 each.progress("r", stage=f"s{index}", message="m", step=step, total=25)
 
@@ -146,16 +150,15 @@ def test_events_are_numbered_without_gaps_whoever_appends(store: RedisRunStore) 
     deltas = [e.data["text"] for e in events if e.event == "answer_delta"]
     assert [d for d in deltas if d.startswith("1-")] == [f"1-{s} " for s in range(25)]
     # After the end, nothing more is appended.
-    store.append_delta("r", "late")
+    store.append_delta("r", "late", attempt="a")
     store.progress("r", stage="late", message="m", step=1, total=1)
     assert len(store.read_events("r")) == 103
     assert [e.id for e in store.read_events("r", after=100)] == [101, 102, 103]
 
 
 def test_a_finished_run_keeps_its_events_and_state_on_disk(store: RedisRunStore) -> None:
-    store.create("r", options())
-    store.transition("r", "running")
-    store.append_delta("r", "Hello")
+    running(store, "r", "a")
+    store.append_delta("r", "Hello", attempt="a")
     store.transition("r", "completed", finish_reason="answered")
     run_dir = store.root / "r"
     lines = (run_dir / "events.jsonl").read_text().splitlines()
@@ -227,18 +230,77 @@ def test_a_damaged_hash_fails_only_its_own_run(store: RedisRunStore, client: red
     assert {s.run_id for s in store.list_runs(limit=10)[0]} == {"good", "bad"}
 
 
+def running(store: RedisRunStore, run_id: str, attempt: str) -> None:
+    store.create(run_id, options())
+    store.transition(run_id, "running", owner={"worker": "w", "attempt": attempt})
+
+
 def test_a_run_whose_heartbeat_expired_is_lost(store: RedisRunStore) -> None:
-    store.create("alive", options())
-    store.transition("alive", "running")
-    store.create("gone", options())
-    store.transition("gone", "running")
+    running(store, "alive", "a1")
+    running(store, "gone", "g1")
     store.redis.delete(store.key("hb", "gone"))  # its worker stopped beating
     assert store.lost_runs() == ["gone"]
-    store.beat("alive", "w1")
-    finish_ok = store.try_transition("alive", "completed", finish_reason="answered")
-    assert finish_ok is not None
+    assert store.beat("alive", "a1")
+    finished = store.try_transition("alive", "completed", finish_reason="answered")
+    assert finished is not None
     assert store.lost_runs() == ["gone"]
     assert not store.redis.exists(store.key("hb", "alive"))
+    assert not store.beat("alive", "a1")  # a finished run gets no heartbeat back
+
+
+def test_a_worker_that_lost_its_run_cannot_write_into_it(store: RedisRunStore) -> None:
+    running(store, "r", "first")
+    # The sweeper gives the run up; the same id is used again after a delete.
+    store.transition(
+        "r", "failed", finish_reason="interrupted", error={"code": "c", "message": "m"}
+    )
+    assert store.stop_requested("r", "first") == "lost"
+    assert not store.beat("r", "first")
+    store.delete("r")
+    running(store, "r", "second")
+    before = [e.id for e in store.read_events("r")]
+    # The old attempt writes nothing into the new run...
+    store.append_delta("r", "stale", attempt="first")
+    store.progress("r", stage="old", message="m", step=1, total=1, attempt="first")
+    assert store.try_transition("r", "completed", attempt="first", finish_reason="answered") is None
+    assert [e.id for e in store.read_events("r")] == before
+    assert store.stop_requested("r", "first") == "lost"
+    # ...while the new one does.
+    assert store.stop_requested("r", "second") is None
+    store.append_delta("r", "fresh", attempt="second")
+    assert store.read_events("r")[-1].data["text"] == "fresh"
+    assert store.try_transition("r", "completed", attempt="second", finish_reason="answered")
+
+
+def test_a_cancel_request_is_kept_only_for_a_running_run(store: RedisRunStore) -> None:
+    store.create("queued", options())
+    assert not store.request_cancel("queued")
+    running(store, "r", "a")
+    assert store.request_cancel("r")
+    assert store.stop_requested("r", "a") == "cancelled"
+    store.transition("r", "stopped", finish_reason="cancelled")
+    assert not store.redis.exists(store.key("cancel", "r"))  # gone with the run's end
+    assert not store.request_cancel("r")
+    assert not store.redis.exists(store.key("cancel", "r"))
+
+
+def test_an_id_whose_folder_exists_is_taken(store: RedisRunStore) -> None:
+    (store.root / "cli-run").mkdir()
+    (store.root / "cli-run" / "final.md").write_text("an older answer")
+    with pytest.raises(RunAlreadyExists):
+        store.create("cli-run", options())
+    with pytest.raises(RunNotFound):
+        store.get("cli-run")
+    assert (store.root / "cli-run" / "final.md").read_text() == "an older answer"
+
+
+def test_deleting_a_run_keeps_a_claim_that_names_another(store: RedisRunStore) -> None:
+    keyed = RunOptions(question="q", idempotency_key="K", request_hash="h")
+    store.create("first", keyed)
+    finish(store, "first")
+    store.claims.record("K", "second")  # the key now belongs to a later run
+    store.delete("first")
+    assert store.claims.claimed_run("K") == "second"
 
 
 async def test_the_stream_reader_waits_for_the_next_event(store: RedisRunStore) -> None:
@@ -304,3 +366,74 @@ def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path) -> None:
     assert raised.value.status_code == 503
     assert raised.value.headers["Retry-After"]
     assert not store.is_writable()  # /readyz says not ready
+
+
+async def _collect(stream: RedisRunStream, run_id: str, after: int) -> list[tuple[int, str]]:
+    with anyio.fail_after(10):
+        return [(e.id, e.event) async for e in stream.follow(run_id, after)]
+
+
+async def test_a_run_ending_between_two_reads_loses_no_event(store: RedisRunStore) -> None:
+    running(store, "r", "a")
+    stream = RedisRunStream(store, block_ms=20)
+    real_aget = store.aget
+    ended = False
+
+    async def aget_after_the_end(run_id: str) -> RunState:
+        # The read has just timed out with nothing new; now the worker saves and ends.
+        nonlocal ended
+        if not ended:
+            ended = True
+            store.progress("r", stage="save", message="m", step=2, total=2, attempt="a")
+            store.transition("r", "completed", finish_reason="answered", attempt="a")
+        return await real_aget(run_id)
+
+    store.aget = aget_after_the_end  # type: ignore[method-assign]
+    events = await _collect(stream, "r", after=2)
+    assert events == [(3, "progress"), (4, "status")]
+    assert stream.open_streams() == 0
+    await store.aclose()
+
+
+async def test_open_streams_do_not_starve_status_reads(config: AppConfig) -> None:
+    many = config.model_copy(update={"max_sse_streams": 150})
+    store = RedisRunStore(many)
+    store.open()
+    running(store, "r", "a")
+    stream = RedisRunStream(store, block_ms=5000)
+    followers = 120  # more than redis-py's default pool of 100 connections
+    try:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(followers):
+                tasks.start_soon(_collect, stream, "r", 2)
+            with anyio.fail_after(10):
+                while stream.open_streams() < followers:
+                    await anyio.sleep(0.01)  # poll interval of a bounded wait
+                await anyio.sleep(0.2)  # let every follower reach its blocking read
+                # Every follower now holds a connection in XREAD BLOCK.
+                assert (await store.aget("r")).status == "running"
+                store.transition("r", "completed", finish_reason="answered", attempt="a")
+    finally:
+        await store.aclose()
+    assert stream.open_streams() == 0
+
+
+def test_a_worker_with_a_pipeline_it_cannot_load_does_not_start(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "APP_BACKEND": "redis",
+        "APP_EXECUTOR": "celery",
+        "APP_BASE_DIR": str(tmp_path),
+        "APP_PIPELINE": "no_such_package.engine:run",
+    }
+    started = subprocess.run(
+        [sys.executable, "-c", "import app.worker"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "APP_PIPELINE 'no_such_package.engine:run' cannot be loaded" in started.stderr

@@ -27,8 +27,11 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -38,7 +41,7 @@ from app.api.logging_setup import run_context
 from app.api.services.errors import QueueFull, RunAlreadyFinished, RunNotFound, StoreUnavailable
 from app.api.services.redis_store import RedisRunStore
 from app.api.services.run_executor import load_pipeline
-from app.api.services.run_job import Job, JobRunner, run_config
+from app.api.services.run_job import Job, JobRunner, Pipeline, run_config
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
 
@@ -85,28 +88,70 @@ def make_celery(config: AppConfig) -> Celery:
 
 def register_worker_task(app: Celery, config: AppConfig) -> None:
     """Register the task that runs a run; the runtime is built once per worker process."""
+    # A pipeline that cannot be loaded stops the worker at start-up, with the reason,
+    # rather than failing every run it receives.
+    pipeline = load_pipeline(config.pipeline)
     runtime: list[WorkerRuntime] = []
     lock = threading.Lock()
 
     def execute_run(run_id: str) -> None:
         with lock:
             if not runtime:
-                runtime.append(WorkerRuntime(config))
+                runtime.append(WorkerRuntime(config, pipeline))
         runtime[0].execute(run_id)
 
-    app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)(execute_run)
+    app.task(
+        name=TASK_NAME,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        # Redis unreachable before the run could start: the task comes back later instead
+        # of being acknowledged as failed (which would leave the run queued for good).
+        autoretry_for=(StoreUnavailable,),
+        retry_backoff=True,
+        retry_backoff_max=60,
+        max_retries=30,
+    )(execute_run)
+
+
+class _Attempt:
+    """The store as one attempt at a run sees it: it writes only while the run is its own.
+
+    A worker that lost its run (the sweeper gave it up after missed heartbeats, or the run
+    was deleted and its id used again) must not write into it any more.
+    """
+
+    def __init__(self, store: RedisRunStore, token: str) -> None:
+        self.store = store
+        self.token = token
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    def try_transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState | None:
+        return self.store.try_transition(
+            run_id, status, expect=expect, attempt=self.token, **changes
+        )
+
+    def progress(self, run_id: str, *, stage: str, message: str, step: int, total: int) -> None:
+        self.store.progress(
+            run_id, stage=stage, message=message, step=step, total=total, attempt=self.token
+        )
+
+    def delta(self, run_id: str, text: str) -> None:
+        self.store.append_delta(run_id, text, attempt=self.token)
 
 
 class WorkerRuntime:
     """What a worker process needs to run runs: the store, the pipeline, the runner."""
 
-    def __init__(self, config: AppConfig) -> None:
+    def __init__(self, config: AppConfig, pipeline: Pipeline) -> None:
         self.config = config
+        self.pipeline = pipeline
         self.store = RedisRunStore(config)
         self.store.open()
-        self.runner = JobRunner(
-            self.store, config, load_pipeline(config.pipeline), self.store.append_delta
-        )
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def execute(self, run_id: str) -> None:
@@ -124,7 +169,13 @@ class WorkerRuntime:
                         run_id,
                     )
                 return  # cancelled while queued, or a delivery of a run already done
-            owner = {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid()}
+            attempt = _Attempt(self.store, uuid.uuid4().hex)
+            owner = {
+                "worker": self.name,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "attempt": attempt.token,
+            }
             started = self.store.try_transition(run_id, "running", expect=QUEUED, owner=owner)
             if started is None:
                 return  # cancelled between the read and the move
@@ -140,26 +191,31 @@ class WorkerRuntime:
                 deadline=time.monotonic() + self.config.run_timeout_s,
             )
             log.info("run %s started on %s", run_id, self.name)
+            runner = JobRunner(attempt, self.config, self.pipeline, attempt.delta)
             stop_beating = threading.Event()
             beat = threading.Thread(
-                target=self._beat, args=(run_id, stop_beating), daemon=True, name="heartbeat"
+                target=self._beat, args=(job, attempt, stop_beating), daemon=True, name="heartbeat"
             )
             beat.start()
             try:
-                self.runner.run(job, self._should_stop(job))
+                runner.run(job, self._should_stop(job, attempt))
             finally:
                 stop_beating.set()
                 beat.join(timeout=5)
                 log.info("run %s ended", run_id)
 
-    def _beat(self, run_id: str, stop: threading.Event) -> None:
+    def _beat(self, job: Job, attempt: _Attempt, stop: threading.Event) -> None:
         while not stop.wait(self.config.heartbeat_s):
             try:
-                self.store.beat(run_id, self.name)
+                if not self.store.beat(job.run_id, attempt.token):
+                    log.warning("run %s: no longer this worker's; stopping it", job.run_id)
+                    job.reason = "lost"
+                    job.cancel.set()
+                    return
             except StoreUnavailable:
-                log.warning("run %s: heartbeat missed (Redis unreachable)", run_id)
+                log.warning("run %s: heartbeat missed (Redis unreachable)", job.run_id)
 
-    def _should_stop(self, job: Job) -> Callable[[], bool]:
+    def _should_stop(self, job: Job, attempt: _Attempt) -> Callable[[], bool]:
         checked = 0.0
 
         def should_stop() -> bool:
@@ -173,12 +229,14 @@ class WorkerRuntime:
             if now - checked >= CANCEL_POLL_S:  # one Redis read per interval, not per call
                 checked = now
                 try:
-                    if self.store.cancel_requested(job.run_id):
-                        job.reason = "cancelled"
-                        job.cancel.set()
-                        return True
+                    reason = self.store.stop_requested(job.run_id, attempt.token)
                 except StoreUnavailable:
-                    log.warning("run %s: cancel flag unreadable (Redis unreachable)", job.run_id)
+                    log.warning("run %s: cannot read its state (Redis unreachable)", job.run_id)
+                    reason = None
+                if reason is not None:
+                    job.reason = reason
+                    job.cancel.set()
+                    return True
             return False
 
         return should_stop
@@ -241,9 +299,14 @@ class CeleryExecutor:
             )
             if stopped is not None:
                 return stopped, True
-        # Running (or it started since we looked): its worker reads the key.
-        self.store.request_cancel(run_id)
-        return self.store.get(run_id), True
+        # Running (or it started since we looked): its worker reads the key, which is set
+        # only while the run is running.
+        if self.store.request_cancel(run_id):
+            return self.store.get(run_id), True
+        state = self.store.get(run_id)  # it ended meanwhile
+        if state.status == "stopped":
+            return state, False
+        raise RunAlreadyFinished(run_id, state.status)
 
     def shutdown(self) -> None:
         """Stop accepting runs; runs belong to the workers and go on."""

@@ -80,8 +80,9 @@ def _create(claims: Claims, key: str, submit: Callable[[], RunState]) -> RunStat
     try:
         state = submit()
     except BaseException:
-        # Nothing was started under the key (queue full, id taken, ...): free it for a retry.
-        claims.release(key)
+        # Nothing was started under the key (queue full, id taken, ...): free it for a retry,
+        # unless it was taken over meanwhile (a pending claim that expired).
+        claims.release_if(key, None)
         raise
     claims.record(key, state.run_id)
     return state

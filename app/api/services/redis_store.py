@@ -38,6 +38,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -73,19 +74,35 @@ HEARTBEAT_LIVES = 3
 # node that died between claiming and recording never blocks the key for good.
 PENDING_CLAIM_S = 30
 LIST_BATCH = 200
+# Longer than any single command takes (the stream reads block for 1 s at most).
+SOCKET_TIMEOUT_S = 10
 
-# Append one event to a run that is running: the next number, then the stream entry.
+# Append one event to a run that is running, for the attempt that runs it (a worker that
+# lost its run must not write into it, or into a new run that took its id): the next
+# number, then the stream entry.
 _APPEND = """
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[3] then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[4] then return 0 end
 local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], n .. '-0', 'event', ARGV[1], 'data', ARGV[2])
 return n
+"""
+# Refresh a heartbeat, or set a cancel request, only while the run is running (and, for
+# the heartbeat, still this attempt's): 1 if set.
+_WHILE_RUNNING = """
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
 """
 # Delete a key only if it still holds the value we expect (a claim that changed hands stays).
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# Hash fields that are not RunState fields: the last event's number, the running attempt.
+_PLAIN = frozenset({"seq", "attempt"})
 
 Change = Callable[[RunState | None], tuple[RunState, str, dict[str, Any]] | None]
 
@@ -108,7 +125,7 @@ def _encode(state: RunState) -> dict[str, str]:
 def _decode(run_id: str, raw: dict[str, str]) -> RunState:
     """The state in a run's hash; a damaged hash fails only its own run, readably."""
     try:
-        data = {name: json.loads(value) for name, value in raw.items() if name != "seq"}
+        data = {name: json.loads(value) for name, value in raw.items() if name not in _PLAIN}
         state = RunState.from_json(data)
         if state.run_id != run_id:
             raise ValueError(f"it names run {state.run_id!r}")
@@ -155,10 +172,6 @@ class RedisClaims:
         with _unavailable():
             self.redis.set(self._key(key), run_id)  # no expiry: kept as long as the run
 
-    def release(self, key: str) -> None:
-        with _unavailable():
-            self.redis.delete(self._key(key))
-
     def release_if(self, key: str, run_id: str | None) -> None:
         with _unavailable():
             self._delete_if(keys=[self._key(key)], args=[run_id or ""])
@@ -173,15 +186,24 @@ class RedisRunStore:
         self.prefix = config.redis_prefix
         # Typed as Any: redis-py's reply types are unions over bytes, str and the RESP3
         # shapes; with decode_responses every reply here is str, converted where read.
-        self.redis: Any = redis.Redis.from_url(
-            config.redis_url, decode_responses=True, health_check_interval=30
-        )
-        # The event loop's own client: status reads and event streams never block the loop.
-        self.aredis: Any = redis.asyncio.Redis.from_url(
-            config.redis_url, decode_responses=True, health_check_interval=30
+        # Timeouts: a half-open connection must end in a 503, not hang a thread for good.
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "health_check_interval": 30,
+            "socket_connect_timeout": SOCKET_TIMEOUT_S,
+            "socket_timeout": SOCKET_TIMEOUT_S,
+        }
+        self.redis: Any = redis.Redis.from_url(config.redis_url, **options)
+        # The event loop's own clients: status reads and event streams never block the loop.
+        self.aredis: Any = redis.asyncio.Redis.from_url(config.redis_url, **options)
+        # Each open event stream holds a connection in XREAD BLOCK: a pool of their own,
+        # larger than the stream cap, so that streams never starve the status reads.
+        self.astreams: Any = redis.asyncio.Redis.from_url(
+            config.redis_url, max_connections=config.max_sse_streams + 16, **options
         )
         self.claims = RedisClaims(self.redis, self.prefix)
         self._append = self.redis.register_script(_APPEND)
+        self._while_running = self.redis.register_script(_WHILE_RUNNING)
 
     # ------------------------------------------------------------------ keys
     def key(self, kind: str, run_id: str | None = None) -> str:
@@ -203,6 +225,7 @@ class RedisRunStore:
 
     async def aclose(self) -> None:
         await self.aredis.aclose()
+        await self.astreams.aclose()
 
     def is_writable(self) -> bool:
         probe = self.root / f".ready-{os.getpid()}"
@@ -233,18 +256,42 @@ class RedisRunStore:
                 raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
             return state, "status", state.status_payload()
 
-        self._change(run_id, claim)
-        (self.root / run_id).mkdir(parents=True, exist_ok=True)
+        # The folder is claimed too, exclusively: an id whose folder exists (a CLI run, a
+        # folder left behind) is taken as well, as with the file backend (API.md: 409).
+        run_dir = self.root / run_id
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
+        except OSError as exc:
+            raise StoreUnavailable(f"output/ is not writable: {exc.strerror}") from exc
+        try:
+            self._change(run_id, claim)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # not ours after all: leave no folder behind
+            raise
         return copy.copy(state)
 
     def transition(
-        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+        self,
+        run_id: str,
+        status: str,
+        *,
+        expect: frozenset[str] | None = None,
+        attempt: str | None = None,
+        **changes: Any,
     ) -> RunState:
-        """Move a run to ``status`` atomically; IllegalTransition if its state does not allow."""
+        """Move a run to ``status`` atomically; IllegalTransition if its state does not allow.
+
+        ``attempt``: only if the run is still the one this worker attempt started.
+        """
 
         def move(before: RunState | None) -> tuple[RunState, str, dict[str, Any]]:
             if before is None:
                 raise RunNotFound(run_id)
+            if attempt is not None and _attempt(before) != attempt:
+                raise IllegalTransition(f"run {run_id}: not attempt {attempt} any more")
             apply_transition(before, status, expect=expect, changes=changes)
             return before, "status", before.status_payload()
 
@@ -255,16 +302,33 @@ class RedisRunStore:
         return after
 
     def try_transition(
-        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+        self,
+        run_id: str,
+        status: str,
+        *,
+        expect: frozenset[str] | None = None,
+        attempt: str | None = None,
+        **changes: Any,
     ) -> RunState | None:
         try:
-            return self.transition(run_id, status, expect=expect, **changes)
+            return self.transition(run_id, status, expect=expect, attempt=attempt, **changes)
         except IllegalTransition:
             return None
 
-    def progress(self, run_id: str, *, stage: str, message: str, step: int, total: int) -> None:
+    def progress(
+        self,
+        run_id: str,
+        *,
+        stage: str,
+        message: str,
+        step: int,
+        total: int,
+        attempt: str | None = None,
+    ) -> None:
         def advance(before: RunState | None) -> tuple[RunState, str, dict[str, Any]] | None:
             if before is None or before.status != "running":
+                return None
+            if attempt is not None and _attempt(before) != attempt:
                 return None
             before.stage, before.message, before.step = stage, message, step
             before.total_steps = total
@@ -279,13 +343,13 @@ class RedisRunStore:
 
         self._change(run_id, advance)
 
-    def append_delta(self, run_id: str, text: str) -> None:
-        """A piece of the answer, as the next event of a running run."""
+    def append_delta(self, run_id: str, text: str, *, attempt: str) -> None:
+        """A piece of the answer, as the next event of a run this attempt is running."""
         data = json.dumps({"run_id": run_id, "text": text}, ensure_ascii=False)
         with _unavailable():
             self._append(
                 keys=[self.key("run", run_id), self.key("events", run_id)],
-                args=["answer_delta", data, json.dumps("running")],
+                args=["answer_delta", data, json.dumps("running"), attempt],
             )
 
     def _change(self, run_id: str, change: Change) -> RunState | None:
@@ -305,7 +369,8 @@ class RedisRunStore:
                     after, kind, payload = outcome
                     seq = int(raw.get("seq", 0)) + 1
                     pipe.multi()
-                    pipe.hset(run_key, mapping={**_encode(after), "seq": str(seq)})
+                    fields = {**_encode(after), "seq": str(seq), "attempt": _attempt(after)}
+                    pipe.hset(run_key, mapping=fields)
                     pipe.xadd(
                         self.key("events", run_id),
                         {"event": kind, "data": json.dumps(payload, ensure_ascii=False)},
@@ -343,8 +408,11 @@ class RedisRunStore:
                 json.dumps(e.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
                 for e in events
             )
-            write_bytes_atomic(run_dir / EVENTS_FILE, lines.encode("utf-8"))
-            write_json_atomic(run_dir / STATE_FILE, state.to_json())
+            # make_parent=False: a run deleted meanwhile does not get its folder back.
+            write_bytes_atomic(run_dir / EVENTS_FILE, lines.encode("utf-8"), make_parent=False)
+            write_json_atomic(run_dir / STATE_FILE, state.to_json(), make_parent=False)
+        except FileNotFoundError:
+            return  # deleted meanwhile
         except (OSError, StoreUnavailable):
             # The run's truth is in Redis; a copy that failed is logged, not fatal.
             log.exception("run %s: could not copy its events and state to disk", state.run_id)
@@ -354,17 +422,40 @@ class RedisRunStore:
     def heartbeat_ttl(self) -> int:
         return max(1, round(self.config.heartbeat_s * HEARTBEAT_LIVES))
 
-    def beat(self, run_id: str, worker: str) -> None:
+    def beat(self, run_id: str, attempt: str) -> bool:
+        """Refresh the heartbeat of a run this attempt is running; False when it is not
+        (any more): the run ended, or the sweeper gave it up and it must stop."""
         with _unavailable():
-            self.redis.set(self.key("hb", run_id), worker, ex=self.heartbeat_ttl, xx=True)
+            return bool(
+                self._while_running(
+                    keys=[self.key("run", run_id), self.key("hb", run_id)],
+                    args=[json.dumps("running"), attempt, self.heartbeat_ttl, attempt],
+                )
+            )
 
-    def request_cancel(self, run_id: str) -> None:
+    def request_cancel(self, run_id: str) -> bool:
+        """Ask the worker of a running run to stop; False when the run is not running."""
+        # Kept as long as a run may last: a step that blocks for long still sees it after.
+        ttl = int(self.config.run_timeout_s) + 60
         with _unavailable():
-            self.redis.set(self.key("cancel", run_id), "1", ex=max(60, self.heartbeat_ttl * 20))
+            return bool(
+                self._while_running(
+                    keys=[self.key("run", run_id), self.key("cancel", run_id)],
+                    args=[json.dumps("running"), "1", ttl, ""],
+                )
+            )
 
-    def cancel_requested(self, run_id: str) -> bool:
-        with _unavailable():
-            return bool(self.redis.exists(self.key("cancel", run_id)))
+    def stop_requested(self, run_id: str, attempt: str) -> str | None:
+        """Why this attempt should stop its run: ``cancelled`` (a cancel request), ``lost``
+        (the run is no longer running as this attempt's: the sweeper gave it up, or it was
+        replaced), or None to go on. One round trip."""
+        with _unavailable(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.key("run", run_id), "status", "attempt")
+            pipe.exists(self.key("cancel", run_id))
+            (status, current), cancel = pipe.execute()
+        if status != json.dumps("running") or current != attempt:
+            return "lost"
+        return "cancelled" if cancel else None
 
     def lost_runs(self) -> list[str]:
         """Running runs whose heartbeat has expired: their worker is gone."""
@@ -403,14 +494,15 @@ class RedisRunStore:
                     )
                     pipe.zrem(self.key("runs"), run_id)
                     pipe.hincrby(self.key("counts"), state.status, -1)
-                    if state.idempotency_key is not None:
-                        # The key is free again: a retry with it starts a new run.
-                        pipe.delete(self.claims._key(state.idempotency_key))
                     pipe.execute()
                     break
                 except WatchError:
                     continue
-        shutil.rmtree(self.root / run_id, ignore_errors=True)
+        if state.idempotency_key is not None:
+            # The key is free again (a retry with it starts a new run), unless it names
+            # another run by now.
+            self.claims.release_if(state.idempotency_key, run_id)
+        _remove_folder(self.root / run_id)
         log.info("run %s deleted (%s)", run_id, state.status)
 
     def remove_expired(self, *, older_than: datetime) -> list[str]:
@@ -460,27 +552,30 @@ class RedisRunStore:
         self, *, limit: int, cursor: str | None = None, status: str | None = None
     ) -> tuple[list[RunState], str | None]:
         """Runs newest first, ``limit`` at a time; the cursor continues after the last one."""
-        top: float | str = "+inf"
-        after: tuple[int, str] | None = None
-        if cursor:
-            after = _decode_cursor(cursor)
-            top = after[0]
+        after = _decode_cursor(cursor) if cursor else None
         found: list[tuple[RunState, int]] = []
-        offset = 0
+        skip = 0  # only when a whole batch shares one score (runs created in the same µs)
         with _unavailable():
             while len(found) <= limit:
+                # Each batch starts after the last run seen (score, then id, both falling),
+                # not at an offset: runs created or deleted meanwhile shift nothing.
+                top = after[0] if after is not None else "+inf"
                 batch = self.redis.zrevrangebyscore(
-                    self.key("runs"), top, "-inf", start=offset, num=LIST_BATCH, withscores=True
+                    self.key("runs"), top, "-inf", start=skip, num=LIST_BATCH, withscores=True
                 )
                 if not batch:
                     break
-                offset += len(batch)
-                # Equal scores come in reverse order of the id: skip what earlier pages had.
+                # Equal scores come in falling order of the id: skip what was seen.
                 ids = [
                     (run_id, int(score))
                     for run_id, score in batch
                     if after is None or int(score) < after[0] or run_id < after[1]
                 ]
+                if not ids:
+                    skip += len(batch)
+                    continue
+                skip = 0
+                after = (ids[-1][1], ids[-1][0])
                 with self.redis.pipeline(transaction=False) as pipe:
                     for run_id, _ in ids:
                         pipe.hgetall(self.key("run", run_id))
@@ -516,7 +611,7 @@ class RedisRunStore:
     async def aread_events(self, run_id: str, *, after: int, block_ms: int) -> list[RunEvent]:
         """Events after ``after``; waits up to ``block_ms`` for one when there is none yet."""
         with _unavailable():
-            reply = await self.aredis.xread(
+            reply = await self.astreams.xread(
                 {self.key("events", run_id): f"{after}-0"}, count=500, block=block_ms
             )
         if not reply:
@@ -524,10 +619,31 @@ class RedisRunStore:
         _, entries = reply[0]
         return [_event(entry_id, fields) for entry_id, fields in entries]
 
+    async def aevents_after(self, run_id: str, after: int) -> list[RunEvent]:
+        """Every event after ``after``, at once (no waiting)."""
+        with _unavailable():
+            entries = await self.aredis.xrange(self.key("events", run_id), min=f"({after}-0")
+        return [_event(entry_id, fields) for entry_id, fields in entries]
+
     async def alast_event_id(self, run_id: str) -> int:
         with _unavailable():
             last = await self.aredis.xrevrange(self.key("events", run_id), count=1)
         return _event(*last[0]).id if last else 0
+
+
+def _attempt(state: RunState) -> str:
+    """The worker attempt that runs (or ran) the run: a token in its owner record."""
+    return str((state.owner or {}).get("attempt", ""))
+
+
+def _remove_folder(path: Path) -> None:
+    # A writer that was finishing (the copy of a run's events to disk) may add a file
+    # while the tree is removed: one more pass takes it.
+    for _ in range(2):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+    log.warning("%s could not be removed completely", path)
 
 
 def _encode_cursor(score: int, run_id: str) -> str:
@@ -538,5 +654,5 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         score, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return int(score), str(run_id)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise InvalidRequest("cursor", "the cursor is not one this server gave out") from None

@@ -59,8 +59,15 @@ class RedisRunStream:
                 except RunNotFound:  # deleted while followed: the stream just ends
                     return
                 if state.terminal:
-                    # The terminal event is written in the same transaction as the state,
-                    # so it has been read by now; a damaged run may lack one: close anyway.
+                    # It ended after the read timed out: its last events (the terminal one
+                    # is written in the same transaction as the state) are in the stream.
+                    for event in await self.store.aevents_after(run_id, sent):
+                        yield event
+                        sent = event.id
+                        if is_terminal(event):
+                            return
+                    # No terminal event at all (a damaged run): close with one made from
+                    # the state, numbered after the last real one.
                     yield RunEvent(sent + 1, "status", state.status_payload())
                     return
         finally:

@@ -368,8 +368,9 @@ class RunStore:
                     pass
         shutil.rmtree(self.root / run_id, ignore_errors=True)
         if current.idempotency_key is not None:
-            # The key is free again: a retry with it starts a new run.
-            release_idempotency_claim(self.root, current.idempotency_key)
+            # The key is free again (a retry with it starts a new run), unless it names
+            # another run by now.
+            self.claims.release_if(current.idempotency_key, run_id)
         log.info("run %s deleted (%s)", run_id, state.status)
         for listener in self._removal_listeners:
             try:
@@ -691,9 +692,6 @@ class FileClaims:
         finally:
             os.close(fd)
 
-    def release(self, key: str) -> None:
-        release_idempotency_claim(self.root, key)
-
     def release_if(self, key: str, run_id: str | None) -> None:
         if self.claimed_run(key) == run_id:
             release_idempotency_claim(self.root, key)
@@ -730,7 +728,7 @@ def _decode_cursor(cursor: str) -> tuple[str, int, str]:
     try:
         created_at, created_ns, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return str(created_at), int(created_ns), str(run_id)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # int(1e400) is an OverflowError
         from app.api.services.errors import InvalidRequest  # noqa: PLC0415
 
         raise InvalidRequest("cursor", "the cursor is not one this server gave out") from None
