@@ -54,8 +54,7 @@ def load_pipeline(spec: str | None) -> Pipeline:
 @dataclass
 class _Job:
     run_id: str
-    config: AppConfig
-    question: str
+    options: RunOptions
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown
     deadline: float = 0.0
@@ -110,14 +109,8 @@ class RunExecutor:
             with self._lock:
                 self._waiting -= 1
             raise
-        run_config = self.config.model_copy(
-            update={
-                "markdown_path": options.markdown_path,
-                "enable_sql": options.enable_sql,
-                "log_llm_payload": options.log_llm_payload,
-            }
-        )
-        job = _Job(run_id=run_id, config=run_config, question=options.question)
+        # The run's own AppConfig is made when it starts (_run), not here: a POST only queues.
+        job = _Job(run_id=run_id, options=options)
         with self._lock:
             self._jobs[run_id] = job
         try:
@@ -242,9 +235,17 @@ class RunExecutor:
                 for listener in self._delta_listeners:
                     listener(job.run_id, str(event.get("text", "")))
 
+        options = job.options
+        config = self.config.model_copy(
+            update={
+                "markdown_path": options.markdown_path,
+                "enable_sql": options.enable_sql,
+                "log_llm_payload": options.log_llm_payload,
+            }
+        )
         try:
             result = self.pipeline(
-                job.config, job.question, job.run_id, on_event=on_event, should_stop=should_stop
+                config, options.question, job.run_id, on_event=on_event, should_stop=should_stop
             )
         except PipelineError as exc:
             self._fail(job, exc.code, exc.message)
