@@ -21,11 +21,10 @@ from app.api.models import (
     RunSummary,
     RunUrls,
 )
-from app.api.services.document_roots import confine_markdown_path
 from app.api.services.idempotency import KEY_PATTERN
 from app.api.services.run_artifacts import read_context, read_output
 from app.api.services.run_store import RunOptions, RunState
-from app.api.services.run_submission import start_run
+from app.api.services.run_submission import submit_run
 
 PREFIX = "/api/v1/runs"
 router = APIRouter(
@@ -67,7 +66,7 @@ def _status(state: RunState) -> RunStatus:
     status_code=status.HTTP_202_ACCEPTED,
     responses=_errors(409, 413, 422, 429),
 )
-def create_run(
+async def create_run(
     body: RunCreate,
     executor: RunExecutorDep,
     store: RunStoreDep,
@@ -84,14 +83,15 @@ def create_run(
     ] = None,
 ) -> RunAccepted:
     """Start a run; answers at once with where to follow it."""
-    markdown_path = confine_markdown_path(settings, body.markdown_path)
     options = RunOptions(
         question=body.question,
         enable_sql=body.enable_sql,
-        markdown_path=markdown_path,
+        markdown_path=body.markdown_path,
         log_llm_payload=body.log_llm_payload,
     )
-    state = start_run(executor, store, options, run_id=body.run_id, idempotency_key=idempotency_key)
+    state = await submit_run(
+        settings, executor, store, options, run_id=body.run_id, idempotency_key=idempotency_key
+    )
     urls = _urls(state.run_id)
     response.headers["Location"] = urls.status_url
     return RunAccepted(

@@ -41,7 +41,7 @@ from app.api.logging_setup import run_context
 from app.api.services.errors import QueueFull, RunAlreadyFinished, RunNotFound, StoreUnavailable
 from app.api.services.redis_store import RedisRunStore
 from app.api.services.run_executor import load_pipeline
-from app.api.services.run_job import Job, JobRunner, Pipeline, run_config
+from app.api.services.run_job import Job, JobRunner, Pipeline
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
 
@@ -179,15 +179,15 @@ class WorkerRuntime:
             started = self.store.try_transition(run_id, "running", expect=QUEUED, owner=owner)
             if started is None:
                 return  # cancelled between the read and the move
+            options = RunOptions(
+                question=state.question,
+                enable_sql=state.enable_sql,
+                markdown_path=state.markdown_path,
+                log_llm_payload=state.log_llm_payload,
+            )
             job = Job(
                 run_id=run_id,
-                config=run_config(
-                    self.config,
-                    markdown_path=state.markdown_path,
-                    enable_sql=state.enable_sql,
-                    log_llm=state.log_llm_payload,
-                ),
-                question=state.question,
+                options=options,
                 deadline=time.monotonic() + self.config.run_timeout_s,
             )
             log.info("run %s started on %s", run_id, self.name)

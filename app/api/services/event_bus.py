@@ -65,7 +65,11 @@ class EventBus:
             running = None
         if running is loop:
             self._deliver(run_id, event)
-        else:
+        elif self.has_subscribers(run_id):
+            # Nobody follows most runs (every POST publishes its queued event): skip waking
+            # the loop for them. A stream that subscribes just after this check still gets
+            # the event: EventLog appends it to events.jsonl before publishing, and a stream
+            # reads the log only after it has subscribed (RunStream).
             loop.call_soon_threadsafe(self._deliver, run_id, event)
 
     def _deliver(self, run_id: str, event: RunEvent | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,12 @@ class EventLog:
             path = self.root / run_id / EVENTS_FILE
             number = self._next.get(run_id)
             if number is None:  # the first event this process writes for the run
-                _end_torn_line(path)
-                number = self.last_id(run_id) + 1
+                # A new run (the usual case: its queued event) has no file yet: one failed
+                # open says so, and numbering starts at 1 without reading anything.
+                number = self.last_id(run_id) + 1 if _end_torn_line(path) else 1
             item = RunEvent(number, event, data)
             line = json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":"))
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            _append(path, (line + "\n").encode("utf-8"))
             self._next[run_id] = number + 1
             self.bus.publish(run_id, item)
         return item
@@ -100,19 +101,32 @@ class EventLog:
         return events[-1].id if events else 0
 
 
-def _end_torn_line(path: Path) -> None:
+def _append(path: Path, data: bytes) -> None:
+    """One ``write`` with O_APPEND: a whole line, no buffered file object around it."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _end_torn_line(path: Path) -> bool:
     """Close a line a crashed writer left half-written, so the next event is a line of its own.
 
     The torn fragment stays (readers skip it); without the newline it would swallow the
-    next event too, e.g. the terminal status a restarted server records.
+    next event too, e.g. the terminal status a restarted server records. False when the
+    file does not exist.
     """
     try:
         with path.open("rb+") as handle:
             handle.seek(0, 2)
             if handle.tell() == 0:
-                return
+                return True
             handle.seek(-1, 2)
             if handle.read(1) != b"\n":
                 handle.write(b"\n")
     except FileNotFoundError:
-        return
+        return False
+    return True

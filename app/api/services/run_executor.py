@@ -27,7 +27,6 @@ from app.api.services.run_job import (
     Job,
     JobRunner,
     Pipeline,
-    run_config,
 )
 from app.api.services.run_store import ACTIVE, RunOptions, RunState, RunStore
 from app.config import AppConfig
@@ -107,13 +106,7 @@ class RunExecutor:
             with self._lock:
                 self._waiting -= 1
             raise
-        config = run_config(
-            self.config,
-            markdown_path=options.markdown_path,
-            enable_sql=options.enable_sql,
-            log_llm=options.log_llm_payload,
-        )
-        job = Job(run_id=run_id, config=config, question=options.question)
+        job = Job(run_id=run_id, options=options)
         with self._lock:
             self._jobs[run_id] = job
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.api.services.run_store import RunState
+from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
 from app.modules.orchestrator.module import PipelineError, PipelineResult
 
@@ -47,23 +47,23 @@ class RunWriter(Protocol):
 @dataclass
 class Job:
     run_id: str
-    config: AppConfig  # the server's configuration with the run's options applied
-    question: str
+    options: RunOptions  # what the client asked for: the question and the engine's options
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown
     deadline: float = 0.0
     waiting: bool = True  # holds a queue slot until it starts or is cancelled
 
 
-def run_config(
-    config: AppConfig, *, markdown_path: str, enable_sql: bool, log_llm: bool
-) -> AppConfig:
-    """The configuration one run's pipeline sees: the server's, with the request's options."""
+def run_config(config: AppConfig, options: RunOptions) -> AppConfig:
+    """The configuration one run's pipeline sees: the server's, with the request's options.
+
+    Made when the run starts, not when it is queued: a POST only queues.
+    """
     return config.model_copy(
         update={
-            "markdown_path": markdown_path,
-            "enable_sql": enable_sql,
-            "log_llm_payload": log_llm,
+            "markdown_path": options.markdown_path,
+            "enable_sql": options.enable_sql,
+            "log_llm_payload": options.log_llm_payload,
         }
     )
 
@@ -102,9 +102,10 @@ class JobRunner:
             elif event.get("type") == "answer_delta":
                 self.on_delta(job.run_id, str(event.get("text", "")))
 
+        config = run_config(self.config, job.options)
         try:
             result = self.pipeline(
-                job.config, job.question, job.run_id, on_event=on_event, should_stop=should_stop
+                config, job.options.question, job.run_id, on_event=on_event, should_stop=should_stop
             )
         except PipelineError as exc:
             self.fail(job, exc.code, exc.message)

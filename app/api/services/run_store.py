@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,14 @@ class RunState:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict(): its generic deep copy cost ten times this on every state
+        # write. The two dict fields are copied; nothing mutates them in place (a change
+        # assigns a new dict), so a shallow copy keeps the snapshot apart from the live state.
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        for name in ("error", "owner"):
+            if data[name] is not None:
+                data[name] = dict(data[name])
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunState:
@@ -160,6 +167,7 @@ class RunState:
         return state
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(RunState))
 _FIELD_TYPES: dict[str, type] = {
     "question": str,
     "enable_sql": bool,
