@@ -19,7 +19,9 @@ after a bound). Only 127.0.0.1 is loaded; every load is bounded in count or in t
    p50/p99/max of the client-side latency. Target: p99 < 50 ms. Then, as a second client
    that costs less CPU on this same machine, ``wrk -t2 -c<clients> -d<--wrk-duration>s
    --latency -s benchmarks/post.lua`` posts for a fixed time (its p50/p99 are reported
-   beside the Python client's; the target is judged on the Python client).
+   beside the Python client's; the target is judged on the Python client). The same wrk
+   then posts to a bare FastAPI endpoint that validates the same body model and answers a
+   constant (benchmarks/bare_app.py): the floor that FastAPI and uvicorn set on this machine.
 2. **Status throughput**: ``--runs`` (10,000) finished runs are written into output/ before
    the server starts (``api_state.json`` built from the store's own ``RunState.to_json()``,
    plus ``final.md`` and ``context_bundle.json``); one of them has a ``--big-mb`` (50) MB
@@ -273,6 +275,16 @@ def bench_post(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         waiting = httpx.get(f"{server.base}{RUNS}", params={"status": "queued", "limit": 1})
         queued_after = waiting.status_code == 200 and bool(waiting.json()["items"])
         stop_s = stop_server(server)  # records every queued run as stopped
+    # The floor: the same body model parsed and validated by a bare FastAPI endpoint under
+    # the same uvicorn and wrk, with no disk and no run. What POST costs above it is ours.
+    with running(BARE_APP, server_env(work / "bare-output"), work / "bare.log", "/bare") as bare:
+        bare_wrk = run_wrk(
+            f"{bare.base}/bare",
+            duration_s=args.wrk_duration,
+            threads=2,
+            connections=args.clients,
+            script=POST_LUA,
+        )
     ms = [x * 1000 for x in latencies]
     return {
         "fill_runs": args.fill,
@@ -289,6 +301,7 @@ def bench_post(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "max_ms": round(max(ms), 2),
         "mean_ms": round(statistics.fmean(ms), 2),
         "wrk": wrk,
+        "bare_post_wrk": bare_wrk,
         "runs_still_queued_after": queued_after,
         "server_stop_s": round(stop_s, 2),
     }
@@ -547,6 +560,10 @@ def report(machine: dict[str, Any], results: dict[str, Any]) -> tuple[bool, list
         f"   wrk -t2 -c{post['clients']} -s {POST_LUA.name}: {wrk['requests_per_s']:,.0f} POST/s   "
         f"p50 {wrk.get('p50_ms', 0):.1f} ms   p90 {wrk.get('p90_ms', 0):.1f} ms   "
         f"p99 {wrk.get('p99_ms', 0):.1f} ms   non-2xx {wrk['non_2xx']}",
+        f"   the same wrk against a bare FastAPI POST (same body model, no disk): "
+        f"{post['bare_post_wrk']['requests_per_s']:,.0f} POST/s   "
+        f"p50 {post['bare_post_wrk'].get('p50_ms', 0):.1f} ms   "
+        f"p99 {post['bare_post_wrk'].get('p99_ms', 0):.1f} ms",
         "",
         f"2. GET status, wrk -t2 -c64 -d{status['bare']['command'].split('-d')[1].split()[0]}, "
         f"{results['runs']['runs']:,} runs in output/",
