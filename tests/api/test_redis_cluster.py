@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -333,8 +335,36 @@ async def test_the_offline_engine_answers_through_a_celery_worker(tmp_path: Path
                         await anyio.sleep(0.05)  # poll interval of a bounded wait
                 output = (await http.get(f"{RUNS}/{run_id}/output")).json()
                 context = (await http.get(f"{RUNS}/{run_id}/context")).json()
+            # The frontend's smoke script passes on this backend too, polling and over SSE.
+            smoke = [
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "app.scripts.test_async_backend_flow",
+                        "--base-url",
+                        node.base_url,
+                        "--question",
+                        "How many trucks did Northwind run?",
+                        "--out",
+                        str(tmp_path / f"smoke{n}"),
+                        "--timeout",
+                        "60",
+                        "--poll",
+                        "0.1",
+                        *flags,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=90,
+                    check=False,
+                )
+                for n, flags in enumerate(([], ["--sse"]))
+            ]
     finally:
         drop_keys(client, prefix)
+    for done in smoke:
+        assert done.returncode == 0, done.stdout + done.stderr
     assert status["status"] == "completed", (status, time.monotonic() - started)
     assert "186" in output["content"]
     assert "[1]" in output["content"]
