@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
@@ -204,6 +205,37 @@ class TestIdempotencyKey:
             again = await client.post(RUNS, json=QUESTION, headers=_key("deleted"))
         assert again.status_code == 202, again.text
         assert again.json()["run_id"] != run_id
+
+    async def test_requests_waiting_for_a_key_do_not_hold_up_other_posts(
+        self, serve, settings
+    ) -> None:
+        # Another process holds key "busy" and has not recorded its run yet: requests with
+        # that key wait (up to idempotency.WAIT_S, 5 s) in threads. They must not take the
+        # few threads that every other POST needs.
+        config = settings()
+        claim = config.output_root / ".idempotency" / hashlib.sha256(b"busy").hexdigest()
+        claim.parent.mkdir(parents=True)
+        claim.touch()
+        keyed: list[httpx.Response] = []
+        async with serve(config) as client:
+
+            async def post_keyed() -> None:
+                keyed.append(await client.post(RUNS, json=QUESTION, headers=_key("busy")))
+
+            threads = anyio.to_thread.current_default_thread_limiter()
+            async with anyio.create_task_group() as tasks:
+                for _ in range(6):
+                    tasks.start_soon(post_keyed)
+                with anyio.fail_after(4):
+                    while threads.borrowed_tokens < 6:  # all six are waiting in threads
+                        await anyio.sleep(0.01)  # poll interval of a bounded wait
+                with anyio.fail_after(4):  # well before the keyed ones give up
+                    other = await client.post(RUNS, json=QUESTION)
+                assert other.status_code == 202, other.text
+                assert keyed == []  # still waiting
+                claim.unlink()  # the holder went away: one of the waiters takes the key
+        assert [r.status_code for r in keyed] == [202] * 6, [r.text for r in keyed]
+        assert len({r.json()["run_id"] for r in keyed}) == 1
 
     @pytest.mark.parametrize(
         "value",

@@ -52,7 +52,10 @@ async def submit_run(
         )
         return start_run(executor, store, confined, run_id=run_id, idempotency_key=idempotency_key)
 
-    return await anyio.to_thread.run_sync(confined_start, limiter=_submission_limiter())
+    # A keyed request may wait (bounded, idempotency.WAIT_S) for another holder of its key:
+    # it goes to anyio's shared pool, so that a few such waits never hold up every POST.
+    limiter = _submission_limiter() if idempotency_key is None else None
+    return await anyio.to_thread.run_sync(confined_start, limiter=limiter)
 
 
 def start_run(
