@@ -407,10 +407,9 @@ async def test_open_streams_do_not_starve_status_reads(config: AppConfig) -> Non
             for _ in range(followers):
                 tasks.start_soon(_collect, stream, "r", 2)
             with anyio.fail_after(10):
-                while stream.open_streams() < followers:
+                # Until every follower holds a connection in XREAD BLOCK (Redis counts them).
+                while int(store.redis.info("clients")["blocked_clients"]) < followers:
                     await anyio.sleep(0.01)  # poll interval of a bounded wait
-                await anyio.sleep(0.2)  # let every follower reach its blocking read
-                # Every follower now holds a connection in XREAD BLOCK.
                 assert (await store.aget("r")).status == "running"
                 store.transition("r", "completed", finish_reason="answered", attempt="a")
     finally:
