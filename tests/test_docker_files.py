@@ -354,11 +354,15 @@ def test_dockerignore_keeps(path: str) -> None:
 # --- compose.yaml ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    loaded = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+def load_compose(path: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
     return loaded
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose(COMPOSE)
 
 
 def api_service(compose: dict[str, Any]) -> dict[str, Any]:
@@ -410,10 +414,7 @@ def test_compose_runs_like_a_service(compose: dict[str, Any]) -> None:
     assert not healthcheck.get("disable"), "the image's HEALTHCHECK should apply"
     assert "command" not in service or service["command"][:3] == ["python", "-m", "app"]
     settings = {f"APP_{name.upper()}" for name in AppConfig.model_fields} | {"OPENAI_API_KEY"}
-    environment = service.get("environment") or {}
-    if isinstance(environment, list):
-        environment = dict(item.split("=", 1) for item in environment)
-    unknown = set(environment) - settings
+    unknown = set(_environment(service)) - settings
     assert not unknown, f"not settings of app/config.py: {unknown}"
 
 
@@ -422,9 +423,7 @@ def test_compose_runs_like_a_service(compose: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def scale() -> dict[str, Any]:
-    loaded = yaml.safe_load(SCALE.read_text(encoding="utf-8"))
-    assert isinstance(loaded, dict)
-    return loaded
+    return load_compose(SCALE)
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
