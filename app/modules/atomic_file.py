@@ -23,7 +23,7 @@ def write_bytes_atomic(path: Path, data: bytes, *, make_parent: bool = True) -> 
     writer that may race the folder's deletion.
     """
     folder = os.fspath(path.parent)
-    tmp_name = os.path.join(folder, f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp_name = os.path.join(folder, f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         fd = os.open(tmp_name, _FLAGS, _MODE)
     except FileNotFoundError:  # the folder is missing: make it (the rare case), then retry

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from app.api.logging_setup import RunIdFilter
+from app.api.services.run_store import FileClaims
 from app.config import AppConfig
 from app.modules.orchestrator.module import OnEvent, PipelineResult, ShouldStop
 from tests.api import gated_pipeline
@@ -257,6 +258,57 @@ class TestIdempotencyKey:
             again = await client.post(RUNS, json=QUESTION, headers=_key(value))
         assert first.status_code == 202, first.text
         _same_202(first, again)
+
+
+class TestClaimFiles:
+    """A request writes into, or removes, only the claim file it created itself."""
+
+    def test_a_late_record_leaves_a_newer_claim_alone(self, tmp_path: Path) -> None:
+        claims = FileClaims(tmp_path)
+        mine = claims.try_claim("K")
+        assert mine is not None
+        assert claims.try_claim("K") is None
+        # Judged stale (its request stalled) and claimed again by another request.
+        claims.release_if("K", None)
+        theirs = claims.try_claim("K")
+        assert theirs is not None
+        mine.record("a-much-longer-run-id")  # no error: the stalled request gets its run
+        assert claims.claimed_run("K") is None  # theirs is still pending, not mangled
+        theirs.record("run-b")
+        assert claims.claimed_run("K") == "run-b"
+
+    def test_abandoning_removes_only_ones_own_claim(self, tmp_path: Path) -> None:
+        claims = FileClaims(tmp_path)
+        mine = claims.try_claim("K")
+        assert mine is not None
+        mine.abandon()
+        again = claims.try_claim("K")
+        assert again is not None  # free again
+        claims.release_if("K", None)
+        theirs = claims.try_claim("K")
+        assert theirs is not None
+        again.abandon()  # not the file it created: stays
+        assert claims.try_claim("K") is None
+        theirs.record("run-c")
+        assert claims.claimed_run("K") == "run-c"
+
+
+class TestEventNumbering:
+    async def test_a_run_id_used_again_starts_at_event_one(
+        self, serve, settings, wait_for_status
+    ) -> None:
+        # This process numbered run "again" up to its end; another process deletes it and
+        # the id is used again here: the new run's events start at 1 (API.md).
+        config = settings()
+        async with serve(config) as here, serve(settings()) as other:
+            assert (await here.post(RUNS, json={**QUESTION, "run_id": "again"})).status_code == 202
+            await wait_for_status(here, "again", {"completed"})
+            assert (await other.delete(f"{RUNS}/again")).status_code == 204
+            assert (await here.post(RUNS, json={**QUESTION, "run_id": "again"})).status_code == 202
+            await wait_for_status(here, "again", {"completed"})
+        lines = (config.output_root / "again" / "events.jsonl").read_text().splitlines()
+        ids = [json.loads(line)["id"] for line in lines]
+        assert ids == list(range(1, len(ids) + 1)), ids
 
 
 class TestStreamCap:

@@ -126,6 +126,19 @@ class TestCreate:
             await wait_for_status(client, "waiting", {"completed"})
             assert (await _post(client, "refused")).status_code == 202
 
+    async def test_a_taken_id_is_409_even_when_the_queue_is_full(
+        self, serve, settings, error
+    ) -> None:
+        holder = gated_pipeline.gate("holder")
+        config = settings(max_workers=1, max_queued=1)
+        async with serve(config) as client:
+            assert (await _post(client, "holder")).status_code == 202
+            await _started(holder)
+            assert (await _post(client, "waiting")).status_code == 202
+            error(await _post(client, "waiting"), 409, "run_exists")  # not 429
+            error(await _post(client, "holder"), 409, "run_exists")
+            holder.release.set()
+
     async def test_cancelling_a_queued_run_frees_its_slot(self, serve, settings, error) -> None:
         holder = gated_pipeline.gate("holder")
         config = settings(max_workers=1, max_queued=1)

@@ -298,7 +298,7 @@ def test_deleting_a_run_keeps_a_claim_that_names_another(store: RedisRunStore) -
     keyed = RunOptions(question="q", idempotency_key="K", request_hash="h")
     store.create("first", keyed)
     finish(store, "first")
-    store.claims.record("K", "second")  # the key now belongs to a later run
+    store.redis.set(store.claims._key("K"), "second")  # the key now names a later run
     store.delete("first")
     assert store.claims.claimed_run("K") == "second"
 
@@ -436,3 +436,20 @@ def test_a_worker_with_a_pipeline_it_cannot_load_does_not_start(tmp_path: Path) 
     )
     assert started.returncode != 0
     assert "APP_PIPELINE 'no_such_package.engine:run' cannot be loaded" in started.stderr
+
+
+def test_a_redis_claim_touches_only_its_own_pending_value(store: RedisRunStore) -> None:
+    claims = store.claims
+    mine = claims.try_claim("K")
+    assert mine is not None
+    assert claims.try_claim("K") is None
+    assert claims.claimed_run("K") is None  # pending
+    store.redis.delete(claims._key("K"))  # expired while its request stalled
+    theirs = claims.try_claim("K")
+    assert theirs is not None
+    mine.record("late")  # does not overwrite the newer claim
+    mine.abandon()  # nor remove it
+    assert claims.try_claim("K") is None
+    theirs.record("run-b")
+    assert claims.claimed_run("K") == "run-b"
+    assert store.redis.ttl(claims._key("K")) == -1  # recorded claims do not expire

@@ -18,11 +18,23 @@ from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
 
 
+class Claim(Protocol):
+    """One request's hold on an Idempotency-Key, from the claim until its run is recorded."""
+
+    def record(self, run_id: str) -> None:
+        """Write the run's id into this claim (not into a claim someone else made since)."""
+        ...
+
+    def abandon(self) -> None:
+        """Nothing was started: remove this claim, and only this one."""
+        ...
+
+
 class Claims(Protocol):
     """Idempotency-Key claims shared by every process (files: output/.idempotency/)."""
 
-    def try_claim(self, key: str) -> bool:
-        """Claim ``key`` for a run about to be created; False when it is claimed already."""
+    def try_claim(self, key: str) -> Claim | None:
+        """Claim ``key`` for a run about to be created; None when it is claimed already."""
         ...
 
     def claimed_run(self, key: str) -> str | None:
@@ -33,10 +45,9 @@ class Claims(Protocol):
         """How long the claim has existed (0 where stale claims expire by themselves)."""
         ...
 
-    def record(self, key: str, run_id: str) -> None: ...
-
     def release_if(self, key: str, run_id: str | None) -> None:
-        """Remove the claim, unless it has changed hands meanwhile."""
+        """Remove a claim that names ``run_id`` (None: one still pending), unless it has
+        changed meanwhile: a claim whose run is gone, or a stale pending one."""
         ...
 
 

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 
-from app.api.services.backends import Claims, Store
+from app.api.services.backends import Claim, Store
 from app.api.services.errors import IdempotencyKeyPending, IdempotencyKeyReused, RunNotFound
 from app.api.services.run_store import RunOptions, RunState
 
@@ -60,8 +60,8 @@ def submit_once(
         known = store.run_for_key(key)
         if known is not None and (state := _existing(store, known)) is not None:
             return _replay(state, request_digest)
-        if claims.try_claim(key):
-            return _create(claims, key, submit)
+        if (claim := claims.try_claim(key)) is not None:
+            return _create(claim, submit)
         claimed = claims.claimed_run(key)
         if claimed is not None:
             if (state := _existing(store, claimed)) is not None:
@@ -76,15 +76,14 @@ def submit_once(
         time.sleep(POLL_S)  # the holder is creating its run: a bounded poll
 
 
-def _create(claims: Claims, key: str, submit: Callable[[], RunState]) -> RunState:
+def _create(claim: Claim, submit: Callable[[], RunState]) -> RunState:
     try:
         state = submit()
     except BaseException:
-        # Nothing was started under the key (queue full, id taken, ...): free it for a retry,
-        # unless it was taken over meanwhile (a pending claim that expired).
-        claims.release_if(key, None)
+        # Nothing was started under the key (queue full, id taken, ...): free it for a retry.
+        claim.abandon()
         raise
-    claims.record(key, state.run_id)
+    claim.record(state.run_id)
     return state
 
 

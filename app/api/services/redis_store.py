@@ -36,6 +36,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,7 @@ HEARTBEAT_LIVES = 3
 # A pending Idempotency-Key claim (no run id yet) expires by itself after this long, so a
 # node that died between claiming and recording never blocks the key for good.
 PENDING_CLAIM_S = 30
+PENDING = "pending:"  # the value of a claim whose run is not recorded yet: pending:<token>
 LIST_BATCH = 200
 # Longer than any single command takes (the stream reads block for 1 s at most).
 SOCKET_TIMEOUT_S = 10
@@ -93,6 +95,12 @@ _WHILE_RUNNING = """
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+# Replace a key's value only if it still holds the value we expect, and keep it for good.
+_SET_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 # Delete a key only if it still holds the value we expect (a claim that changed hands stays).
@@ -145,6 +153,26 @@ def _event(entry_id: str, fields: dict[str, str]) -> RunEvent:
     return RunEvent(int(entry_id.split("-", 1)[0]), fields["event"], json.loads(fields["data"]))
 
 
+class RedisClaim:
+    """A pending claim this request made: its value is a token of its own until the run id
+    replaces it, so that an expired claim taken by another request is never touched."""
+
+    def __init__(self, claims: RedisClaims, name: str, token: str) -> None:
+        self.claims = claims
+        self.name = name
+        self.token = token
+
+    def record(self, run_id: str) -> None:
+        with _unavailable():
+            kept = self.claims._set_if(keys=[self.name], args=[self.token, run_id])
+        if not kept:
+            log.warning("Idempotency-Key claim expired before run %s was recorded", run_id)
+
+    def abandon(self) -> None:
+        with _unavailable():
+            self.claims._delete_if(keys=[self.name], args=[self.token])
+
+
 class RedisClaims:
     """Idempotency-Key claims as Redis keys: SET NX claims, the value is the run id."""
 
@@ -152,25 +180,25 @@ class RedisClaims:
         self.redis = client
         self.prefix = prefix
         self._delete_if = client.register_script(_DELETE_IF)
+        self._set_if = client.register_script(_SET_IF)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
 
-    def try_claim(self, key: str) -> bool:
+    def try_claim(self, key: str) -> RedisClaim | None:
+        name, token = self._key(key), f"{PENDING}{uuid.uuid4().hex}"
         with _unavailable():
-            return bool(self.redis.set(self._key(key), "", nx=True, ex=PENDING_CLAIM_S))
+            if not self.redis.set(name, token, nx=True, ex=PENDING_CLAIM_S):
+                return None
+        return RedisClaim(self, name, token)
 
     def claimed_run(self, key: str) -> str | None:
         with _unavailable():
             value = self.redis.get(self._key(key))
-        return str(value) if value else None
+        return str(value) if value and not value.startswith(PENDING) else None
 
     def age_s(self, key: str) -> float:
         return 0.0  # a pending claim expires by itself (PENDING_CLAIM_S)
-
-    def record(self, key: str, run_id: str) -> None:
-        with _unavailable():
-            self.redis.set(self._key(key), run_id)  # no expiry: kept as long as the run
 
     def release_if(self, key: str, run_id: str | None) -> None:
         with _unavailable():

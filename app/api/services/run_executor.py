@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.api.logging_setup import run_context
-from app.api.services.errors import QueueFull, RunAlreadyFinished
+from app.api.services.errors import QueueFull, RunAlreadyExists, RunAlreadyFinished
 from app.api.services.run_job import (
     SHUTDOWN_ERROR,
     DeltaListener,
@@ -94,6 +94,10 @@ class RunExecutor:
     # ------------------------------------------------------------------ submitting
     def submit(self, run_id: str, options: RunOptions) -> RunState:
         """Queue a run; QueueFull (nothing written) when APP_MAX_QUEUED runs already wait."""
+        if (self.store.root / run_id).exists():
+            # Taken already: say so (409) rather than "queue full" when the queue is full too.
+            # The exclusive mkdir in store.create stays the check that counts.
+            raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
         with self._lock:
             if self._closed:
                 raise QueueFull(0, retry_after_s=5)

@@ -660,6 +660,32 @@ def release_idempotency_claim(root: Path, key: str) -> None:
         idempotency_claim_path(root, key).unlink()
 
 
+class FileClaim:
+    """A claim file this request created; it keeps the descriptor it created it with, so
+    that it writes into, or removes, that file and no later one at the same path (a claim
+    removed as stale and made again by another request)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    def record(self, run_id: str) -> None:
+        try:
+            # One short newline-terminated write: a reader takes the id only once it is whole.
+            os.write(self.fd, f"{run_id}\n".encode())
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+
+    def abandon(self) -> None:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    self.path.unlink()
+        finally:
+            os.close(self.fd)
+
+
 class FileClaims:
     """Idempotency-Key claims as files: ``output/.idempotency/<sha256(key)>``, created
     exclusively (one winner across processes), holding the run id once it is recorded."""
@@ -667,14 +693,14 @@ class FileClaims:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def try_claim(self, key: str) -> bool:
+    def try_claim(self, key: str) -> FileClaim | None:
         path = idempotency_claim_path(self.root, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
-            return False
-        return True
+            return None
+        return FileClaim(path, fd)
 
     def claimed_run(self, key: str) -> str | None:
         try:
@@ -691,14 +717,6 @@ class FileClaims:
             return time.time() - idempotency_claim_path(self.root, key).stat().st_mtime
         except FileNotFoundError:
             return 0.0
-
-    def record(self, key: str, run_id: str) -> None:
-        fd = os.open(idempotency_claim_path(self.root, key), os.O_WRONLY)
-        try:
-            os.write(fd, f"{run_id}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def release_if(self, key: str, run_id: str | None) -> None:
         if self.claimed_run(key) == run_id:
