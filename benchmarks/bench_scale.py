@@ -105,8 +105,9 @@ def celery_worker(env: dict[str, str], log_path: Path, name: str) -> Iterator[No
 @contextlib.contextmanager
 def deployment(
     kind: str, work: Path, redis_url: str, pipeline: str, *, nodes: int, workers: int
-) -> Iterator[list[str]]:
-    """API nodes (their base URLs) and, for redis, Celery workers over one output/."""
+) -> Iterator[tuple[list[str], Path]]:
+    """API nodes (their base URLs) and, for redis, Celery workers over one output/ (the
+    second value)."""
     output = work / f"{kind}-{uuid.uuid4().hex[:6]}"
     extra = {"APP_PIPELINE": pipeline, "APP_MAX_QUEUED": "100000", "APP_LLM_PROVIDER": "extractive"}
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
@@ -128,7 +129,7 @@ def deployment(
             ]
             for n in range(workers):
                 stack.enter_context(celery_worker(env, work / f"{kind}-worker{n}.log", f"w{n}"))
-            yield urls
+            yield urls, output
     finally:
         if kind == "redis":
             client = redis.Redis.from_url(redis_url)
@@ -243,11 +244,6 @@ def event_latency(post_url: str, follow_url: str, output: Path, events: int) -> 
     }
 
 
-def output_of(work: Path, kind: str) -> Path:
-    found = sorted(work.glob(f"{kind}-*"), key=lambda p: p.stat().st_mtime)
-    return [p for p in found if p.is_dir()][-1]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=300)
@@ -264,15 +260,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[1{kind[0]}] runs/s, {kind}: {args.runs} runs, {args.clients} clients")
             with deployment(
                 kind, work, args.redis_url, FAST_PIPELINE, nodes=1, workers=workers
-            ) as urls:
+            ) as (urls, _):
                 results[f"runs_{kind}"] = runs_per_second(urls[0], args.runs, args.clients)
             print(f"    {results[f'runs_{kind}']}")
         for kind, workers in (("files", 0), ("redis", 2)):
             print(f"[2{kind[0]}] event latency, run posted on A, followed on B ({kind})")
             with deployment(
                 kind, work, args.redis_url, EVENT_PIPELINE, nodes=2, workers=workers
-            ) as urls:
-                output = output_of(work, kind)
+            ) as (urls, output):
                 results[f"latency_{kind}"] = event_latency(urls[0], urls[1], output, args.events)
             print(f"    {results[f'latency_{kind}']}")
     finally:

@@ -121,8 +121,6 @@ def _unavailable() -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
-        if isinstance(exc, WatchError):
-            raise
         raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
 

@@ -94,16 +94,18 @@ class RunExecutor:
     # ------------------------------------------------------------------ submitting
     def submit(self, run_id: str, options: RunOptions) -> RunState:
         """Queue a run; QueueFull (nothing written) when APP_MAX_QUEUED runs already wait."""
-        if (self.store.root / run_id).exists():
-            # Taken already: say so (409) rather than "queue full" when the queue is full too.
-            # The exclusive mkdir in store.create stays the check that counts.
-            raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
         with self._lock:
-            if self._closed:
+            closed, full = self._closed, self._waiting >= self.config.max_queued
+            if not (closed or full):
+                self._waiting += 1  # reserve the slot before anything touches the disk
+        if closed or full:
+            if (self.store.root / run_id).exists():
+                # A taken id is a 409 even when the queue is full too (only looked at when
+                # refusing: the exclusive mkdir in store.create is the check that counts).
+                raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
+            if closed:
                 raise QueueFull(0, retry_after_s=5)
-            if self._waiting >= self.config.max_queued:
-                raise QueueFull(self.config.max_queued, retry_after_s=self._retry_after())
-            self._waiting += 1  # reserve the slot before anything touches the disk
+            raise QueueFull(self.config.max_queued, retry_after_s=self._retry_after())
         try:
             state = self.store.create(run_id, options)
         except BaseException:
