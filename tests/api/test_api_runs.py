@@ -7,8 +7,10 @@ when a run starts doing its work and how it ends.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -617,3 +619,42 @@ class TestRobustness:
         )
         assert stopped is None
         assert store.get("raced").status == "running"
+
+    def test_waiting_runs_start_in_order_and_are_small(self, settings) -> None:
+        # Thousands of runs may wait: each must stay a few objects (a Future or an Event per
+        # run made the collector's full passes stall POSTs for 90-180 ms at 14,000 runs).
+        from app.api.services.run_executor import RunExecutor
+        from app.api.services.run_store import RunOptions, RunStore
+
+        waiting = 200
+        store = RunStore(settings(max_workers=1, max_queued=waiting + 1))
+        store.open()
+        started: list[str] = []
+        all_ended = threading.Event()
+
+        def on_change(run_id: str, kind: str, payload: dict[str, Any]) -> None:
+            if kind == "status" and payload["status"] == "running":
+                started.append(run_id)
+            if kind == "status" and payload["status"] == "completed" and run_id == "w199":
+                all_ended.set()
+
+        store.add_listener(on_change)
+        executor = RunExecutor(store, store.config)
+        first = gated_pipeline.gate("first")
+        try:
+            executor.submit("first", RunOptions(question="q?"))
+            assert first.started.wait(5), "the first run never started"
+            gc.collect()
+            before = len(gc.get_objects())
+            for i in range(waiting):
+                executor.submit(f"w{i:03d}", RunOptions(question="q?"))
+            gc.collect()
+            per_run = (len(gc.get_objects()) - before) / waiting
+            assert per_run <= 6, f"{per_run:.1f} objects tracked per waiting run"
+            assert executor.queued == waiting
+            first.release.set()
+            assert all_ended.wait(30), f"only {len(started)} runs started"
+            assert started == ["first", *(f"w{i:03d}" for i in range(waiting))]
+        finally:
+            first.release.set()
+            executor.shutdown(wait_s=5)

@@ -209,8 +209,7 @@ class WorkerRuntime:
             try:
                 if not self.store.beat(job.run_id, attempt.token):
                     log.warning("run %s: no longer this worker's; stopping it", job.run_id)
-                    job.reason = "lost"
-                    job.cancel.set()
+                    job.request_stop("lost")
                     return
             except StoreUnavailable:
                 log.warning("run %s: heartbeat missed (Redis unreachable)", job.run_id)
@@ -220,7 +219,7 @@ class WorkerRuntime:
 
         def should_stop() -> bool:
             nonlocal checked
-            if job.cancel.is_set():
+            if job.stop_requested:
                 return True
             now = time.monotonic()
             if now > job.deadline:
@@ -234,8 +233,7 @@ class WorkerRuntime:
                     log.warning("run %s: cannot read its state (Redis unreachable)", job.run_id)
                     reason = None
                 if reason is not None:
-                    job.reason = reason
-                    job.cancel.set()
+                    job.request_stop(reason)
                     return True
             return False
 

@@ -9,10 +9,9 @@ stored state only.
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,14 +43,26 @@ class RunWriter(Protocol):
     def progress(self, run_id: str, *, stage: str, message: str, step: int, total: int) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
+    """A run on its way through an executor.
+
+    Hundreds of thousands may wait in a queue, so a job is one small object: the stop request
+    is a plain flag (set by one thread, polled by the run's ``should_stop``; nothing blocks on
+    it), not a ``threading.Event``, whose condition, locks and bound methods made a queued run
+    a dozen objects for the garbage collector to walk on every full pass.
+    """
+
     run_id: str
     options: RunOptions  # what the client asked for: the question and the engine's options
-    cancel: threading.Event = field(default_factory=threading.Event)
-    reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown
+    stop_requested: bool = False
+    reason: str = "cancelled"  # why a stop was asked: cancelled | timeout | shutdown | lost
     deadline: float = 0.0
     waiting: bool = True  # holds a queue slot until it starts or is cancelled
+
+    def request_stop(self, reason: str) -> None:
+        self.reason = reason
+        self.stop_requested = True
 
 
 def run_config(config: AppConfig, options: RunOptions) -> AppConfig:
