@@ -6,6 +6,7 @@ nothing under output/.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,34 @@ class TestMarkdownPath:
             )
             _assert_422(response, error)
         assert _output_entries(base_dir) == []
+
+    @pytest.mark.parametrize("kind", ["missing", "file"])
+    async def test_a_root_that_is_not_a_folder_is_422(
+        self, serve, settings, base_dir, error, kind: str
+    ) -> None:
+        # A root is checked with one stat, not resolved: it must still be a real folder.
+        if kind == "file":
+            (base_dir / "extra").write_text("not a folder\n")
+        async with serve(settings(documents_roots=["documents", "./extra"])) as client:
+            response = await client.post(RUNS, json={"question": "q?", "markdown_path": "extra"})
+            body = _assert_422(response, error)
+            assert "not a folder" in json.dumps(body), body
+        assert _output_entries(base_dir) == []
+
+    async def test_a_root_may_itself_be_a_symlink(
+        self, serve, settings, base_dir, tmp_path_factory, wait_for_status
+    ) -> None:
+        # The operator chose that root: where it points is inside it by definition.
+        shared = tmp_path_factory.mktemp("shared-docs")
+        (shared / "notes.md").write_text("# Notes\n")
+        (base_dir / "shared").symlink_to(shared, target_is_directory=True)
+        async with serve(settings(documents_roots=["documents", "shared"])) as client:
+            response = await client.post(
+                RUNS, json={"question": "q?", "run_id": "ok", "markdown_path": "shared/"}
+            )
+            assert response.status_code == 202, response.text
+            await wait_for_status(client, "ok", {"completed"})
+            assert (await client.get(f"{RUNS}/ok")).json()["markdown_path"] == "shared"
 
     @pytest.mark.parametrize(
         ("markdown_path", "stored"),

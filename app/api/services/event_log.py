@@ -58,9 +58,12 @@ class EventLog:
     def listener(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
         """For RunStore.add_listener: each status and progress change becomes an event."""
         if kind == "status" and payload.get("status") == "queued":
-            # A run is only ever queued when it is created: its numbering starts over, even
-            # if this process numbered an earlier run with this id that another deleted.
-            self.forget(run_id)
+            # A run is only ever queued when it is created, in a folder just made with an
+            # exclusive mkdir: its numbering starts at 1 (even if this process numbered an
+            # earlier run with this id that another deleted), with no file to look at.
+            with self._lock:
+                self._run_locks.pop(run_id, None)
+                self._next[run_id] = 1
         self.record(run_id, kind, payload)
 
     def delta(self, run_id: str, text: str) -> None:
