@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.api.services.event_bus import EventBus, RunEvent
+from app.api.services.keyed_locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,12 @@ class EventLog:
         self.root = root
         self.bus = bus
         self._lock = threading.Lock()
-        self._run_locks: dict[str, threading.Lock] = {}
+        self._run_locks = KeyedLocks()
         self._next: dict[str, int] = {}
 
     def record(self, run_id: str, event: str, data: dict[str, Any]) -> RunEvent:
         """Number the event, append it to the run's file, then publish it."""
-        with self._lock:
-            run_lock = self._run_locks.setdefault(run_id, threading.Lock())
-        with run_lock:
+        with self._run_locks.hold(run_id):
             path = self.root / run_id / EVENTS_FILE
             number = self._next.get(run_id)
             if number is None:  # the first event this process writes for the run
@@ -62,7 +61,6 @@ class EventLog:
             # exclusive mkdir: its numbering starts at 1 (even if this process numbered an
             # earlier run with this id that another deleted), with no file to look at.
             with self._lock:
-                self._run_locks.pop(run_id, None)
                 self._next[run_id] = 1
         self.record(run_id, kind, payload)
 
@@ -73,7 +71,6 @@ class EventLog:
     def forget(self, run_id: str) -> None:
         """For RunStore.add_removal_listener: a run id used again starts at event 1."""
         with self._lock:
-            self._run_locks.pop(run_id, None)
             self._next.pop(run_id, None)
 
     def read(self, run_id: str, *, after: int = 0) -> list[RunEvent]:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.api.logging_setup import run_context
-from app.api.services.errors import QueueFull, RunAlreadyExists, RunAlreadyFinished
+from app.api.services.errors import QueueFull, RunAlreadyExists, RunAlreadyFinished, RunNotFound
 from app.api.services.run_job import (
     SHUTDOWN_ERROR,
     DeltaListener,
@@ -66,15 +66,17 @@ class RunExecutor:
             max_workers=config.max_workers, thread_name_prefix="run-worker"
         )
         self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
-        # Waiting jobs stay in a deque of our own; the pool only ever holds one task per
-        # worker, each of which takes jobs from here until none is left. A task handed to
-        # the pool per run would keep a Future (a condition, locks, bound methods) alive for
-        # every waiting run, and with thousands waiting the collector's full passes walked
-        # them all: measured, pauses of 90-180 ms in the middle of POSTs.
-        self._queue: deque[Job] = deque()
-        self._takers = 0  # pool tasks taking jobs from the queue (<= max_workers)
-        self._waiting = 0  # submitted, not yet started
+        self._jobs: dict[str, Job] = {}  # runs started here and not yet ended
+        # Waiting runs are only their ids, in a deque of our own: the pool only ever holds
+        # one task per worker, each of which takes ids from here until none is left, and a
+        # run gets its Job when it starts. A pool task per run kept a Future (a condition,
+        # locks, bound methods) and a Job alive for every waiting run; with thousands
+        # waiting, the collector's full passes walked them all: measured, pauses of 90-180 ms
+        # in the middle of POSTs.
+        self._queue: deque[str] = deque()
+        self._waiting_ids: set[str] = set()  # queued here and holding a slot
+        self._takers = 0  # pool tasks taking runs from the queue (<= max_workers)
+        self._waiting = 0  # slots taken: reserved by a POST, or held by a queued run
         self._running = 0
         self._closed = False
         self._delta_listeners: list[DeltaListener] = []
@@ -121,10 +123,9 @@ class RunExecutor:
             with self._lock:
                 self._waiting -= 1
             raise
-        job = Job(run_id=run_id, options=options)
         with self._lock:
-            self._jobs[run_id] = job
-            self._queue.append(job)
+            self._waiting_ids.add(run_id)
+            self._queue.append(run_id)
             start_taker = self._takers < self.config.max_workers
             if start_taker:
                 self._takers += 1
@@ -135,9 +136,8 @@ class RunExecutor:
                 with self._lock:
                     self._takers -= 1
                     with contextlib.suppress(ValueError):
-                        self._queue.remove(job)
-                self._release_slot(job)
-                self._forget(job)
+                        self._queue.remove(run_id)
+                self._release_slot(run_id)
                 self.store.try_transition(
                     run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
                 )
@@ -162,14 +162,16 @@ class RunExecutor:
             raise RunAlreadyFinished(run_id, state.status)
         with self._lock:
             job = self._jobs.get(run_id)
+            # Taking a queued run out of the waiting set here means no worker starts it,
+            # even one that has already taken its id from the queue.
+            waiting = self._release_slot_locked(run_id)
         if job is not None:
             job.request_stop("cancelled")
+        if job is not None or waiting:
             if state.status == "queued":
                 stopped = self.store.try_transition(
                     run_id, "stopped", expect=frozenset({"queued"}), finish_reason="cancelled"
                 )
-                if stopped is not None:
-                    self._release_slot(job)  # it no longer waits: free its slot now
                 return stopped or self.store.get(run_id), True
             return self.store.get(run_id), True
         # Another process owns the run: leave a marker that its should_stop looks for.
@@ -177,30 +179,65 @@ class RunExecutor:
         return state, True
 
     # ------------------------------------------------------------------ running
-    def _release_slot(self, job: Job) -> None:
+    def _release_slot(self, run_id: str) -> bool:
         with self._lock:
-            if job.waiting:
-                job.waiting = False
-                self._waiting -= 1
+            return self._release_slot_locked(run_id)
+
+    def _release_slot_locked(self, run_id: str) -> bool:
+        """Under the lock: free the slot of a queued run; False if it held none."""
+        if run_id not in self._waiting_ids:
+            return False
+        self._waiting_ids.discard(run_id)
+        self._waiting -= 1
+        return True
 
     def _take_jobs(self) -> None:
-        """One pool task: run waiting jobs, oldest first, until the queue is empty."""
+        """One pool task: start waiting runs, oldest first, until the queue is empty."""
         while True:
             with self._lock:
                 if not self._queue:
                     self._takers -= 1
                     return
-                job = self._queue.popleft()
-            self._execute(job)
+                run_id = self._queue.popleft()
+            try:
+                self._start(run_id)
+            except Exception:
+                # A run whose outcome could not even be recorded (a disk that refuses the
+                # state file): the runs behind it must still start, so this task carries on.
+                log.exception("run %s: the executor could not finish it", run_id)
+                with self._lock:
+                    self._jobs.pop(run_id, None)
 
-    def _execute(self, job: Job) -> None:
+    def _start(self, run_id: str) -> None:
+        try:
+            state: RunState | None = self.store.get(run_id)
+        except RunNotFound:  # cancelled while queued, then deleted
+            state = None
+        job = None
+        with self._lock:
+            waiting = self._release_slot_locked(run_id)
+            if waiting and state is not None:
+                job = Job(
+                    run_id=run_id,
+                    options=RunOptions(
+                        question=state.question,
+                        enable_sql=state.enable_sql,
+                        markdown_path=state.markdown_path,
+                        log_llm_payload=state.log_llm_payload,
+                    ),
+                )
+                self._jobs[run_id] = job  # from here on, a cancel stops the job itself
+        if job is None:
+            # Cancelled while queued: the cancel call has (or will have) recorded it.
+            with contextlib.suppress(RunNotFound):
+                self.store.try_transition(run_id, "stopped", finish_reason="cancelled")
+            return
         # Worker threads start with an empty context: set the run id here, in the thread,
         # so that every line logged for this run (engine included) carries it.
-        with run_context(job.run_id):
+        with run_context(run_id):
             self._execute_in_context(job)
 
     def _execute_in_context(self, job: Job) -> None:
-        self._release_slot(job)
         if job.stop_requested or self._marker(job.run_id).exists():
             # Cancelled while queued: the cancel call has (or will have) recorded it.
             self.store.try_transition(job.run_id, "stopped", finish_reason="cancelled")
@@ -261,15 +298,14 @@ class RunExecutor:
         with self._lock:
             self._closed = True
             jobs = list(self._jobs.values())
-            self._queue.clear()  # never to start; the takers end after their current job
+            self._queue.clear()  # never to start; the takers end after their current run
+            self._waiting_ids.clear()
         for job in jobs:
             job.request_stop("shutdown")
         # Queued runs will never start: record them now.
         for state in self.store.active_owned():
             if state.status == "queued":
-                self.store.try_transition(
-                    state.run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
-                )
+                self._record_shutdown(state.run_id, "stopped")
         done = threading.Event()
 
         def drain() -> None:
@@ -280,9 +316,16 @@ class RunExecutor:
         if not done.wait(wait_s):
             log.warning("shutdown: runs still busy after %.0f s; recording them stopped", wait_s)
         for state in self.store.active_owned():
-            self.store.try_transition(
-                state.run_id,
-                "stopped" if state.status in ACTIVE else state.status,
-                finish_reason="cancelled",
-                error=SHUTDOWN_ERROR,
+            self._record_shutdown(
+                state.run_id, "stopped" if state.status in ACTIVE else state.status
             )
+
+    def _record_shutdown(self, run_id: str, status: str) -> None:
+        try:
+            self.store.try_transition(
+                run_id, status, finish_reason="cancelled", error=SHUTDOWN_ERROR
+            )
+        except Exception:
+            # One run whose state cannot be written (a full disk) must not leave every
+            # other run unrecorded; the next start reconciles this one as interrupted.
+            log.exception("shutdown: run %s could not be recorded as stopped", run_id)

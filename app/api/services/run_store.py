@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExists, RunNotFound
+from app.api.services.keyed_locks import KeyedLocks
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic
 from app.modules.run_ids import is_valid_run_id
@@ -230,7 +231,7 @@ class RunStore:
         self.root = config.output_root
         self._lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
-        self._run_locks: dict[str, threading.Lock] = {}
+        self._write_locks = KeyedLocks()  # one run's writes reach the disk in order
         self._owned: set[str] = set()
         self._idempotency: dict[str, str] = {}  # Idempotency-Key -> run id
         self._listeners: list[Listener] = []
@@ -291,7 +292,7 @@ class RunStore:
             self._index(state)
             pending = self._pending_write(state)
         try:
-            self._flush(*pending, event=("status", state.status_payload()))
+            self._flush(pending, event=("status", state.status_payload()))
         except BaseException:
             # Not recorded, not accepted: leave no queued ghost behind.
             with self._lock:
@@ -318,7 +319,7 @@ class RunStore:
             pending = self._pending_write(state)
             payload = state.status_payload()
             result = copy.copy(state)
-        self._flush(*pending, event=("status", payload))
+        self._flush(pending, event=("status", payload))
         return result
 
     def try_transition(
@@ -339,7 +340,7 @@ class RunStore:
             state.stage, state.message, state.step, state.total_steps = stage, message, step, total
             pending = self._pending_write(state)
         self._flush(
-            *pending,
+            pending,
             event=(
                 "progress",
                 {
@@ -369,11 +370,9 @@ class RunStore:
             del self._runs[run_id]
             self._owned.discard(run_id)
             self._unindex(current)
-            run_lock = self._run_locks.pop(run_id, None)
-            if run_lock is not None:
-                # Lock order store -> run, as in _pending_write.
-                with run_lock:
-                    pass
+            # Lock order store -> run, as in _pending_write.
+            with self._write_locks.hold(run_id):
+                pass
         shutil.rmtree(self.root / run_id, ignore_errors=True)
         if current.idempotency_key is not None:
             # The key is free again (a retry with it starts a new run), unless it names
@@ -507,20 +506,18 @@ class RunStore:
     def _write(self, state: RunState) -> None:
         write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
 
-    def _pending_write(self, state: RunState) -> tuple[threading.Lock, dict[str, Any]]:
+    def _pending_write(self, state: RunState) -> dict[str, Any]:
         """Called under the store lock: a snapshot to write, and the run's own lock, taken.
 
         The file is written after the store lock is released (an fsync there would queue
         every other run behind this one), but the run's lock is taken first, while the store
         lock is still held, so one run's snapshots reach the disk in the order they were made.
         """
-        run_lock = self._run_locks.setdefault(state.run_id, threading.Lock())
-        run_lock.acquire()
-        return run_lock, state.to_json()
+        self._write_locks.acquire(state.run_id)
+        return state.to_json()
 
     def _flush(
         self,
-        run_lock: threading.Lock,
         snapshot: dict[str, Any],
         *,
         event: tuple[str, dict[str, Any]],
@@ -531,7 +528,7 @@ class RunStore:
             write_json_atomic(self.root / snapshot["run_id"] / STATE_FILE, snapshot)
             self._notify(snapshot["run_id"], *event)
         finally:
-            run_lock.release()
+            self._write_locks.release(snapshot["run_id"])
 
     def _notify(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
         for listener in self._listeners:
