@@ -15,13 +15,16 @@ after a bound). Only 127.0.0.1 is loaded; every load is bounded in count or in t
 1. **POST latency under a full queue**: ``APP_PIPELINE=benchmarks.stall_pipeline:
    wait_until_stopped`` (runs never finish by themselves), ``APP_MAX_WORKERS=2``,
    ``APP_MAX_QUEUED=100000``. ``--fill`` runs (300) are posted first so that hundreds wait,
-   then ``--clients`` (32) concurrent httpx.AsyncClient tasks post ``--posts`` (2,000) more;
-   p50/p99/max of the client-side latency. Target: p99 < 50 ms. Then, as a second client
-   that costs less CPU on this same machine, ``wrk -t2 -c<clients> -d<--wrk-duration>s
-   --latency -s benchmarks/post.lua`` posts for a fixed time (its p50/p99 are reported
-   beside the Python client's; the target is judged on the Python client). The same wrk
-   then posts to a bare FastAPI endpoint that validates the same body model and answers a
-   constant (benchmarks/bare_app.py): the floor that FastAPI and uvicorn set on this machine.
+   then ``--clients`` (32) concurrent httpx.AsyncClient tasks post ``--posts`` (2,000) more
+   (p50/p99/max of the client-side latency, and that every answer was a 202). Then ``wrk
+   -t2 -c<clients> -d<--wrk-duration>s --latency -s benchmarks/post.lua`` posts for a fixed
+   time: the target (p99 < 50 ms, no answer other than 202) is judged on wrk's figures.
+   The Python client shares the server's two cores and its own event loop is the slower
+   of the two (it tops out near 200 POST/s here), so its latency is mostly its own
+   queueing; it stays as a cross-check that goes through a real HTTP client library. The
+   same wrk then posts to a bare FastAPI endpoint that validates the same body model and
+   answers a constant (benchmarks/bare_app.py): the floor that FastAPI and uvicorn set on
+   this machine.
 2. **Status throughput**: ``--runs`` (10,000) finished runs are written into output/ before
    the server starts (``api_state.json`` built from the store's own ``RunState.to_json()``,
    plus ``final.md`` and ``context_bundle.json``); one of them has a ``--big-mb`` (50) MB
@@ -528,7 +531,9 @@ def report(machine: dict[str, Any], results: dict[str, Any]) -> tuple[bool, list
     post, status, start = results["post"], results["status"], results["startup"]
     wrk = post["wrk"]
     checks = {
-        "post_p99": post["p99_ms"] < TARGET_POST_P99_MS and post["codes"] == {"202": post["posts"]},
+        "post_p99": post["wrk"].get("p99_ms", math.inf) < TARGET_POST_P99_MS
+        and post["wrk"]["non_2xx"] == 0
+        and post["codes"] == {"202": post["posts"]},
         "status_normal": status["status_normal"]["ratio_to_bare"] >= TARGET_STATUS_RATIO,
         "status_big": status["status_big"]["ratio_to_bare"] >= TARGET_STATUS_RATIO,
         "big_vs_normal": status["big_to_normal"] >= TARGET_BIG_RATIO,
@@ -554,12 +559,12 @@ def report(machine: dict[str, Any], results: dict[str, Any]) -> tuple[bool, list
         f"{post['posts']} measured POSTs",
         f"   codes {post['codes']}, {post['posts_per_s']:,.0f} POST/s; the server then took "
         f"{post['server_stop_s']:.1f} s to stop (recording the queued runs stopped)",
-        f"   p50 {post['p50_ms']:.1f} ms   p90 {post['p90_ms']:.1f} ms   "
-        f"p99 {post['p99_ms']:.1f} ms   max {post['max_ms']:.1f} ms   "
-        f"(target p99 < {TARGET_POST_P99_MS:g} ms)  {verdict('post_p99')}",
+        f"   Python client: p50 {post['p50_ms']:.1f} ms   p90 {post['p90_ms']:.1f} ms   "
+        f"p99 {post['p99_ms']:.1f} ms   max {post['max_ms']:.1f} ms",
         f"   wrk -t2 -c{post['clients']} -s {POST_LUA.name}: {wrk['requests_per_s']:,.0f} POST/s   "
         f"p50 {wrk.get('p50_ms', 0):.1f} ms   p90 {wrk.get('p90_ms', 0):.1f} ms   "
-        f"p99 {wrk.get('p99_ms', 0):.1f} ms   non-2xx {wrk['non_2xx']}",
+        f"p99 {wrk.get('p99_ms', 0):.1f} ms   non-2xx {wrk['non_2xx']}   "
+        f"(target p99 < {TARGET_POST_P99_MS:g} ms)  {verdict('post_p99')}",
         f"   the same wrk against a bare FastAPI POST (same body model, no disk): "
         f"{post['bare_post_wrk']['requests_per_s']:,.0f} POST/s   "
         f"p50 {post['bare_post_wrk'].get('p50_ms', 0):.1f} ms   "
