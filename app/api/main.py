@@ -153,6 +153,7 @@ async def _files_backend(
             shutdown.set()
             bus.close()
             await anyio.to_thread.run_sync(executor.shutdown)
+            await anyio.to_thread.run_sync(store.close)
 
 
 @asynccontextmanager

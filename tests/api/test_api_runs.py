@@ -687,3 +687,31 @@ class TestRobustness:
             assert executor.running == 0
         finally:
             executor.shutdown(wait_s=5)
+
+    async def test_a_create_whose_state_cannot_be_made_durable_leaves_nothing(
+        self, settings, monkeypatch
+    ) -> None:
+        from app.api.services.run_store import RunOptions, RunStore
+        from app.modules import atomic_file
+
+        def refuse(self: atomic_file.StagedFile) -> None:
+            raise OSError(5, "Input/output error")
+
+        store = RunStore(settings())
+        store.open()
+        try:
+            with monkeypatch.context() as patched:
+                patched.setattr(atomic_file.StagedFile, "sync", refuse)
+                with pytest.raises(OSError, match="Input/output"):
+                    await store.acreate("fragile", RunOptions(question="q?"))
+            assert store.count() == 0
+            assert not (store.root / "fragile").exists()
+            # The id is free again, and a second try records the run.
+            state = await store.acreate("fragile", RunOptions(question="q?"))
+            assert state.status == "queued"
+            assert (
+                json.loads((store.root / "fragile" / "api_state.json").read_text())["status"]
+                == "queued"
+            )
+        finally:
+            store.close()

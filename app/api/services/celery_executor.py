@@ -43,9 +43,12 @@ from app.api.services.redis_store import RedisRunStore
 from app.api.services.run_executor import load_pipeline
 from app.api.services.run_job import Job, JobRunner, Pipeline
 from app.api.services.run_store import RunOptions, RunState
+from app.api.services.threads import thread_limiter
 from app.config import AppConfig
 
 log = logging.getLogger(__name__)
+
+SUBMISSION_THREADS = 4  # POSTs talking to Redis and the broker at once (threads.py)
 
 TASK_NAME = "answer.execute_run"
 CANCEL_POLL_S = 0.25
@@ -283,6 +286,12 @@ class CeleryExecutor:
             )
             raise StoreUnavailable(f"the broker refused the run: {exc}") from exc
         return state
+
+    async def asubmit(self, run_id: str, options: RunOptions) -> RunState:
+        """:meth:`submit` for the event loop: Redis and the broker are reached from a thread."""
+        return await anyio.to_thread.run_sync(
+            self.submit, run_id, options, limiter=thread_limiter("submission", SUBMISSION_THREADS)
+        )
 
     def cancel(self, run_id: str) -> tuple[RunState, bool]:
         """Stop a run: a queued one at once, a running one through its cancel key."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path, PurePosixPath
 
@@ -43,12 +44,15 @@ def confine_markdown_path(config: AppConfig, raw: str) -> str:
     return normalised
 
 
-def _relative_roots(config: AppConfig) -> set[str]:
-    return {
-        PurePosixPath(root).as_posix()
-        for root in config.documents_roots
-        if not PurePosixPath(root).is_absolute()
-    }
+def _relative_roots(config: AppConfig) -> frozenset[str]:
+    return _normalised_roots(tuple(config.documents_roots))
+
+
+@functools.lru_cache(maxsize=8)
+def _normalised_roots(roots: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(
+        PurePosixPath(root).as_posix() for root in roots if not PurePosixPath(root).is_absolute()
+    )
 
 
 def roots_exist(config: AppConfig) -> bool:

@@ -105,24 +105,47 @@ class RunExecutor:
     # ------------------------------------------------------------------ submitting
     def submit(self, run_id: str, options: RunOptions) -> RunState:
         """Queue a run; QueueFull (nothing written) when APP_MAX_QUEUED runs already wait."""
-        with self._lock:
-            closed, full = self._closed, self._waiting >= self.config.max_queued
-            if not (closed or full):
-                self._waiting += 1  # reserve the slot before anything touches the disk
-        if closed or full:
-            if (self.store.root / run_id).exists():
-                # A taken id is a 409 even when the queue is full too (only looked at when
-                # refusing: the exclusive mkdir in store.create is the check that counts).
-                raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
-            if closed:
-                raise QueueFull(0, retry_after_s=5)
-            raise QueueFull(self.config.max_queued, retry_after_s=self._retry_after())
+        self._reserve(run_id)
         try:
             state = self.store.create(run_id, options)
         except BaseException:
-            with self._lock:
-                self._waiting -= 1
+            self._unreserve()
             raise
+        self._enqueue(run_id)
+        return state
+
+    async def asubmit(self, run_id: str, options: RunOptions) -> RunState:
+        """:meth:`submit` for the event loop (the state file's fsyncs go to a thread)."""
+        self._reserve(run_id)
+        try:
+            state = await self.store.acreate(run_id, options)
+        except BaseException:
+            self._unreserve()
+            raise
+        self._enqueue(run_id)
+        return state
+
+    def _reserve(self, run_id: str) -> None:
+        """Take a queue slot before anything touches the disk, or refuse the run."""
+        with self._lock:
+            closed, full = self._closed, self._waiting >= self.config.max_queued
+            if not (closed or full):
+                self._waiting += 1
+                return
+        if (self.store.root / run_id).exists():
+            # A taken id is a 409 even when the queue is full too (only looked at when
+            # refusing: the exclusive mkdir in store.create is the check that counts).
+            raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
+        if closed:
+            raise QueueFull(0, retry_after_s=5)
+        raise QueueFull(self.config.max_queued, retry_after_s=self._retry_after())
+
+    def _unreserve(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _enqueue(self, run_id: str) -> None:
+        """Queue a recorded run, starting a worker task if fewer than max_workers run."""
         with self._lock:
             self._waiting_ids.add(run_id)
             self._queue.append(run_id)
@@ -142,7 +165,6 @@ class RunExecutor:
                     run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
                 )
                 raise QueueFull(0, retry_after_s=5) from None
-        return state
 
     def _retry_after(self) -> int:
         # A rough figure: the queue drains at max_workers runs per typical run time.
