@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -74,10 +75,13 @@ class StagedFile:
     def close(self) -> None:
         """Close what staging opened; a temp file not renamed is removed."""
         fds, self._fds = self._fds, []
-        for fd in fds:
-            os.close(fd)
-        if not self._renamed:
-            Path(self._tmp).unlink(missing_ok=True)
+        try:
+            for fd in fds:
+                with contextlib.suppress(OSError):  # closed either way; nothing to retry
+                    os.close(fd)
+        finally:
+            if not self._renamed:
+                Path(self._tmp).unlink(missing_ok=True)
 
     def commit(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,3 +63,31 @@ async def test_a_limiter_per_name_and_loop() -> None:
     assert thread_limiter("a", 99) is first
     assert first.total_tokens == 3
     assert thread_limiter("b", 2) is not first
+
+
+async def test_a_native_cancel_also_waits_for_the_call_to_end() -> None:
+    # task.cancel() (uvicorn's graceful-shutdown timeout) is not an anyio cancel scope.
+    started, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    def slow() -> None:
+        started.set()
+        release.wait(10)
+        finished.append("call")
+
+    async def caller() -> None:
+        try:
+            await run_in_pool(pool, slow)
+        finally:
+            finished.append("caller clean-up")
+
+    with ThreadPoolExecutor(1) as pool:
+        task = asyncio.get_running_loop().create_task(caller())
+        assert await anyio.to_thread.run_sync(started.wait, 5)
+        task.cancel()
+        await wait_all_tasks_blocked()
+        assert finished == []
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert finished == ["call", "caller clean-up"]

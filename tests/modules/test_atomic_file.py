@@ -55,16 +55,18 @@ def test_a_missing_folder_is_made_unless_told_not_to(tmp_path: Path) -> None:
     assert not (tmp_path / "gone").exists()
 
 
-def test_a_temp_name_left_by_a_crash_is_stepped_over(tmp_path: Path) -> None:
+def test_a_temp_name_left_by_a_crash_is_stepped_over(tmp_path: Path, monkeypatch) -> None:
+    import itertools
+
+    from app.modules import atomic_file
+
+    monkeypatch.setattr(atomic_file, "_names", itertools.count(7))
     target = tmp_path / "state.json"
-    first = StagedFile(target, b"1")  # holds a temp name while a second writer stages
-    second = StagedFile(target, b"2")
-    assert first._tmp != second._tmp
-    for staged in (first, second):
-        staged.sync()
-        staged.close()
-    assert target.read_bytes() == b"2"
-    assert _leftovers(tmp_path) == []
+    # What a crashed process with this pid left behind: the very name to be tried next.
+    (tmp_path / f".state.json.{os.getpid()}-7.tmp").write_bytes(b"torn")
+    write_json_atomic(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 2}
+    assert _leftovers(tmp_path) == [f".state.json.{os.getpid()}-7.tmp"]  # not ours to delete
 
 
 def test_the_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import logging
 import threading
 import time
@@ -67,14 +68,17 @@ class RunExecutor:
         )
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}  # runs started here and not yet ended
-        # Waiting runs are only their ids, in a deque of our own: the pool only ever holds
-        # one task per worker, each of which takes ids from here until none is left, and a
-        # run gets its Job when it starts. A pool task per run kept a Future (a condition,
-        # locks, bound methods) and a Job alive for every waiting run; with thousands
-        # waiting, the collector's full passes walked them all: measured, pauses of 90-180 ms
-        # in the middle of POSTs.
-        self._queue: deque[str] = deque()
-        self._waiting_ids: set[str] = set()  # queued here and holding a slot
+        # Waiting runs are only (run id, ticket) pairs, in a deque of our own: the pool only
+        # ever holds one task per worker, each of which takes pairs from here until none is
+        # left, and a run gets its Job when it starts. A pool task per run kept a Future (a
+        # condition, locks, bound methods) and a Job alive for every waiting run; with
+        # thousands waiting, the collector's full passes walked them all: measured, pauses
+        # of 90-180 ms in the middle of POSTs. The ticket tells a pair left behind by a run
+        # cancelled while queued (then perhaps deleted, its id used again) from the run that
+        # holds the slot now: only the pair whose ticket is in _waiting_ids starts anything.
+        self._queue: deque[tuple[str, int]] = deque()
+        self._waiting_ids: dict[str, int] = {}  # queued here and holding a slot -> ticket
+        self._tickets = itertools.count()
         self._takers = 0  # pool tasks taking runs from the queue (<= max_workers)
         self._waiting = 0  # slots taken: reserved by a POST, or held by a queued run
         self._running = 0
@@ -147,24 +151,31 @@ class RunExecutor:
     def _enqueue(self, run_id: str) -> None:
         """Queue a recorded run, starting a worker task if fewer than max_workers run."""
         with self._lock:
-            self._waiting_ids.add(run_id)
-            self._queue.append(run_id)
-            start_taker = self._takers < self.config.max_workers
-            if start_taker:
-                self._takers += 1
-        if start_taker:
+            closed = self._closed
+            if closed:  # shutdown began while the run was being recorded: it will not start
+                self._waiting -= 1
+            else:
+                ticket = next(self._tickets)
+                self._waiting_ids[run_id] = ticket
+                self._queue.append((run_id, ticket))
+                start_taker = self._takers < self.config.max_workers
+                if start_taker:
+                    self._takers += 1
+        if not closed and start_taker:
             try:
                 self._pool.submit(self._take_jobs)
             except RuntimeError:  # the pool shut down between our check and now
                 with self._lock:
                     self._takers -= 1
                     with contextlib.suppress(ValueError):
-                        self._queue.remove(run_id)
-                self._release_slot(run_id)
-                self.store.try_transition(
-                    run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
-                )
-                raise QueueFull(0, retry_after_s=5) from None
+                        self._queue.remove((run_id, ticket))
+                    self._release_slot_locked(run_id)
+                closed = True
+        if closed:
+            self.store.try_transition(
+                run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
+            )
+            raise QueueFull(0, retry_after_s=5)
 
     def _retry_after(self) -> int:
         # A rough figure: the queue drains at max_workers runs per typical run time.
@@ -201,15 +212,10 @@ class RunExecutor:
         return state, True
 
     # ------------------------------------------------------------------ running
-    def _release_slot(self, run_id: str) -> bool:
-        with self._lock:
-            return self._release_slot_locked(run_id)
-
     def _release_slot_locked(self, run_id: str) -> bool:
         """Under the lock: free the slot of a queued run; False if it held none."""
-        if run_id not in self._waiting_ids:
+        if self._waiting_ids.pop(run_id, None) is None:
             return False
-        self._waiting_ids.discard(run_id)
         self._waiting -= 1
         return True
 
@@ -217,12 +223,12 @@ class RunExecutor:
         """One pool task: start waiting runs, oldest first, until the queue is empty."""
         while True:
             with self._lock:
-                if not self._queue:
+                if not self._queue or self._closed:
                     self._takers -= 1
                     return
-                run_id = self._queue.popleft()
+                run_id, ticket = self._queue.popleft()
             try:
-                self._start(run_id)
+                self._start(run_id, ticket)
             except Exception:
                 # A run whose outcome could not even be recorded (a disk that refuses the
                 # state file): the runs behind it must still start, so this task carries on.
@@ -230,15 +236,19 @@ class RunExecutor:
                 with self._lock:
                     self._jobs.pop(run_id, None)
 
-    def _start(self, run_id: str) -> None:
+    def _start(self, run_id: str, ticket: int) -> None:
         try:
             state: RunState | None = self.store.get(run_id)
         except RunNotFound:  # cancelled while queued, then deleted
             state = None
         job = None
         with self._lock:
-            waiting = self._release_slot_locked(run_id)
-            if waiting and state is not None:
+            if self._waiting_ids.get(run_id) != ticket:
+                # Cancelled while queued (the cancel recorded it), or the pair of an earlier
+                # run with this id: whatever run holds the id now is not this pair's to touch.
+                return
+            self._release_slot_locked(run_id)
+            if state is not None:
                 job = Job(
                     run_id=run_id,
                     options=RunOptions(
@@ -250,9 +260,6 @@ class RunExecutor:
                 )
                 self._jobs[run_id] = job  # from here on, a cancel stops the job itself
         if job is None:
-            # Cancelled while queued: the cancel call has (or will have) recorded it.
-            with contextlib.suppress(RunNotFound):
-                self.store.try_transition(run_id, "stopped", finish_reason="cancelled")
             return
         # Worker threads start with an empty context: set the run id here, in the thread,
         # so that every line logged for this run (engine included) carries it.
@@ -321,6 +328,7 @@ class RunExecutor:
             self._closed = True
             jobs = list(self._jobs.values())
             self._queue.clear()  # never to start; the takers end after their current run
+            self._waiting -= len(self._waiting_ids)
             self._waiting_ids.clear()
         for job in jobs:
             job.request_stop("shutdown")

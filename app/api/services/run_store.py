@@ -278,11 +278,16 @@ class RunStore:
     # ------------------------------------------------------------------ writing
     def create(self, run_id: str, options: RunOptions) -> RunState:
         """Claim ``run_id`` (exclusive mkdir) and record it as queued."""
-        state, snapshot = self._claim(run_id, options)
+        state = self._new_run(run_id, options)
+        with self._lock:
+            self._register(state)
+            snapshot = self._pending_write(state)
         try:
             self._flush(snapshot, event=("status", state.status_payload()))
         except BaseException:
-            self._unclaim(state)
+            with self._lock:
+                self._unregister(state)
+            shutil.rmtree(self.root / run_id, ignore_errors=True)
             raise
         return copy.copy(state)
 
@@ -294,31 +299,40 @@ class RunStore:
         rename between them go to a thread. One hop with three syscalls instead of sixteen:
         each syscall in a thread is a GIL hand-off with the loop, and those hand-offs, not
         the disk, were most of a POST's cost (strace: ~25 context switches per POST).
+
+        The run joins the store only once its state file is durable, so nothing can move it
+        on while this coroutine waits, and no lock is held across the wait: a thread that
+        waited for one while holding the store lock would stall the loop for good.
         """
-        state, snapshot = self._claim(run_id, options)
+        state = self._new_run(run_id, options)
         try:
+            staged = StagedFile(self.root / run_id / STATE_FILE, encode_json(state.to_json()))
             try:
-                staged = StagedFile(self.root / run_id / STATE_FILE, encode_json(snapshot))
-                try:
-                    await run_in_pool(self._sync_pool, staged.sync)
-                finally:
-                    staged.close()
-                self._notify(run_id, "status", state.status_payload())
+                await run_in_pool(self._sync_pool, staged.sync)
             finally:
-                self._write_locks.release(run_id)
+                staged.close()
         except BaseException:
-            self._unclaim(state)
+            shutil.rmtree(self.root / run_id, ignore_errors=True)
             raise
+        with self._lock:
+            self._register(state)
+            # Nobody else can hold the write lock of a run that was not in the store: this
+            # never waits. Held (no await) until the queued event is out, so that a change
+            # another thread makes right away is recorded after it.
+            self._write_locks.acquire(run_id)
+        try:
+            self._notify(run_id, "status", state.status_payload())
+        finally:
+            self._write_locks.release(run_id)
         return copy.copy(state)
 
-    def _claim(self, run_id: str, options: RunOptions) -> tuple[RunState, dict[str, Any]]:
-        """mkdir ``run_id`` (RunAlreadyExists if taken), register it as queued, and take its
-        write lock; the caller writes the snapshot returned, then releases the lock."""
+    def _new_run(self, run_id: str, options: RunOptions) -> RunState:
+        """mkdir ``run_id`` (RunAlreadyExists if taken): the new run, not yet registered."""
         try:
             (self.root / run_id).mkdir()
         except FileExistsError:
             raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
-        state = RunState(
+        return RunState(
             run_id=run_id,
             status="queued",
             question=options.question,
@@ -330,19 +344,19 @@ class RunStore:
             idempotency_key=options.idempotency_key,
             request_hash=options.request_hash,
         )
-        with self._lock:
-            self._runs[run_id] = state
-            self._owned.add(run_id)
-            self._index(state)
-            return state, self._pending_write(state)
 
-    def _unclaim(self, state: RunState) -> None:
-        """Not recorded, not accepted: leave no queued ghost behind."""
-        with self._lock:
-            self._runs.pop(state.run_id, None)
-            self._owned.discard(state.run_id)
-            self._unindex(state)
-        shutil.rmtree(self.root / state.run_id, ignore_errors=True)
+    def _register(self, state: RunState) -> None:
+        """Under the store lock. A copy read from disk meanwhile (a listing that found the
+        folder) is replaced: memory is the truth for a run of this process."""
+        self._runs[state.run_id] = state
+        self._owned.add(state.run_id)
+        self._index(state)
+
+    def _unregister(self, state: RunState) -> None:
+        """Under the store lock: not recorded, not accepted, so no queued ghost."""
+        self._runs.pop(state.run_id, None)
+        self._owned.discard(state.run_id)
+        self._unindex(state)
 
     def transition(
         self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any

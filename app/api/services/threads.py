@@ -46,9 +46,19 @@ async def run_in_pool(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
     """``call()`` in ``pool``, awaited to the end even when the caller is cancelled.
 
     As anyio.to_thread.run_sync does by default: a cancellation takes effect once the call
-    has returned, so that the caller's clean-up never races a call still running.
+    has returned, so that the caller's clean-up never races a call still running. That
+    holds for a native ``task.cancel()`` too (uvicorn's graceful-shutdown timeout sends
+    one), which an anyio shield alone would let through.
     """
     future = asyncio.get_running_loop().run_in_executor(pool, call)
+    cancelled: asyncio.CancelledError | None = None
     with anyio.CancelScope(shield=True):
-        result = await future
-    return result
+        while not future.done():
+            try:
+                # wait(), unlike awaiting the future, never cancels the future itself.
+                await asyncio.wait([future])
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+    if cancelled is not None:
+        raise cancelled
+    return future.result()
