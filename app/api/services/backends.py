@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.api.services.event_bus import RunEvent
 from app.api.services.run_store import RunOptions, RunState
@@ -65,6 +65,10 @@ class Store(Protocol):
 
     async def aget(self, run_id: str) -> RunState:
         """``get`` for the event loop: never blocks it on the network."""
+        ...
+
+    async def astatus(self, run_id: str) -> dict[str, Any]:
+        """Exactly the v1 status payload of a run (RunNotFound if none)."""
         ...
 
     def list_runs(

@@ -571,6 +571,9 @@ class RedisRunStore:
             raise RunNotFound(run_id)
         return _decode(run_id, raw)
 
+    async def astatus(self, run_id: str) -> dict[str, Any]:
+        return (await self.aget(run_id)).status_payload()
+
     def run_for_key(self, key: str) -> str | None:
         return self.claims.claimed_run(key)
 

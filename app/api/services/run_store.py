@@ -485,6 +485,16 @@ class RunStore:
         file is one small read)."""
         return self.get(run_id)
 
+    async def astatus(self, run_id: str) -> dict[str, Any]:
+        """The v1 status payload, for the polling endpoint: from memory without copying the
+        whole state (the copy was a twentieth of a status request)."""
+        if is_valid_run_id(run_id):
+            with self._lock:
+                state = self._runs.get(run_id)
+                if state is not None and (state.terminal or run_id in self._owned):
+                    return state.status_payload()
+        return self.get(run_id).status_payload()
+
     def run_for_key(self, key: str) -> str | None:
         """The run id recorded with Idempotency-Key ``key`` (this process's index)."""
         with self._lock:
