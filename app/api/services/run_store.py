@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExis
 from app.api.services.keyed_locks import KeyedLocks
 from app.api.services.threads import run_in_pool
 from app.config import AppConfig
-from app.modules.atomic_file import StagedFile, encode_json, write_json_atomic
+from app.modules.atomic_file import write_json_atomic
 from app.modules.run_ids import is_valid_run_id
 from app.modules.run_logger import utc_now
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "api_state.json"
 RECONCILED = ".reconciled"
 IDEMPOTENCY_DIR = ".idempotency"
-STATE_SYNC_THREADS = 4  # fsyncs of new runs' state files in flight at once (threads.py)
+STATE_SYNC_THREADS = 4  # new runs being written at once (threads.py)
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 ACTIVE = frozenset({"queued", "running"})
 _ALLOWED = {
@@ -235,8 +236,8 @@ class RunStore:
         self._lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
         self._write_locks = KeyedLocks()  # one run's writes reach the disk in order
-        # acreate's fsyncs; its threads start on first use and end with close().
-        self._sync_pool = ThreadPoolExecutor(STATE_SYNC_THREADS, thread_name_prefix="state-sync")
+        # acreate's threads: they start on first use and end with close().
+        self._create_pool = ThreadPoolExecutor(STATE_SYNC_THREADS, thread_name_prefix="state-sync")
         self._owned: set[str] = set()
         self._idempotency: dict[str, str] = {}  # Idempotency-Key -> run id
         self._listeners: list[Listener] = []
@@ -256,7 +257,7 @@ class RunStore:
 
     def close(self) -> None:
         """Let the threads of :meth:`acreate` end (after any write in flight)."""
-        self._sync_pool.shutdown(wait=True)
+        self._create_pool.shutdown(wait=True)
 
     def is_writable(self) -> bool:
         probe = self.root / f".ready-{os.getpid()}"
@@ -292,39 +293,13 @@ class RunStore:
         return copy.copy(state)
 
     async def acreate(self, run_id: str, options: RunOptions) -> RunState:
-        """:meth:`create` for the event loop: what waits for the device runs in a thread.
+        """:meth:`create` for the event loop, in one of a few threads of the store's own.
 
-        The claim (mkdir), the temp state file and the first event are quick calls on the
-        local output folder and stay on the loop, as a status read does; the fsyncs and the
-        rename between them go to a thread. One hop with three syscalls instead of sixteen:
-        each syscall in a thread is a GIL hand-off with the loop, and those hand-offs, not
-        the disk, were most of a POST's cost (strace: ~25 context switches per POST).
-
-        The run joins the store only once its state file is durable, so nothing can move it
-        on while this coroutine waits, and no lock is held across the wait: a thread that
-        waited for one while holding the store lock would stall the loop for good.
+        All of it, the mkdir and the small writes too: on the loop they were ~10 % cheaper
+        per POST, but a write can wait for the disk (writeback throttling, a busy or
+        network volume) and would then stall every request and stream, not just POSTs.
         """
-        state = self._new_run(run_id, options)
-        try:
-            staged = StagedFile(self.root / run_id / STATE_FILE, encode_json(state.to_json()))
-            try:
-                await run_in_pool(self._sync_pool, staged.sync)
-            finally:
-                staged.close()
-        except BaseException:
-            shutil.rmtree(self.root / run_id, ignore_errors=True)
-            raise
-        with self._lock:
-            self._register(state)
-            # Nobody else can hold the write lock of a run that was not in the store: this
-            # never waits. Held (no await) until the queued event is out, so that a change
-            # another thread makes right away is recorded after it.
-            self._write_locks.acquire(run_id)
-        try:
-            self._notify(run_id, "status", state.status_payload())
-        finally:
-            self._write_locks.release(run_id)
-        return copy.copy(state)
+        return await run_in_pool(self._create_pool, partial(self.create, run_id, options))
 
     def _new_run(self, run_id: str, options: RunOptions) -> RunState:
         """mkdir ``run_id`` (RunAlreadyExists if taken): the new run, not yet registered."""

@@ -5,7 +5,7 @@ CapacityLimiter in a RunVar: limiters belong to one loop, and tests start many).
 there does not queue behind, or crowd out, anyio's shared pool of 40 threads.
 
 ``run_in_pool``: a call in a ``ThreadPoolExecutor`` the caller owns, for the hottest path
-(a POST's fsyncs): loop.run_in_executor costs ~16 us of CPU per call where
+(the run a POST creates): loop.run_in_executor costs ~16 us of CPU per call where
 anyio.to_thread.run_sync costs ~60 us (measured here, 3,000 calls from 30 tasks).
 
 Either way a few threads, not forty: each contends with the event loop for the GIL
