@@ -28,34 +28,57 @@ async def test_returns_the_result_and_raises_the_exception() -> None:
             await run_in_pool(pool, fail)
 
 
+class HeldCall:
+    """A call that runs until released, and a log of what ended in which order."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.finished: list[str] = []
+
+    def __call__(self) -> None:
+        self.started.set()
+        self.release.wait(10)
+        self.finished.append("call")
+
+    async def run_in(self, pool: ThreadPoolExecutor) -> None:
+        try:
+            await run_in_pool(pool, self)
+        finally:
+            self.finished.append("caller clean-up")
+
+
 async def test_a_cancellation_waits_for_the_call_to_end() -> None:
-    started, release = threading.Event(), threading.Event()
-    finished: list[str] = []
-
-    def slow() -> None:
-        started.set()
-        release.wait(10)
-        finished.append("call")
-
-    scope = anyio.CancelScope()
+    call, scope = HeldCall(), anyio.CancelScope()
     with ThreadPoolExecutor(1) as pool:
         async with anyio.create_task_group() as tasks:
 
             async def caller() -> None:
                 with scope:
-                    try:
-                        await run_in_pool(pool, slow)
-                    finally:
-                        finished.append("caller clean-up")
+                    await call.run_in(pool)
 
             tasks.start_soon(caller)
-            assert await anyio.to_thread.run_sync(started.wait, 5)
+            assert await anyio.to_thread.run_sync(call.started.wait, 5)
             scope.cancel()
             await wait_all_tasks_blocked()  # the caller has seen the cancellation by now
             # ... and not acted on it yet: its call is still running.
-            assert finished == []
-            release.set()
-    assert finished == ["call", "caller clean-up"]
+            assert call.finished == []
+            call.release.set()
+    assert call.finished == ["call", "caller clean-up"]
+
+
+async def test_a_native_cancel_also_waits_for_the_call_to_end() -> None:
+    # task.cancel() (uvicorn's graceful-shutdown timeout) is not an anyio cancel scope.
+    call = HeldCall()
+    with ThreadPoolExecutor(1) as pool:
+        task = asyncio.get_running_loop().create_task(call.run_in(pool))
+        assert await anyio.to_thread.run_sync(call.started.wait, 5)
+        task.cancel()
+        await wait_all_tasks_blocked()
+        assert call.finished == []
+        call.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert call.finished == ["call", "caller clean-up"]
 
 
 async def test_a_limiter_per_name_and_loop() -> None:
@@ -63,31 +86,3 @@ async def test_a_limiter_per_name_and_loop() -> None:
     assert thread_limiter("a", 99) is first
     assert first.total_tokens == 3
     assert thread_limiter("b", 2) is not first
-
-
-async def test_a_native_cancel_also_waits_for_the_call_to_end() -> None:
-    # task.cancel() (uvicorn's graceful-shutdown timeout) is not an anyio cancel scope.
-    started, release = threading.Event(), threading.Event()
-    finished: list[str] = []
-
-    def slow() -> None:
-        started.set()
-        release.wait(10)
-        finished.append("call")
-
-    async def caller() -> None:
-        try:
-            await run_in_pool(pool, slow)
-        finally:
-            finished.append("caller clean-up")
-
-    with ThreadPoolExecutor(1) as pool:
-        task = asyncio.get_running_loop().create_task(caller())
-        assert await anyio.to_thread.run_sync(started.wait, 5)
-        task.cancel()
-        await wait_all_tasks_blocked()
-        assert finished == []
-        release.set()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    assert finished == ["call", "caller clean-up"]
