@@ -622,6 +622,19 @@ class TestRecord:
 
 
 class TestRobustness:
+    async def test_a_post_after_output_was_deleted_makes_it_again(
+        self, serve, settings, wait_for_status
+    ) -> None:
+        import shutil
+
+        config = settings()
+        async with serve(config) as client:
+            shutil.rmtree(config.output_root)
+            response = await _post(client, "after-cleanup")
+            assert response.status_code == 202, response.text
+            await wait_for_status(client, "after-cleanup", {"completed"})
+            assert (config.output_root / "after-cleanup" / "api_state.json").is_file()
+
     async def test_a_malformed_pipeline_result_fails_the_run(
         self, serve, settings, wait_for_status
     ) -> None:

@@ -304,7 +304,13 @@ class RunStore:
     def _new_run(self, run_id: str, options: RunOptions) -> RunState:
         """mkdir ``run_id`` (RunAlreadyExists if taken): the new run, not yet registered."""
         try:
-            (self.root / run_id).mkdir()
+            try:
+                (self.root / run_id).mkdir()
+            except FileNotFoundError:
+                # output/ itself was removed (a clean-up by hand): make it again, as open()
+                # does, rather than failing every POST until a restart.
+                self.root.mkdir(parents=True, exist_ok=True)
+                (self.root / run_id).mkdir()
         except FileExistsError:
             raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
         return RunState(
