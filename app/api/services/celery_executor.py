@@ -182,15 +182,9 @@ class WorkerRuntime:
             started = self.store.try_transition(run_id, "running", expect=QUEUED, owner=owner)
             if started is None:
                 return  # cancelled between the read and the move
-            options = RunOptions(
-                question=state.question,
-                enable_sql=state.enable_sql,
-                markdown_path=state.markdown_path,
-                log_llm_payload=state.log_llm_payload,
-            )
             job = Job(
                 run_id=run_id,
-                options=options,
+                options=state.options(),
                 deadline=time.monotonic() + self.config.run_timeout_s,
             )
             log.info("run %s started on %s", run_id, self.name)

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -265,17 +264,7 @@ class RedisRunStore:
     # ------------------------------------------------------------------ writing
     def create(self, run_id: str, options: RunOptions) -> RunState:
         """Record ``run_id`` as queued; RunAlreadyExists when any node has it already."""
-        state = RunState(
-            run_id=run_id,
-            status="queued",
-            question=options.question,
-            enable_sql=options.enable_sql,
-            markdown_path=options.markdown_path,
-            log_llm_payload=options.log_llm_payload,
-            created_ns=time.time_ns(),
-            idempotency_key=options.idempotency_key,
-            request_hash=options.request_hash,
-        )
+        state = RunState.queued(run_id, options)
 
         def claim(before: RunState | None) -> tuple[RunState, str, dict[str, Any]]:
             if before is not None:  # the WATCHed hash exists: someone created it first

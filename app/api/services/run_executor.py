@@ -249,15 +249,7 @@ class RunExecutor:
                 return
             self._release_slot_locked(run_id)
             if state is not None:
-                job = Job(
-                    run_id=run_id,
-                    options=RunOptions(
-                        question=state.question,
-                        enable_sql=state.enable_sql,
-                        markdown_path=state.markdown_path,
-                        log_llm_payload=state.log_llm_payload,
-                    ),
-                )
+                job = Job(run_id=run_id, options=state.options())
                 self._jobs[run_id] = job  # from here on, a cancel stops the job itself
         if job is None:
             return

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "api_state.json"
 RECONCILED = ".reconciled"
 IDEMPOTENCY_DIR = ".idempotency"
-STATE_SYNC_THREADS = 4  # new runs being written at once (threads.py)
+CREATE_THREADS = 4  # new runs being written at once (threads.py)
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 ACTIVE = frozenset({"queued", "running"})
 _ALLOWED = {
@@ -123,6 +123,33 @@ class RunState:
     traceback: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+
+    @classmethod
+    def queued(
+        cls, run_id: str, options: RunOptions, *, owner: dict[str, Any] | None = None
+    ) -> RunState:
+        """A new run as every store records it: queued, with the request's options."""
+        return cls(
+            run_id=run_id,
+            status="queued",
+            question=options.question,
+            enable_sql=options.enable_sql,
+            markdown_path=options.markdown_path,
+            log_llm_payload=options.log_llm_payload,
+            created_ns=time.time_ns(),
+            owner=owner,
+            idempotency_key=options.idempotency_key,
+            request_hash=options.request_hash,
+        )
+
+    def options(self) -> RunOptions:
+        """What the engine needs of the request, read back when the run starts."""
+        return RunOptions(
+            question=self.question,
+            enable_sql=self.enable_sql,
+            markdown_path=self.markdown_path,
+            log_llm_payload=self.log_llm_payload,
+        )
 
     @property
     def terminal(self) -> bool:
@@ -237,7 +264,7 @@ class RunStore:
         self._runs: dict[str, RunState] = {}
         self._write_locks = KeyedLocks()  # one run's writes reach the disk in order
         # acreate's threads: they start on first use and end with close().
-        self._create_pool = ThreadPoolExecutor(STATE_SYNC_THREADS, thread_name_prefix="state-sync")
+        self._create_pool = ThreadPoolExecutor(CREATE_THREADS, thread_name_prefix="run-create")
         self._owned: set[str] = set()
         self._idempotency: dict[str, str] = {}  # Idempotency-Key -> run id
         self._listeners: list[Listener] = []
@@ -313,18 +340,7 @@ class RunStore:
                 (self.root / run_id).mkdir()
         except FileExistsError:
             raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
-        return RunState(
-            run_id=run_id,
-            status="queued",
-            question=options.question,
-            enable_sql=options.enable_sql,
-            markdown_path=options.markdown_path,
-            log_llm_payload=options.log_llm_payload,
-            created_ns=time.time_ns(),
-            owner=self._me,
-            idempotency_key=options.idempotency_key,
-            request_hash=options.request_hash,
-        )
+        return RunState.queued(run_id, options, owner=self._me)
 
     def _register(self, state: RunState) -> None:
         """Under the store lock. A copy read from disk meanwhile (a listing that found the
