@@ -13,7 +13,7 @@ from typing import Any
 
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic
-from app.modules.evaluation import EvalFileError, evaluate, load_questions
+from app.modules.evaluation import EvalFileError, compare, evaluate, load_questions
 from app.modules.orchestrator.module import PipelineError, run_pipeline
 from app.modules.run_ids import build_run_id
 
@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     run_eval.add_argument("questions", type=Path)
     run_eval.add_argument("--markdown-path", help="folder of markdown files (default: documents)")
     run_eval.add_argument("--out", type=Path, help="where to write the JSON report")
+    run_eval.add_argument(
+        "--split", choices=["dev", "test"], help="only the questions of this half of the set"
+    )
+    run_eval.add_argument(
+        "--baseline", type=Path, help="an earlier report: list the questions won and lost"
+    )
     return parser
 
 
@@ -52,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = AppConfig(**overrides)
     if args.command == "ask":
         return _ask(config, args.question, args.run_id or build_run_id())
-    return _eval(config, args.questions, args.out)
+    return _eval(config, args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -109,11 +115,22 @@ def _ask(config: AppConfig, question: str, run_id: str) -> int:
     return 0
 
 
-def _eval(config: AppConfig, questions_path: Path, out: Path | None) -> int:
+def _eval(config: AppConfig, args: argparse.Namespace) -> int:
     try:
-        questions = load_questions(questions_path)
+        questions = load_questions(args.questions, split=args.split)
+        baseline = (
+            json.loads(args.baseline.read_text(encoding="utf-8"))["results"]
+            if args.baseline
+            else None
+        )
     except EvalFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: cannot read the baseline {args.baseline}: {exc}", file=sys.stderr)
+        return 2
+    if not questions:
+        print(f"error: no questions in {args.questions} (split: {args.split})", file=sys.stderr)
         return 2
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     # Eval runs go to a hidden folder so that they do not crowd the API's run list.
@@ -124,20 +141,39 @@ def _eval(config: AppConfig, questions_path: Path, out: Path | None) -> int:
             len(row["key_facts_found"]),
             len(row["key_facts_found"]) + len(row["key_facts_missing"]),
         )
-        mark = "" if row["answerable"] else " (unanswerable)"
         print(
-            f"{row['id']:<8} hit@1={_flag(row['hit_at_1'])} hit@5={_flag(row['hit_at_5'])} "
-            f"facts={facts[0]}/{facts[1]} gap={_flag(row['gap_reported'])} "
-            f"{row['status']}{mark}"
+            f"{row['id']:<8} {row['kind']:<12} hit@1={_flag(row['hit_at_1'])} "
+            f"hit@5={_flag(row['hit_at_5'])} facts={facts[0]}/{facts[1]} "
+            f"gap={_flag(row['gap_reported'])} {'ok' if row['correct'] else 'WRONG'}"
         )
+    print()
+    columns = ["correct", "hit_at_1", "hit_at_5", "mrr", "key_fact_recall", "all_facts_rate",
+               "citation_precision", "false_gap_rate", "gap_on_unanswerable"]  # fmt: skip
+    print(f"{'kind':<14}{'n':>4} " + " ".join(f"{c[:10]:>10}" for c in columns))
+    for kind, summary in [*report.by_kind.items(), ("ALL", report.summary)]:
+        cells = " ".join(f"{_cell(summary.get(c)):>10}" for c in columns)
+        print(f"{kind:<14}{summary['questions']:>4} {cells}")
     print()
     for key, value in report.summary.items():
         print(f"{key:<32} {value}")
-    target = out or eval_config.output_root / "eval.json"
-    write_json_atomic(target, {"summary": report.summary, "results": report.results})
+    data = report.to_json()
+    if baseline is not None:
+        changes = compare(report.results, baseline)
+        data["compared_with"] = {"baseline": str(args.baseline), **changes}
+        for label in ("won", "lost"):
+            print(f"\n{label}: {len(changes[label])}")
+            for change in changes[label]:
+                print(f"  {change['id']:<8} {change['before']} -> {change['after']}  "
+                      f"{change['question'][:70]}")  # fmt: skip
+    target = args.out or eval_config.output_root / "eval.json"
+    write_json_atomic(target, data)
     print(f"\nreport: {target}")
     print(json.dumps(report.summary))
     return 0
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def _flag(value: bool | None) -> str:
