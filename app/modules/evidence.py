@@ -84,9 +84,14 @@ class Part:
     query: Query
     evidence_ids: list[int] = field(default_factory=list)
     coverage: float = 0.0  # best file's IDF-weighted coverage of the part's terms
-    section_coverage: float = 0.0  # best single piece of evidence's coverage
+    section_coverage: float = 0.0  # best few consecutive sentences' coverage
+    typed_coverage: float = 0.0  # the same, among sentences that hold the kind of value asked
     missing: list[str] = field(default_factory=list)  # the question's words nothing covers
     gap: bool = False
+    partial: bool = False  # a gap, but the passages found answer part of it
+    decisive: list[str] = field(default_factory=list)  # absent names that make a gap alone
+    # Each term no passage contains: (the question's word, specificity, in no document).
+    absent: list[tuple[str, float, bool]] = field(default_factory=list)
     broad: bool = False
     # An overview's items, in order: (evidence id, the heading that names the item).
     outline: list[tuple[int, str]] = field(default_factory=list)
@@ -99,8 +104,15 @@ class Part:
             "evidence_ids": self.evidence_ids,
             "coverage": round(self.coverage, 3),
             "section_coverage": round(self.section_coverage, 3),
+            "typed_coverage": round(self.typed_coverage, 3),
             "missing_terms": self.missing,
             "gap": self.gap,
+            "partial": self.partial,
+            "decisive": self.decisive,
+            "absent": [
+                {"word": w, "specificity": round(s, 3), "in_no_document": u}
+                for w, s, u in self.absent
+            ],
             "broad": self.broad,
             "outline": [{"evidence_id": i, "heading": h} for i, h in self.outline],
         }

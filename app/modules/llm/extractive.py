@@ -53,6 +53,7 @@ _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
 _MARKUP = re.compile(r"\*\*|__|(?<!\w)[*_](?!\s)|(?<!\s)[*_](?!\w)")
 
 CODE_LINES = 25  # longer code blocks stay in the evidence panel
+CLOSEST = 3  # passages shown under a gap: what the reader can check for themselves
 
 _SIGNPOST = re.compile(
     r"^(this|the present|the following) (document|page|section|report|chapter|guide|note|faq)\b"
@@ -75,19 +76,21 @@ _TIME = re.compile(
 )
 _PROPER = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b|\b[A-Z]{2,}\b")
 _ASKS_MONEY = re.compile(
-    r"\b(cost|costs|costing|price|priced|budget\w*|spend|spent|pay|paid|charge\w*|invest\w*|"
-    r"fund\w*|fee|fees|surcharge|premium|subsid\w*|grant|how much money)\b",
+    r"\b(cost|costs|costing|price|priced|pricing|budget\w*|spend|spent|charge[sd]?|fee|fees|"
+    r"surcharge|premium|subsid\w*|salary|salaries|wage|wages|reimburse\w*|invest\w*)\b"
+    r"|\bhow much (money|\w+ (do|does|did|will|would) \w+ (pay|earn|get|receive))\b"
+    r"|\bhow much .{0,40}\b(pay|paid|earn|charge|cost|spend)\b",
     re.IGNORECASE,
 )
 _ASKS_NUMBER = re.compile(
     r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat (share|percentage|proportion|"
-    r"fraction|number|amount|level|size|capacity|target)\b|\bpercent\w*"
-    r"|\b(status|http|exit|return|error) codes?\b|\bport\b|\bversion\b",
+    r"fraction|number|amount|level|size|capacity|limit|maximum|minimum)\b|\bpercent\w*"
+    r"|\b(status|http|exit|return|error) codes?\b|\bport\b",
     re.IGNORECASE,
 )
 _ASKS_TIME = re.compile(
-    r"\bwhen\b|\bwhat (date|year|day|month|time)\b|\bhow often\b|\bby when\b|"
-    r"\bdeadline\b|\bfrequen\w*",
+    r"\bwhen\b|\bwhat (date|year|day|month|time)\b|\bhow (often|frequently)\b|\bby when\b|"
+    r"\bdeadline\b",
     re.IGNORECASE,
 )
 _ASKS_NAME = re.compile(
@@ -290,11 +293,11 @@ class ExtractiveWriter:
         self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]
     ) -> Iterator[str]:
         chosen = self.select(part, brief, evidence)
-        if part.gap:
+        if part.gap and not (part.partial and chosen):
             yield f"{gap_sentence(part)}\n\n"
             if chosen:
                 yield "The closest passages found:\n\n"
-                for unit in chosen[:2]:
+                for unit in chosen[:CLOSEST]:
                     yield _bullet(_cite(unit.text, unit.evidence_id))
                 yield "\n"
             return
@@ -310,6 +313,8 @@ class ExtractiveWriter:
             yield _bullet(_cite(unit.text, unit.evidence_id))
         if rest:
             yield "\n"
+        if part.gap:  # answered in part: what was found first, then what was not
+            yield f"{gap_sentence(part)}\n\n"
 
     def _overview(
         self, part: Part, evidence: dict[int, Evidence], chosen: list[Unit]

@@ -9,6 +9,7 @@ act on; the traceback stays in the log and in run.json.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sqlite3
@@ -24,12 +25,18 @@ from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic, write_text_atomic
 from app.modules.evidence import CITATION, AnswerBrief, Evidence, Part, cited_ids
 from app.modules.llm.base import LLMError, WriterStopped
-from app.modules.llm.extractive import ExtractiveWriter, gap_sentence
+from app.modules.llm.extractive import (
+    ExtractiveWriter,
+    _answers,
+    answer_pattern,
+    gap_sentence,
+    split_units,
+)
 from app.modules.llm.factory import make_writer
 from app.modules.orchestrator.planner import plan_parts
 from app.modules.retrieval.index import Hit, IndexUnavailable, SectionIndex, index_path_for
 from app.modules.retrieval.retriever import Query, Ranked, coverage, rank, section_stems
-from app.modules.retrieval.text import STOPWORDS, is_generic, stem, stems, words
+from app.modules.retrieval.text import STOPWORDS, stem, stems, words
 from app.modules.run_logger import RunLogger, utc_now
 from app.modules.sql.database import QueryRefused, ReadOnlyDatabase, build_table_database
 from app.modules.sql.planner import plan_queries
@@ -38,12 +45,19 @@ Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
 ShouldStop = Callable[[], bool]
 
-# A part is a gap when the best evidence covers less than this share of its IDF-weighted
-# terms (ENGINE.md: a coverage threshold works across corpora; a BM25 cut-off does not).
-GAP_FILE_COVERAGE = 0.8
-GAP_SECTION_COVERAGE = 0.35
-GAP_FILES = 5
-GENERIC_WEIGHT = 0.15
+# A part is a gap when its best passage covers less than this share of its weighted terms
+# (IDF x specificity; ENGINE.md: a coverage threshold works across corpora, a BM25 cut-off
+# does not), or when a specific word of it (a name, a rare noun) is in no passage found.
+GAP_COVERAGE = 0.5
+GAP_PASSAGES = 6
+KEY_SPECIFICITY = 0.7
+PAIR_DISCOUNT = 0.9  # two sections of one file together: good, not as good as one
+# Covered at least this much and no specific word absent: answered in part, not missed.
+PARTIAL_COVERAGE = 0.4
+# A question that asks for a value (an amount, a date, a number) needs a few sentences that
+# hold such a value and cover this much of the question.
+GAP_TYPED = 0.5
+WINDOW_UNITS = 3
 MAX_EVIDENCE = 16
 NAME_WEIGHT = 1.6
 SQL_TABLE_ROWS_SHOWN = 25
@@ -238,7 +252,8 @@ def _answer(
             details["queries"] = len(sql_runs)
             details["rows"] = sum(len(e.rows) for e in evidence if e.kind == "sql")
 
-    _assess_gaps(index, parts, evidence, idf)
+    unknown = set(index.unknown_terms({t: f for p in parts for t, f in p.query.forms.items()}))
+    _assess_gaps(parts, evidence, idf, unknown)
 
     writer = make_writer(config, payload_log=_payload_log(config, run_dir))
     logger.data["engine"] = {
@@ -454,45 +469,97 @@ def _outline(
 
 
 def _assess_gaps(
-    index: SectionIndex, parts: list[Part], evidence: list[Evidence], idf: dict[str, float]
+    parts: list[Part], evidence: list[Evidence], idf: dict[str, float], unknown: set[str]
 ) -> None:
-    """Mark each part whose subject the evidence leaves uncovered.
+    """Mark each part whose subject the best passages leave uncovered.
 
-    Two views, because a question's words rarely all sit in one passage ("how far had it got
-    by the end of 2024" spreads over a report) while a word about something absent is
-    usually absent from the whole file: the best single piece of evidence must cover a fair
-    share of the IDF-weighted terms, and the best matching file must cover nearly all.
+    A term weighs its corpus IDF times its specificity, so a question's everyday words
+    ("put", "right now", "roughly") cannot make a gap while its nouns and names can.
+    Coverage is judged on the best passages (one section, or two sections of one file), not
+    on a whole file: a huge changelog holds almost every word. A specific word that no
+    document contains ("ferries", "kubernetes"), or a code name no passage found has
+    ("--older-than"), is a gap on its own.
     """
     by_id = {e.id: e for e in evidence}
     sql = [e for e in evidence if e.kind == "sql"]
-    idf = {t: w * (GENERIC_WEIGHT if is_generic(t) else 1.0) for t, w in idf.items()}
     for part in parts:
         terms = list(part.query.terms)
         if not terms:
             part.coverage, part.gap = 0.0, True
             continue
-        candidates = [by_id[i] for i in part.evidence_ids] + sql
-        best_section = max((coverage(terms, e.stems, idf) for e in candidates), default=0.0)
-        files = list(dict.fromkeys(e.path for e in candidates if e.path))[:GAP_FILES]
-        best_found: set[str] = set()
-        anywhere: set[str] = set()
-        best_file = 0.0
-        for found in [index.terms_in_file(p, part.query.forms) | set(stems(p)) for p in files] + [
-            set(item.stems) for item in sql
-        ]:
-            anywhere |= found
-            value = coverage(terms, found, idf)
-            if value > best_file:
-                best_file, best_found = value, found
-        part.coverage = round(best_file, 3)
-        part.section_coverage = round(best_section, 3)
-        # Name what no evidence mentions at all; if every word turns up somewhere, what the
-        # best file lacks (the words are there, but not together).
-        missing = [t for t in terms if t not in anywhere] or [
-            t for t in terms if t not in best_found
+        weights = {t: idf.get(t, 0.0) * part.query.specific.get(t, 1.0) for t in terms}
+        passages = [by_id[i] for i in part.evidence_ids[:GAP_PASSAGES]]
+        views = [_passage_stems(e) for e in passages] + [set(e.stems) for e in sql]
+        best = max((coverage(terms, v, weights) for v in views), default=0.0)
+        for first, second in itertools.combinations(range(len(passages)), 2):
+            if passages[first].path == passages[second].path:
+                pair = views[first] | views[second]
+                best = max(best, PAIR_DISCOUNT * coverage(terms, pair, weights))
+        # The words must also meet: a few sentences under their headings, not one word
+        # in each corner of a long section.
+        wanted = answer_pattern(part.text)
+        windows = [_window_coverage(terms, e, weights, wanted, part.text) for e in passages]
+        near = max([w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql])
+        typed = max([w[1] for w in windows] + [1.0 for _ in sql], default=0.0)
+        anywhere = set().union(*views) if views else set()
+        absent = [t for t in terms if t not in anywhere]
+        key_absent = [
+            t
+            for t in absent
+            if t in unknown and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
         ]
-        part.missing = _words_for(part, missing)
-        part.gap = best_file < GAP_FILE_COVERAGE or best_section < GAP_SECTION_COVERAGE
+        texts = " ".join(e.text.lower() for e in passages)
+        unknown_names = [
+            i for i in part.query.identifiers if _code_token(i) and _code_token(i) not in texts
+        ]
+        part.coverage = round(best, 3)
+        part.section_coverage = round(near, 3)
+        part.typed_coverage = round(typed, 3)
+        # Name what matters most first: the specific words no passage mentions.
+        missing = sorted(absent, key=lambda t: weights[t], reverse=True)
+        part.missing = unknown_names + _words_for(
+            part, [t for t in missing if t in key_absent] or missing[:2]
+        )
+        part.decisive = unknown_names + _words_for(part, key_absent)
+        part.absent = [
+            (part.query.words.get(t, t), part.query.specific.get(t, 1.0), t in unknown)
+            for t in absent
+        ]
+        part.gap = best < GAP_COVERAGE or typed < GAP_TYPED or bool(part.decisive)
+        part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
+
+
+def _code_token(identifier: str) -> str:
+    """The most specific token of a code span: the flag of "npm install --legacy-peer-deps"."""
+    tokens = identifier.split()
+    flags = [t for t in tokens if t.startswith("-") or "." in t or "_" in t]
+    return max(flags or tokens[-1:], key=len) if len(tokens) > 1 else identifier
+
+
+def _window_coverage(
+    terms: list[str],
+    item: Evidence,
+    weights: dict[str, float],
+    wanted: re.Pattern[str] | None,
+    question: str,
+) -> tuple[float, float]:
+    """The best coverage of a few consecutive sentences, list items or rows in context,
+    and the best among windows that hold the kind of value asked for (1.0 if none is asked).
+    """
+    context = set(stems(f"{item.path} {item.heading_path}"))
+    pieces = [text for text, _, _ in split_units(item.text)] or [""]
+    units = [set(stems(text)) for text in pieces]
+    best = typed = 0.0
+    for start in range(len(units)):
+        value = coverage(terms, context.union(*units[start : start + WINDOW_UNITS]), weights)
+        best = max(best, value)
+        if wanted is None or _answers(wanted, " ".join(pieces[start : start + WINDOW_UNITS]), question):
+            typed = max(typed, value)
+    return best, typed
+
+
+def _passage_stems(item: Evidence) -> set[str]:
+    return set(item.stems) | set(stems(item.path or ""))
 
 
 def _words_for(part: Part, missing_stems: list[str]) -> list[str]:

@@ -78,10 +78,47 @@ def _comparison_parts(text: str) -> list[str] | None:
     return [text[: pair.start()] + name + text[pair.end() :] for name in (first, second)]
 
 
+_IMPERATIVE = re.compile(
+    r"^(list|name|describe|explain|give|tell|show|compare|summari[sz]e|outline|find)\b", re.I
+)
+
+
+def _is_statement(sentence: str) -> bool:
+    """A sentence that sets the scene ("I deprecated a version by accident.") asks nothing."""
+    text = sentence.strip()
+    return (
+        bool(text)
+        and not text.endswith("?")
+        and not _IMPERATIVE.match(text)
+        and not re.match(rf"^({_QUESTION_START})\b", text, re.I)
+    )
+
+
+def _sentences(question: str) -> list[str]:
+    """The question's sentences, each scene-setting statement joined to the one after it."""
+    sentences: list[str] = []
+    pending = ""
+    for sentence in _SENTENCE_BREAK.split(question.strip()):
+        sentence = sentence.strip()
+        if not sentence:
+            continue
+        if _is_statement(sentence):
+            pending = f"{pending} {sentence}".strip()
+            continue
+        sentences.append(f"{pending} {sentence}".strip())
+        pending = ""
+    if pending:  # nothing but statements, or a statement last: it is what is asked about
+        if sentences:
+            sentences[-1] = f"{sentences[-1]} {pending}"
+        else:
+            sentences.append(pending)
+    return sentences
+
+
 def plan_parts(question: str) -> list[PlannedPart]:
     """The parts of ``question`` in order; a simple question is one part."""
     clauses: list[str] = []
-    for sentence in _SENTENCE_BREAK.split(question.strip()):
+    for sentence in _sentences(question):
         for raw in _CLAUSE_BREAK.split(sentence):
             clause = raw.strip(" ,;")
             if clause and content_terms(clause):

@@ -12,11 +12,16 @@ import hashlib
 import json
 import math
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from app.modules.documents.corpus import (
     MARKDOWN_SUFFIXES,
@@ -26,9 +31,20 @@ from app.modules.documents.corpus import (
     iter_files,
 )
 from app.modules.documents.sections import Section, split_markdown
+from app.modules.retrieval.embedding import Vectors, embed, from_blobs, to_blob
 from app.modules.retrieval.text import camel_parts
 
-SCHEMA_VERSION = "6"
+# Section vectors per index file, shared by the runs of this process: (generation, ids, rows).
+_vector_cache: dict[str, tuple[str, npt.NDArray[np.int64], Vectors]] = {}
+_vector_lock = threading.Lock()
+EMBED_CHARS = 1500
+
+
+def embedding_text(section: Section) -> str:
+    """What a section's vector is made of: where it sits, then the start of its text."""
+    return f"{section.title}. {' '.join(section.headings)}. {section.text[:EMBED_CHARS]}"
+
+SCHEMA_VERSION = "7"
 SCHEMA_USER_VERSION = int(SCHEMA_VERSION)
 
 # bm25() column weights: title, heading path, lead (front matter + first paragraph), body,
@@ -39,7 +55,7 @@ COLUMN_WEIGHTS = (4.0, 2.5, 0.8, 1.0, 1.0)
 _DROP = """
 DROP TABLE IF EXISTS sections_terms; DROP TABLE IF EXISTS sections_vocab;
 DROP TABLE IF EXISTS sections_fts; DROP TABLE IF EXISTS sections;
-DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS meta;
+DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS section_vectors;
 """
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,6 +71,7 @@ CREATE INDEX IF NOT EXISTS sections_by_path ON sections(path);
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_fts USING fts5(
     title, heading, lead, body, alias, tokenize = 'porter unicode61'
 );
+CREATE TABLE IF NOT EXISTS section_vectors(id INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_vocab USING fts5vocab(sections_fts, 'row');
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_terms USING fts5vocab(sections_fts, 'instance');
 """
@@ -144,13 +161,19 @@ class SectionIndex:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if self._meta("settings") != settings:
-                    for table in ("files", "sections", "sections_fts"):
+                    for table in ("files", "sections", "sections_fts", "section_vectors"):
                         self._db.execute(f"DELETE FROM {table}")
                     self._db.execute(
                         "INSERT OR REPLACE INTO meta(key, value) VALUES ('settings', ?)",
                         (settings,),
                     )
                 self._apply(on_disk, report, max_chars=max_chars, overlap_chars=overlap_chars)
+                # Readers keep the section vectors in memory; a new generation tells them
+                # (in this process or another) that the copy is stale.
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)",
+                    (uuid.uuid4().hex,),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -239,11 +262,16 @@ class SectionIndex:
             "DELETE FROM sections_fts WHERE rowid IN (SELECT id FROM sections WHERE path = ?)",
             (relative,),
         )
+        self._db.execute(
+            "DELETE FROM section_vectors WHERE id IN (SELECT id FROM sections WHERE path = ?)",
+            (relative,),
+        )
         self._db.execute("DELETE FROM sections WHERE path = ?", (relative,))
         self._db.execute("DELETE FROM files WHERE path = ?", (relative,))
 
-    def _insert(self, sections: Iterable[Section]) -> None:
-        for section in sections:
+    def _insert(self, sections: Sequence[Section]) -> None:
+        vectors = embed([embedding_text(s) for s in sections])
+        for section, vector in zip(sections, vectors, strict=True):
             cursor = self._db.execute(
                 "INSERT INTO sections(path, title, headings, line_start, line_end)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -267,6 +295,10 @@ class SectionIndex:
                     camel_parts(section.text),
                 ),
             )
+            self._db.execute(
+                "INSERT INTO section_vectors(id, vector) VALUES (?, ?)",
+                (cursor.lastrowid, to_blob(vector)),
+            )
 
     # ------------------------------------------------------------------ reading
     def search(self, query_words: Sequence[str], *, limit: int) -> list[Hit]:
@@ -284,6 +316,45 @@ class SectionIndex:
             (expression, limit),
         ).fetchall()
         return [self._hit(row, -float(row[8])) for row in rows]
+
+    def vectors(self) -> tuple[npt.NDArray[np.int64], Vectors]:
+        """Every section's id and unit vector, kept in memory until the index changes."""
+        generation = self._meta("generation") or ""
+        key = str(self.db_path)
+        with _vector_lock:
+            cached = _vector_cache.get(key)
+            if cached is not None and cached[0] == generation:
+                return cached[1], cached[2]
+        rows = self._db.execute("SELECT id, vector FROM section_vectors ORDER BY id").fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        matrix = from_blobs([r[1] for r in rows])
+        with _vector_lock:
+            _vector_cache[key] = (generation, ids, matrix)
+        return ids, matrix
+
+    def similar(self, vector: Vectors, *, limit: int) -> list[tuple[int, float]]:
+        """The ``limit`` sections nearest to ``vector`` (cosine), as (id, similarity)."""
+        ids, matrix = self.vectors()
+        if not len(ids):
+            return []
+        scores = matrix @ vector
+        top = np.argpartition(-scores, min(limit, len(ids) - 1))[:limit]
+        top = top[np.argsort(-scores[top])]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+
+    def sections(self, ids: Sequence[int]) -> list[Hit]:
+        """The sections with these ids, in the order given."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            "SELECT s.id, s.path, s.title, s.headings, s.line_start, s.line_end, f.lead, f.body"
+            " FROM sections AS s JOIN sections_fts AS f ON f.rowid = s.id"
+            f" WHERE s.id IN ({marks})",
+            list(ids),
+        ).fetchall()
+        by_id = {row[0]: self._hit(row, 0.0) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
 
     def file_sections(self, path: str) -> list[Hit]:
         """Every section of one file, in reading order."""
@@ -346,6 +417,11 @@ class SectionIndex:
                 [*terms, path],
             )
         }
+
+    def unknown_terms(self, forms: Mapping[str, Iterable[str]]) -> list[str]:
+        """The terms that no section contains in any of their forms."""
+        frequencies = self.document_frequencies(f for fs in forms.values() for f in fs)
+        return [t for t, fs in forms.items() if not any(frequencies.get(f, 0) for f in fs)]
 
     def idf(self, forms: Mapping[str, Iterable[str]]) -> dict[str, float]:
         """BM25-style inverse document frequency per term (rare terms weigh more).

@@ -15,19 +15,25 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import Hit, SectionIndex
+from app.modules.retrieval.specificity import specificity
 from app.modules.retrieval.text import (
     QUESTION_SCAFFOLD,
     STOPWORDS,
     fold,
     identifiers,
     index_forms,
+    stem,
     stems,
     variants,
     words,
 )
 
 CANDIDATES = 80
+DENSE_CANDIDATES = 40
+RRF_K = 40  # tuned on the dev halves (benchmarks/corpora), as is DENSE_WEIGHT
+DENSE_WEIGHT = 2.0  # the semantic ranking counts twice: it finds what other words name
 _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
 SAME_FILE_DAMPING = 0.72
 
@@ -43,6 +49,9 @@ class Query:
     names: tuple[str, ...] = ()  # stems of capitalised words: organisations, programmes, places
     identifiers: tuple[str, ...] = ()  # code-like names, matched verbatim ("--require-hashes")
     forms: dict[str, frozenset[str]] = field(default_factory=dict)  # term -> stems in the index
+    # term -> how much it says about the subject (0.1 phrasing .. 1.0 a name); see specificity
+    specific: dict[str, float] = field(default_factory=dict)
+    words: dict[str, str] = field(default_factory=dict)  # term -> the question's own word
 
     @classmethod
     def from_text(cls, text: str, *, extra: Sequence[str] = ()) -> Query:
@@ -56,6 +65,14 @@ class Query:
         # Borrowed context ("it" -> the organisation named before) helps find passages,
         # but the part's own names say what it is about.
         names = tuple(dict.fromkeys(stems(" ".join(capitalised))))
+        own: dict[str, str] = {}
+        specific: dict[str, float] = {}
+        for word in subject:
+            term = stem(word)
+            own.setdefault(term, word)
+            specific[term] = max(specific.get(term, 0.0), specificity(word))
+        for name in names:
+            specific[name] = 1.0  # a capitalised name is what the question is about
         return cls(
             text=text,
             match_words=tuple(dict.fromkeys(v for t in tokens for v in variants(t))),
@@ -68,6 +85,8 @@ class Query:
                 for term, found in index_forms(subject).items()
                 if term in terms
             },
+            specific={t: specific.get(t, 1.0) for t in terms},
+            words={t: own.get(t, t) for t in terms},
         )
 
 
@@ -108,12 +127,20 @@ def _adjacent(bigrams: Sequence[tuple[str, str]], tokens: Sequence[str]) -> floa
 
 
 def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) -> list[Ranked]:
-    """The ``k`` best sections for ``query``, diversified across files."""
+    """The ``k`` best sections for ``query``, diversified across files.
+
+    Two rankings are fused by reciprocal rank: the lexical one (BM25 candidates re-scored
+    for coverage, adjacency and code names) and the semantic one (nearest section vectors),
+    so that a question in words the documents do not use still finds its section.
+    """
     hits = index.search(query.match_words, limit=CANDIDATES)
+    dense = index.similar(embed([query.text])[0], limit=DENSE_CANDIDATES) if query.text else []
+    known = {h.id for h in hits}
+    hits += index.sections([i for i, _ in dense if i not in known])
     if not hits:
         return []
     best_bm25 = max(h.bm25 for h in hits) or 1.0
-    scored: list[tuple[Hit, float, float, frozenset[str]]] = []
+    lexical: list[tuple[Hit, float, float, frozenset[str]]] = []
     for hit in hits:
         tokens = section_stems(hit)
         found = frozenset(t for t in query.terms if t in set(tokens))
@@ -127,7 +154,17 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
                 0.3 if i in heading else 0.1 if i in body else 0.0 for i in query.identifiers
             ]
             score += sum(found_in) / len(query.identifiers)
-        scored.append((hit, score, cov, found))
+        lexical.append((hit, score, cov, found))
+    lexical.sort(key=lambda item: item[1], reverse=True)
+    semantic = {section_id: position for position, (section_id, _) in enumerate(dense)}
+    fused: list[tuple[Hit, float, float, frozenset[str]]] = []
+    for position, (hit, _, cov, found) in enumerate(lexical):
+        score = 1 / (RRF_K + position)
+        if hit.id in semantic:
+            score += DENSE_WEIGHT / (RRF_K + semantic[hit.id])
+        fused.append((hit, score, cov, found))
+    top = max(item[1] for item in fused)
+    scored = [(hit, score / top, cov, found) for hit, score, cov, found in fused]
 
     by_file: dict[str, list[float]] = defaultdict(list)
     for hit, score, _, _ in scored:

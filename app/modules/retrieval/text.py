@@ -52,8 +52,21 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+_NEGATION = re.compile(r"\b(?:(wo)|(ca)|(sha)|(\w+))n['’]t\b", re.IGNORECASE)
+
+
+def _expand_negation(match: re.Match[str]) -> str:
+    word = "will" if match.group(1) else "can" if match.group(2) else "shall" if match.group(3) else match.group(4)
+    return f"{word} not"
+
+
 def words(text: str) -> list[str]:
-    """Folded tokens; ``EcoDrive`` and ``maxRetries`` also yield their parts."""
+    """Folded tokens; ``EcoDrive`` and ``maxRetries`` also yield their parts.
+
+    "haven't" is "have not", not the words "haven" and "t".
+    """
+    if "'" in text or "’" in text:
+        text = _NEGATION.sub(_expand_negation, text)
     return _WORD.findall(fold(split_camel(text)))
 
 
