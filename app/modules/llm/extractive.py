@@ -54,6 +54,8 @@ _MARKUP = re.compile(r"\*\*|__|(?<!\w)[*_](?!\s)|(?<!\s)[*_](?!\w)")
 
 CODE_LINES = 25  # longer code blocks stay in the evidence panel
 CLOSEST = 3  # passages shown under a gap: what the reader can check for themselves
+SECTION_PRIOR = 0.5  # how much the retrieval rank of a unit's section counts
+MIN_FRAMED = 0.1  # a unit read in its context must cover at least this much of the question
 
 _SIGNPOST = re.compile(
     r"^(this|the present|the following) (document|page|section|report|chapter|guide|note|faq)\b"
@@ -207,8 +209,8 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
             if header is None:
                 header = cells
             else:
-                pairs = [f"{h}: {c}" if h else c for h, c in zip(header, cells, strict=False) if c]
-                add("; ".join(pairs), "row")
+                # A row reads best as a small table under its header, not as "Year: 2023; ...".
+                add(_table([header, cells]), "row")
             continue
         header = None
         item = _LIST_ITEM.match(line)
@@ -229,18 +231,79 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
         paragraph.append(stripped.lstrip("> ").strip())
         last_kind = "paragraph"
     flush()
-    return [u for u in units if len(u[0]) > 2]
+    return _with_lists([u for u in units if len(u[0]) > 2])
+
+
+LIST_ITEMS = 8  # items that travel with the sentence that introduces them
+
+
+def _with_lists(units: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """A sentence ending in ":" is incomplete without its list: give it the items after it.
+
+    The items stay units of their own too; a reader never sees both, because the writer
+    drops a unit whose words another chosen unit already holds.
+    """
+    out = list(units)
+    for index, (text, kind, block) in enumerate(units):
+        if kind != "sentence" or not text.rstrip().endswith(":") or "\n" in text:
+            continue
+        items = []
+        for following, following_kind, following_block in units[index + 1 :]:
+            if following_kind != "item" or (items and following_block != items[0][1]):
+                break
+            items.append((following, following_block))
+        if items:
+            listed = "\n".join(f"- {item}" for item, _ in items[:LIST_ITEMS])
+            out[index] = (f"{text}\n{listed}", kind, block)
+    return out
+
+
+def _table(rows: list[list[str]]) -> str:
+    header, *body = rows
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
 
 
 def _cite(text: str, evidence_id: int) -> str:
     text = text.rstrip()
     marker = f" [{evidence_id}]"
-    if "\n" in text:  # a sentence with its code block: cite the sentence, keep the code
+    if text.startswith("|"):  # a table row: the citation goes in its last cell
+        return text[: text.rstrip("|").rstrip().__len__()] + f"{marker} |"
+    if "\n" in text:  # a sentence with its code block or list: cite the sentence, keep the rest
         sentence, code = text.split("\n", 1)
         return f"{_cite(sentence, evidence_id)}\n\n{code}"
     if text.endswith((".", "!", "?")) and not text.endswith("..."):
         return f"{text[:-1]}{marker}{text[-1]}"
     return f"{text}{marker}"
+
+
+def _points(units: list[Unit]) -> Iterator[str]:
+    """Supporting units as a bullet list; table rows as tables (rows of one table merged)."""
+    bullets: list[str] = []
+    index = 0
+    while index < len(units):
+        unit = units[index]
+        if unit.kind != "row":
+            bullets.append(_bullet(_cite(unit.text, unit.evidence_id)))
+            index += 1
+            continue
+        if bullets:
+            yield "".join(bullets) + "\n"
+            bullets = []
+        header, rows = unit.text.split("\n", 2)[:2], [unit.text.split("\n", 2)[2]]
+        index += 1
+        while (
+            index < len(units)
+            and units[index].kind == "row"
+            and units[index].evidence_id == unit.evidence_id
+            and units[index].text.split("\n", 2)[:2] == header
+        ):
+            rows.append(units[index].text.split("\n", 2)[2])
+            index += 1
+        yield _cite("\n".join([*header, *rows]), unit.evidence_id) + "\n\n"
+    if bullets:
+        yield "".join(bullets) + "\n"
 
 
 def _bullet(text: str) -> str:
@@ -297,9 +360,7 @@ class ExtractiveWriter:
             yield f"{gap_sentence(part)}\n\n"
             if chosen:
                 yield "The closest passages found:\n\n"
-                for unit in chosen[:CLOSEST]:
-                    yield _bullet(_cite(unit.text, unit.evidence_id))
-                yield "\n"
+                yield from _points(chosen[:CLOSEST])
             return
         if not chosen:
             yield f"{gap_sentence(part)}\n\n"
@@ -309,10 +370,7 @@ class ExtractiveWriter:
             return
         lead, *rest = chosen
         yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
-        for unit in rest:
-            yield _bullet(_cite(unit.text, unit.evidence_id))
-        if rest:
-            yield "\n"
+        yield from _points(rest)
         if part.gap:  # answered in part: what was found first, then what was not
             yield f"{gap_sentence(part)}\n\n"
 
@@ -373,11 +431,22 @@ class ExtractiveWriter:
             if part.query.names
             else set()
         )
+        # A name that titles or files some of the evidence ("Northwind" in
+        # northwind/targets.md) is the subject: a passage that never mentions it is about
+        # another organisation or product, however many other words it shares.
+        subject = {
+            n
+            for n in part.query.names
+            for i in section_ids
+            if n in set(stems(f"{evidence[i].path} {evidence[i].title}"))
+        }
         scored: list[tuple[float, Unit, set[str]]] = []
         for rank, evidence_id in enumerate(section_ids):
             item = evidence[evidence_id]
             context = set(stems(f"{item.path} {item.title} {item.heading_path}"))
             in_view = context | set(stems(item.text))
+            if subject and not subject & in_view:
+                continue
             names_here = bool(names & in_view)
             any_name_here = not part.query.names or bool(set(part.query.names) & in_view)
             units = split_units(item.text)
@@ -391,13 +460,16 @@ class ExtractiveWriter:
                     if kind != "sentence" and index > 0:
                         block_stems[block] |= unit_stems[index - 1]
                 block_stems[block] |= unit_stems[index]
+            question_stems = set(terms)
             for position, (text, kind, block) in enumerate(units):
                 own = unit_stems[position]
-                direct = coverage(terms, own, brief.idf)
-                framed = coverage(terms, own | context, brief.idf)
+                intro = block_stems[block] if kind != "sentence" else own
                 topic = block_stems[units[0][2]]  # a section's opening names its subject
-                chained = coverage(terms, block_stems[block] | topic | context, brief.idf)
-                if chained < 0.3 or (direct == 0 and kind == "sentence" and chained < 0.5):
+                # What the unit says itself, and what it says read under its heading, after
+                # the sentence that introduces its list and the section's opening.
+                direct = coverage(terms, own, brief.idf)
+                framed = coverage(terms, own | intro | topic | context, brief.idf)
+                if framed < MIN_FRAMED or (direct == 0 and kind == "sentence"):
                     continue
                 plain = _MARKUP.sub("", text)
                 n_words = len(plain.split())
@@ -407,22 +479,24 @@ class ExtractiveWriter:
                 score = (
                     0.3 * asked
                     + 0.15 * direct
-                    + 0.05 * framed
-                    + 0.3 * chained
-                    + 0.2 * (item.score / top_score)
+                    + 0.35 * framed
+                    + SECTION_PRIOR * (item.score / top_score)
                 )
-                score += 0.08 if _SPECIFIC.search(plain) else 0.0
-                score += 0.03 if _NAME.search(plain) else 0.0
+                score += 0.05 if _SPECIFIC.search(plain) else 0.0
                 if part.query.identifiers:
                     lowered = text.lower()
                     hits = sum(i in lowered for i in part.query.identifiers)
                     score += 0.2 * hits / len(part.query.identifiers)
                 if wanted is not None and _answers(wanted, plain, part.text):
                     score += 0.15  # the kind of thing asked for: an amount, a date, a name
-                score -= 0.02 * rank  # earlier evidence is better evidence
-                if n_words < 5 and kind == "sentence":
+                # A sentence that only restates the question answers nothing.
+                content = set(content_terms(plain))
+                if content and len(content - question_stems) / len(content) < 0.3:
                     score -= 0.15
-                if n_words > 70:
+                score -= 0.02 * rank  # earlier evidence is better evidence
+                if n_words < 4 and kind == "sentence":
+                    score -= 0.15
+                if n_words > 70 and "\n" not in text:
                     score -= 0.1
                 if names and not names_here:
                     # About some other organisation or programme than the one asked about;
@@ -434,6 +508,7 @@ class ExtractiveWriter:
                 unit = Unit(text=text, kind=kind, evidence_id=evidence_id, position=position)
                 scored.append((score, unit, set(content_terms(plain))))
         scored.sort(key=lambda s: s[0], reverse=True)
+        self._debug = scored  # DEBUG-REMOVE
         if not scored:
             return []
         broad = bool(BROAD_WORDS & set(part.text.lower().split()))

@@ -263,7 +263,13 @@ def _answer(
         "retrieval": "sqlite-fts5-bm25",
     }
     progress.stage("write", f"Writing the answer ({writer.name})")
-    brief = AnswerBrief(question=question, parts=parts, evidence=evidence, idf=idf)
+    # What the writer weighs a question's words by: rare in the documents and specific in
+    # English ("salary", "Northwind"), not everyday phrasing ("put", "right now").
+    weights = {
+        t: w * max((p.query.specific.get(t, 0.0) for p in parts), default=1.0)
+        for t, w in idf.items()
+    }
+    brief = AnswerBrief(question=question, parts=parts, evidence=evidence, idf=weights)
     with logger.step("write") as details:
         try:
             body = writer.write(brief, on_delta=progress.delta, should_stop=progress.stop_requested)

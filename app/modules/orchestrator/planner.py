@@ -131,14 +131,27 @@ def plan_parts(question: str) -> list[PlannedPart]:
 
     parts: list[PlannedPart] = []
     previous_names: list[str] = []
+    previous_subject: list[str] = []
     for clause in clauses:
         names = _names(clause)
-        context: tuple[str, ...] = ()
+        own = {w.lower() for w in words(clause)}
+        borrowed: list[str] = []
         if previous_names and (not names or _PRONOUN.search(clause)):
-            own = {w.lower() for w in words(clause)}
-            context = tuple(
-                w for w in dict.fromkeys(words(" ".join(previous_names))) if w not in own
-            )
+            borrowed = words(" ".join(previous_names))
+        elif _PRONOUN.search(clause) and not names:
+            # "... parental leave, and how long do I stay after I use it?": "it" is the
+            # subject of the clause before.
+            borrowed = previous_subject
+        context = tuple(w for w in dict.fromkeys(borrowed) if w not in own)
         parts.append(PlannedPart(clause, context, is_broad(clause)))
         previous_names = names or previous_names
+        previous_subject = [
+            w for w in words(clause) if w not in STOPWORDS and w not in _SCAFFOLD
+        ] or previous_subject
     return parts
+
+
+# Words that say how a thing is asked, not what it is about (never borrowed as a subject).
+_SCAFFOLD = frozenset(
+    "many much long often get got do does did need want use used make made take".split()
+)

@@ -342,6 +342,17 @@ class SectionIndex:
         top = top[np.argsort(-scores[top])]
         return [(int(ids[i]), float(scores[i])) for i in top]
 
+    def similarities(self, vector: Vectors, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine similarity of ``vector`` to each of these sections (0 for unknown ids)."""
+        all_ids, matrix = self.vectors()
+        if not len(all_ids) or not ids:
+            return dict.fromkeys(ids, 0.0)
+        wanted = np.asarray(ids, dtype=np.int64)
+        rows = np.clip(np.searchsorted(all_ids, wanted), 0, len(all_ids) - 1)
+        found = all_ids[rows] == wanted
+        scores = matrix[rows] @ vector
+        return {int(i): float(s) if ok else 0.0 for i, s, ok in zip(wanted, scores, found, strict=True)}
+
     def sections(self, ids: Sequence[int]) -> list[Hit]:
         """The sections with these ids, in the order given."""
         if not ids:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.modules.retrieval.embedding import embed
+from app.modules.retrieval.embedding import Vectors, embed
 from app.modules.retrieval.index import Hit, SectionIndex
 from app.modules.retrieval.specificity import specificity
 from app.modules.retrieval.text import (
@@ -32,6 +32,8 @@ from app.modules.retrieval.text import (
 
 CANDIDATES = 80
 DENSE_CANDIDATES = 40
+EXPAND_FILES = 2  # the best files whose every section is weighed against its siblings
+EXPAND_MARGIN = 0.9  # a sibling joins when it is nearly as good as the file's best found
 RRF_K = 40  # tuned on the dev halves (benchmarks/corpora), as is DENSE_WEIGHT
 DENSE_WEIGHT = 2.0  # the semantic ranking counts twice: it finds what other words name
 _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
@@ -126,6 +128,55 @@ def _adjacent(bigrams: Sequence[tuple[str, str]], tokens: Sequence[str]) -> floa
     return near / len(bigrams)
 
 
+def _local(query: Query, idf: dict[str, float], hit: Hit, similarity: float) -> float:
+    """How well one section of a file answers, judged against the file's other sections."""
+    found = set(section_stems(hit))
+    return 0.5 * coverage(query.terms, found, idf) + 0.5 * max(similarity, 0.0)
+
+
+def _within_best_files(
+    index: SectionIndex,
+    query: Query,
+    idf: dict[str, float],
+    vector: Vectors,
+    ranked: list[Ranked],
+    file_strength: dict[str, float],
+) -> list[Ranked]:
+    """Sections of the best matching files that the first rankings missed or placed low.
+
+    The right page is usually found; its key section may still be missing when other
+    pages share more words with the question ("Slack records" for "why can't I delete my
+    Slack messages"). Every section of the best files is scored against its siblings, and
+    one that beats the file's best-placed section takes a place next to it (``ranked`` is
+    updated in place; new sections are returned).
+    """
+    position = {r.hit.id: i for i, r in enumerate(ranked)}
+    extra: list[Ranked] = []
+    best_files = sorted(file_strength, key=lambda p: file_strength[p], reverse=True)[:EXPAND_FILES]
+    for path in best_files:
+        siblings = index.file_sections(path)
+        if len(siblings) < 2:
+            continue
+        similarity = index.similarities(vector, [h.id for h in siblings])
+        local = {h.id: _local(query, idf, h, similarity[h.id]) for h in siblings}
+        found_here = [r for r in ranked if r.hit.section.path == path]
+        anchor = max(found_here, key=lambda r: r.score)
+        anchor_local = local.get(anchor.hit.id, 0.0) or 1.0
+        for hit in siblings:
+            if hit.id == anchor.hit.id or local[hit.id] <= anchor_local * EXPAND_MARGIN:
+                continue
+            score = anchor.score * min(local[hit.id] / anchor_local, 1.05)
+            if hit.id in position:
+                old = ranked[position[hit.id]]
+                if score > old.score:
+                    ranked[position[hit.id]] = Ranked(old.hit, score, old.coverage, old.matched)
+                continue
+            tokens = set(section_stems(hit))
+            found = frozenset(t for t in query.terms if t in tokens)
+            extra.append(Ranked(hit, score, coverage(query.terms, found, idf), found))
+    return extra
+
+
 def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) -> list[Ranked]:
     """The ``k`` best sections for ``query``, diversified across files.
 
@@ -134,7 +185,8 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
     so that a question in words the documents do not use still finds its section.
     """
     hits = index.search(query.match_words, limit=CANDIDATES)
-    dense = index.similar(embed([query.text])[0], limit=DENSE_CANDIDATES) if query.text else []
+    vector = embed([query.text])[0]
+    dense = index.similar(vector, limit=DENSE_CANDIDATES) if query.text else []
     known = {h.id for h in hits}
     hits += index.sections([i for i, _ in dense if i not in known])
     if not hits:
@@ -174,19 +226,12 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
         for path, scores in by_file.items()
     }
     strongest = max(file_strength.values()) or 1.0
-    ranked = sorted(
-        (
-            Ranked(
-                hit,
-                0.8 * score + 0.2 * file_strength[hit.section.path] / strongest,
-                cov,
-                found,
-            )
-            for hit, score, cov, found in scored
-        ),
-        key=lambda r: r.score,
-        reverse=True,
-    )
+    ranked = [
+        Ranked(hit, 0.8 * score + 0.2 * file_strength[hit.section.path] / strongest, cov, found)
+        for hit, score, cov, found in scored
+    ]
+    ranked += _within_best_files(index, query, idf, vector, ranked, file_strength)
+    ranked.sort(key=lambda r: r.score, reverse=True)
 
     chosen: list[Ranked] = []
     per_file: dict[str, int] = defaultdict(int)

@@ -207,7 +207,15 @@ _IDENTIFIER = re.compile(
 )
 
 
+# Latin abbreviations look like dotted names ("i.e", "e.g") but name no code.
+_NOT_IDENTIFIERS = frozenset({"i.e", "e.g", "etc", "vs", "a.m", "p.m", "u.s", "cf"})
+
+
 def identifiers(text: str) -> list[str]:
     """Code-like names in ``text``, lower-cased, without the backticks."""
     found = [next(g for g in m.groups() if g) for m in _IDENTIFIER.finditer(text)]
-    return list(dict.fromkeys(f.lower() for f in found if len(f) > 2))
+    return list(
+        dict.fromkeys(
+            f.lower() for f in found if len(f) > 2 and f.lower().strip(".") not in _NOT_IDENTIFIERS
+        )
+    )
