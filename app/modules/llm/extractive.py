@@ -55,7 +55,10 @@ _MARKUP = re.compile(r"\*\*|__|(?<!\w)[*_](?!\s)|(?<!\s)[*_](?!\w)")
 CODE_LINES = 25  # longer code blocks stay in the evidence panel
 CLOSEST = 3  # passages shown under a gap: what the reader can check for themselves
 SECTION_PRIOR = 0.5  # how much the retrieval rank of a unit's section counts
-MIN_FRAMED = 0.1  # a unit read in its context must cover at least this much of the question
+MIN_FRAMED = 0.1
+LEAD_VALUE_SHARE = 0.8  # a unit holding the value asked for leads if it scores this near the top
+FLOOR = 0.6  # supporting units score at least this share of the lead's score
+BROAD_FLOOR = 0.5  # a unit read in its context must cover at least this much of the question
 
 _SIGNPOST = re.compile(
     r"^(this|the present|the following) (document|page|section|report|chapter|guide|note|faq)\b"
@@ -440,7 +443,12 @@ class ExtractiveWriter:
             for i in section_ids
             if n in set(stems(f"{evidence[i].path} {evidence[i].title}"))
         }
-        scored: list[tuple[float, Unit, set[str]]] = []
+        # Names that folders of the evidence carry (northwind/, verdant/): the organisations
+        # or products a collection is organised by.
+        entities = {
+            n for i in section_ids for n in _entity_stems("", path=_folders(evidence[i].path))
+        } | set(subject)
+        scored: list[tuple[float, Unit, set[str], bool]] = []
         for rank, evidence_id in enumerate(section_ids):
             item = evidence[evidence_id]
             context = set(stems(f"{item.path} {item.title} {item.heading_path}"))
@@ -469,8 +477,13 @@ class ExtractiveWriter:
                 # the sentence that introduces its list and the section's opening.
                 direct = coverage(terms, own, brief.idf)
                 framed = coverage(terms, own | intro | topic | context, brief.idf)
-                if framed < MIN_FRAMED or (direct == 0 and kind == "sentence"):
+                if framed < MIN_FRAMED:
                     continue
+                if subject and not subject & (context | block_stems[block]):
+                    continue  # neither its heading nor its paragraph names what is asked about
+                others = _entity_stems(text) & entities
+                if subject and others and not others & subject:
+                    continue  # about another organisation or product the documents cover
                 plain = _MARKUP.sub("", text)
                 n_words = len(plain.split())
                 # What is asked about (the names) may sit in the heading or the paragraph;
@@ -506,17 +519,25 @@ class ExtractiveWriter:
                 if _SIGNPOST.match(plain):
                     score -= 0.25  # "This document sets out ..." is about the text itself
                 unit = Unit(text=text, kind=kind, evidence_id=evidence_id, position=position)
-                scored.append((score, unit, set(content_terms(plain))))
+                typed = wanted is not None and _answers(wanted, plain, part.text)
+                scored.append((score, unit, set(content_terms(plain)), typed))
         scored.sort(key=lambda s: s[0], reverse=True)
-        self._debug = scored  # DEBUG-REMOVE
+        # Answer first: when a value is asked for, the lead is a strong unit that holds one.
+        lead = next(
+            (s for s in scored if s[3] and s[0] >= LEAD_VALUE_SHARE * scored[0][0]), None
+        )
+        if lead is not None:
+            scored.remove(lead)
+            scored.insert(0, (scored[0][0] if scored else lead[0], *lead[1:]))
+        self._debug = [(a, b, c) for a, b, c, _ in scored]  # DEBUG-REMOVE
         if not scored:
             return []
         broad = bool(BROAD_WORDS & set(part.text.lower().split()))
         limit = self.broad_points if broad else self.max_points
-        floor = scored[0][0] * (0.45 if broad else 0.6)
+        floor = scored[0][0] * (BROAD_FLOOR if broad else FLOOR)
         chosen: list[tuple[Unit, set[str]]] = []
         per_section: dict[int, int] = {}
-        for score, unit, bag in scored:
+        for score, unit, bag, _ in scored:
             if len(chosen) >= limit or score < floor:
                 break
             if per_section.get(unit.evidence_id, 0) >= (2 if broad else 3):
@@ -526,6 +547,30 @@ class ExtractiveWriter:
             chosen.append((unit, bag))
             per_section[unit.evidence_id] = per_section.get(unit.evidence_id, 0) + 1
         return [unit for unit, _ in chosen]
+
+
+# A capitalised word that does not start a sentence.
+_ENTITY = re.compile(r"(?<![.!?:]\s)(?<!^)(?<!\n)\b[A-Z][\w'’&-]*")
+
+
+def _folders(path: str | None) -> str:
+    return path.rsplit("/", 1)[0] if path and "/" in path else ""
+
+
+def _entity_stems(text: str, *, path: str = "") -> set[str]:
+    """Stems of the capitalised words of ``text`` and of a path's folder and file names."""
+    found = _ENTITY.findall(text) + re.split(r"[\s/._-]+", path)
+    return {s for s in stems(" ".join(found)) if len(s) > 2 and s not in _COMMON_CAPITALISED}
+
+
+# Capitalised for other reasons than naming something: sentence starts, titles' words.
+_COMMON_CAPITALISED = frozenset(
+    stems(
+        "the a an this that these those our we you your it its in on for to of and or but if "
+        "when what how why who which where md faq readme index guide report plan policy "
+        "strategy overview introduction summary appendix programme program progress"
+    )
+)
 
 
 def _similar(a: set[str], b: set[str]) -> bool:
