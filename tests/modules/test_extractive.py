@@ -19,7 +19,7 @@ class TestSplitUnits:
             ("It starts in 2025 (e.g. Phase 1 first).", "sentence"),
             ("Solar roofs on 38 schools", "item"),
             ("Heat pumps", "item"),
-            ("Year: 2025; Budget: EUR 2 million", "row"),
+            ("| Year | Budget |\n|---|---|\n| 2025 | EUR 2 million |", "row"),
         ]
 
     def test_code_travels_with_the_sentence_that_introduces_it(self) -> None:

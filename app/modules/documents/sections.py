@@ -46,8 +46,13 @@ _FRONT_MATTER_KEYS = ("description", "summary", "abstract", "tags", "keywords")
 _INLINE_MARKUP = re.compile(r"[*_`]+|\[([^\]]*)\]\([^)]*\)|<[^>]+>")
 
 
+# "## CORS { #cors }" or "### Flags {#flags}": an anchor for the site generator, not for people.
+_HEADING_ATTRIBUTES = re.compile(r"\s*\{\s*[#.][^{}]*\}\s*$")
+
+
 def _clean_heading(raw: str) -> str:
-    text = _INLINE_MARKUP.sub(lambda m: m.group(1) or "", raw)
+    text = _HEADING_ATTRIBUTES.sub("", raw)
+    text = _INLINE_MARKUP.sub(lambda m: m.group(1) or "", text)
     return " ".join(text.split()).strip("#").strip()
 
 

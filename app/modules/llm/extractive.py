@@ -250,7 +250,7 @@ def _with_lists(units: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]
     for index, (text, kind, block) in enumerate(units):
         if kind != "sentence" or not text.rstrip().endswith(":") or "\n" in text:
             continue
-        items = []
+        items: list[tuple[str, int]] = []
         for following, following_kind, following_block in units[index + 1 :]:
             if following_kind != "item" or (items and following_block != items[0][1]):
                 break
@@ -523,13 +523,10 @@ class ExtractiveWriter:
                 scored.append((score, unit, set(content_terms(plain)), typed))
         scored.sort(key=lambda s: s[0], reverse=True)
         # Answer first: when a value is asked for, the lead is a strong unit that holds one.
-        lead = next(
-            (s for s in scored if s[3] and s[0] >= LEAD_VALUE_SHARE * scored[0][0]), None
-        )
+        lead = next((s for s in scored if s[3] and s[0] >= LEAD_VALUE_SHARE * scored[0][0]), None)
         if lead is not None:
             scored.remove(lead)
             scored.insert(0, (scored[0][0] if scored else lead[0], *lead[1:]))
-        self._debug = [(a, b, c) for a, b, c, _ in scored]  # DEBUG-REMOVE
         if not scored:
             return []
         broad = bool(BROAD_WORDS & set(part.text.lower().split()))

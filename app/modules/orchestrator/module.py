@@ -272,7 +272,12 @@ def _answer(
     brief = AnswerBrief(question=question, parts=parts, evidence=evidence, idf=weights)
     with logger.step("write") as details:
         try:
-            body = writer.write(brief, on_delta=progress.delta, should_stop=progress.stop_requested)
+            if isinstance(writer, ExtractiveWriter):
+                body = _write_numbered(writer, brief, sql_runs, progress)
+            else:
+                body = writer.write(
+                    brief, on_delta=progress.delta, should_stop=progress.stop_requested
+                )
         except WriterStopped as exc:
             raise _Stopped from exc
         except LLMError as exc:
@@ -353,6 +358,48 @@ def _answer(
         gaps=[p.text for p in gaps],
         evidence_count=len(evidence),
     )
+
+
+def _write_numbered(
+    writer: ExtractiveWriter,
+    brief: AnswerBrief,
+    sql_runs: list[dict[str, Any]],
+    progress: _Progress,
+) -> str:
+    """The offline answer with its evidence renumbered 1..n in order of first citation.
+
+    A reader follows [1], [2], [3] down the page; numbers that skip (1, 2, 7) look like
+    missing sources. The offline writer composes in milliseconds, so the whole answer is
+    composed, renumbered, and then streamed.
+    """
+    pieces = list(writer.compose(brief))
+    order = list(dict.fromkeys(n for piece in pieces for n in cited_ids(piece)))
+    known = {e.id for e in brief.evidence}
+    order = [n for n in order if n in known]
+    order += [e.id for e in brief.evidence if e.id not in order]
+    mapping = {old: new for new, old in enumerate(order, start=1)}
+    for item in brief.evidence:
+        item.id = mapping[item.id]
+    brief.evidence.sort(key=lambda e: e.id)
+    for part in brief.parts:
+        part.evidence_ids = [mapping[i] for i in part.evidence_ids]
+        part.outline = [(mapping[i], heading) for i, heading in part.outline]
+    for run in sql_runs:
+        if "evidence_id" in run:
+            run["evidence_id"] = mapping[run["evidence_id"]]
+    body = ""
+    for piece in pieces:
+        if progress.stop_requested():
+            raise _Stopped
+        numbered = CITATION.sub(lambda m: _renumbered(m, mapping), piece)
+        progress.delta(numbered)
+        body += numbered
+    return body
+
+
+def _renumbered(match: re.Match[str], mapping: dict[int, int]) -> str:
+    numbers = [int(n) for n in re.findall(r"\d+", match.group(1))]
+    return "".join(f"[{mapping.get(n, n)}]" for n in numbers)
 
 
 def _retrieve(
@@ -496,6 +543,7 @@ def _assess_gaps(
         weights = {t: idf.get(t, 0.0) * part.query.specific.get(t, 1.0) for t in terms}
         passages = [by_id[i] for i in part.evidence_ids[:GAP_PASSAGES]]
         views = [_passage_stems(e) for e in passages] + [set(e.stems) for e in sql]
+        anywhere = set().union(*views) if views else set()
         best = max((coverage(terms, v, weights) for v in views), default=0.0)
         for first, second in itertools.combinations(range(len(passages)), 2):
             if passages[first].path == passages[second].path:
@@ -506,13 +554,15 @@ def _assess_gaps(
         wanted = answer_pattern(part.text)
         windows = [_window_coverage(terms, e, weights, wanted, part.text) for e in passages]
         near = max([w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql])
-        typed = max([w[1] for w in windows] + [1.0 for _ in sql], default=0.0)
-        anywhere = set().union(*views) if views else set()
+        # Only a question that asks for a value is held to holding one.
+        typed = (
+            max([w[1] for w in windows] + [1.0 for _ in sql], default=0.0)
+            if wanted is not None
+            else 1.0
+        )
         absent = [t for t in terms if t not in anywhere]
         key_absent = [
-            t
-            for t in absent
-            if t in unknown and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
+            t for t in absent if t in unknown and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
         ]
         texts = " ".join(e.text.lower() for e in passages)
         unknown_names = [
@@ -559,7 +609,9 @@ def _window_coverage(
     for start in range(len(units)):
         value = coverage(terms, context.union(*units[start : start + WINDOW_UNITS]), weights)
         best = max(best, value)
-        if wanted is None or _answers(wanted, " ".join(pieces[start : start + WINDOW_UNITS]), question):
+        if wanted is None or _answers(
+            wanted, " ".join(pieces[start : start + WINDOW_UNITS]), question
+        ):
             typed = max(typed, value)
     return best, typed
 

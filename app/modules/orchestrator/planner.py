@@ -98,8 +98,8 @@ def _sentences(question: str) -> list[str]:
     """The question's sentences, each scene-setting statement joined to the one after it."""
     sentences: list[str] = []
     pending = ""
-    for sentence in _SENTENCE_BREAK.split(question.strip()):
-        sentence = sentence.strip()
+    for raw in _SENTENCE_BREAK.split(question.strip()):
+        sentence = raw.strip()
         if not sentence:
             continue
         if _is_statement(sentence):

@@ -56,7 +56,7 @@ def _load() -> WordLlamaInference:
                 tokenizer = Tokenizer.from_file(str(package / _TOKENIZER))
                 with safe_open(str(package / _WEIGHTS), framework="np", device="cpu") as f:
                     table = f.get_tensor("embedding.weight")
-            except (OSError, Exception) as exc:
+            except Exception as exc:  # tokenizers and safetensors raise their own types
                 raise EmbeddingUnavailable(f"cannot load the embedding model: {exc}") from exc
             _model = WordLlamaInference(table, tokenizer, binary=False)
         return _model
@@ -82,6 +82,6 @@ def from_blobs(blobs: list[bytes]) -> Vectors:
     """Stored vectors back as one float32 matrix."""
     if not blobs:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(-1, DIMENSIONS).astype(
-        np.float32
+    return (
+        np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(-1, DIMENSIONS).astype(np.float32)
     )

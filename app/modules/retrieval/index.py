@@ -44,6 +44,7 @@ def embedding_text(section: Section) -> str:
     """What a section's vector is made of: where it sits, then the start of its text."""
     return f"{section.title}. {' '.join(section.headings)}. {section.text[:EMBED_CHARS]}"
 
+
 SCHEMA_VERSION = "7"
 SCHEMA_USER_VERSION = int(SCHEMA_VERSION)
 
@@ -351,7 +352,9 @@ class SectionIndex:
         rows = np.clip(np.searchsorted(all_ids, wanted), 0, len(all_ids) - 1)
         found = all_ids[rows] == wanted
         scores = matrix[rows] @ vector
-        return {int(i): float(s) if ok else 0.0 for i, s, ok in zip(wanted, scores, found, strict=True)}
+        return {
+            int(i): float(s) if ok else 0.0 for i, s, ok in zip(wanted, scores, found, strict=True)
+        }
 
     def sections(self, ids: Sequence[int]) -> list[Hit]:
         """The sections with these ids, in the order given."""

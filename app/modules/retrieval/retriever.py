@@ -34,8 +34,8 @@ CANDIDATES = 80
 DENSE_CANDIDATES = 40
 EXPAND_FILES = 2  # the best files whose every section is weighed against its siblings
 EXPAND_MARGIN = 0.9  # a sibling joins when it is nearly as good as the file's best found
-RRF_K = 40  # tuned on the dev halves (benchmarks/corpora), as is DENSE_WEIGHT
-DENSE_WEIGHT = 2.0  # the semantic ranking counts twice: it finds what other words name
+RRF_K = 60  # tuned on the dev halves (benchmarks/corpora), as is DENSE_WEIGHT
+DENSE_WEIGHT = 0.7  # below 1: exact terms decide in reference docs; meaning breaks ties
 _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
 SAME_FILE_DAMPING = 0.72
 

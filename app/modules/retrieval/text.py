@@ -56,7 +56,15 @@ _NEGATION = re.compile(r"\b(?:(wo)|(ca)|(sha)|(\w+))n['’]t\b", re.IGNORECASE)
 
 
 def _expand_negation(match: re.Match[str]) -> str:
-    word = "will" if match.group(1) else "can" if match.group(2) else "shall" if match.group(3) else match.group(4)
+    word = (
+        "will"
+        if match.group(1)
+        else "can"
+        if match.group(2)
+        else "shall"
+        if match.group(3)
+        else match.group(4)
+    )
     return f"{word} not"
 
 

@@ -1,0 +1,199 @@
+"""One test per rule of the offline engine, on small fixtures written for the test."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from app.config import AppConfig
+from app.modules.documents.sections import split_markdown
+from app.modules.evidence import cited_ids
+from app.modules.llm.extractive import _cite, split_units
+from app.modules.orchestrator.module import run_pipeline
+from app.modules.orchestrator.planner import plan_parts
+from app.modules.retrieval.embedding import embed
+from app.modules.retrieval.index import SectionIndex
+from app.modules.retrieval.retriever import Query, Ranked, rank
+from app.modules.retrieval.specificity import specificity
+from app.modules.retrieval.text import identifiers, words
+
+
+class TestSpecificity:
+    @pytest.mark.parametrize("word", ["put", "right", "roughly", "officially", "quicker"])
+    def test_everyday_phrasing_weighs_little(self, word: str) -> None:
+        assert specificity(word) <= 0.35
+
+    @pytest.mark.parametrize("word", ["ferries", "telemetry", "kubernetes", "npm", "2031"])
+    def test_rare_nouns_names_and_years_weigh_fully(self, word: str) -> None:
+        assert specificity(word) >= 0.7
+
+    def test_words_about_the_documents_weigh_nothing(self) -> None:
+        assert specificity("documentation") == 0.0
+        assert specificity("according") == 0.0
+
+
+class TestQuestionWords:
+    def test_negations_are_not_words_of_their_own(self) -> None:
+        assert words("I haven't, it won't, you can't") == [
+            "i", "have", "not", "it", "will", "not", "you", "can", "not",
+        ]  # fmt: skip
+
+    def test_latin_abbreviations_are_not_code_names(self) -> None:
+        assert identifiers("the timeout, i.e. how long `fetch-timeout` waits") == ["fetch-timeout"]
+
+
+class TestPlanner:
+    def test_a_scene_setting_statement_joins_its_question(self) -> None:
+        parts = plan_parts("I deprecated a version by accident. How do I take it back?")
+        assert [p.text for p in parts] == [
+            "I deprecated a version by accident. How do I take it back?"
+        ]
+
+    def test_it_borrows_the_subject_of_the_clause_before(self) -> None:
+        first, second = plan_parts(
+            "How many weeks of parental leave do I get, and how long must I stay after I use it?"
+        )
+        assert "parental" in second.context
+        assert "leave" in second.context
+        assert first.context == ()
+
+
+class TestUnits:
+    def test_a_sentence_ending_in_a_colon_carries_its_list(self) -> None:
+        text = "uv picks the cache folder, in order:\n\n1. `--cache-dir`\n2. `$HOME/.cache/uv`\n"
+        lead = split_units(text)[0][0]
+        assert lead == "uv picks the cache folder, in order:\n- `--cache-dir`\n- `$HOME/.cache/uv`"
+        assert _cite(lead, 2).startswith("uv picks the cache folder, in order: [2]\n")
+
+    def test_a_table_row_stays_a_table_with_its_header(self) -> None:
+        (row,) = split_units("| Year | Scope 1 |\n|---|---|\n| 2023 | 120 |\n")
+        assert row[1] == "row"
+        assert _cite(row[0], 4) == "| Year | Scope 1 |\n|---|---|\n| 2023 | 120 [4] |"
+
+    def test_heading_anchors_are_not_shown(self) -> None:
+        section = split_markdown("# Guide\n\n## CORS { #cors }\n\nAllow origins.\n", "g.md")[-1]
+        assert section.headings == ("CORS",)
+        assert section.heading_path == "Guide > CORS"
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    _write(
+        root,
+        {
+            "acme/budget.md": "# Acme budget\n\nThe Acme tram project budget is EUR 4.5 million.\n",
+            "globex/budget.md": (
+                "# Globex budget\n\nThe Globex tram project budget is EUR 9.9 million.\n"
+            ),
+            "acme/team.md": (
+                "# Acme team\n\nThe tram project is run by the harbour team of Acme.\n\n"
+                "## Staff\n\nSeven engineers work on the Acme tram project.\n"
+            ),
+            "benefits/transit.md": (
+                "# Transit benefit\n\nEmployees can have the cost of commuting by bus, "
+                "metro and train reimbursed every month.\n"
+            ),
+            "tools/laptops.md": "# Laptops\n\nEvery employee gets a laptop on the first day.\n",
+        },
+    )
+    return root
+
+
+def _config(tmp_path: Path, root: Path) -> AppConfig:
+    return AppConfig(base_dir=tmp_path, markdown_path=str(root), output_dir=tmp_path / "out")
+
+
+def _run(config: AppConfig, question: str, run_id: str) -> tuple[str, dict[str, object]]:
+    result = run_pipeline(config, question, run_id)
+    assert result.final_output_path
+    assert result.context_bundle_path
+    bundle = json.loads(result.context_bundle_path.read_text())
+    return result.final_output_path.read_text(), bundle
+
+
+class TestAnswers:
+    def test_the_subject_named_decides_which_figure_answers(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        final, _ = _run(_config(tmp_path, corpus), "What is Acme's tram project budget?", "r1")
+        answer = final.split("## Sources")[0]
+        assert "EUR 4.5 million" in answer
+        assert "9.9" not in answer  # another organisation's figure is not an answer
+
+    def test_citations_count_from_one_in_order_and_sources_are_exactly_those(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        final, bundle = _run(
+            _config(tmp_path, corpus),
+            "Who runs the Acme tram project and how many engineers work on it?",
+            "r2",
+        )
+        cited = cited_ids(final.split("## Sources")[0])
+        assert cited == list(range(1, len(cited) + 1))
+        sources = final.split("## Sources", 1)[1]
+        assert [int(n) for n in re.findall(r"^- \[(\d+)\]", sources, re.M)] == cited
+        evidence = bundle["evidence"]
+        assert isinstance(evidence, list)
+        assert [e["id"] for e in evidence] == list(range(1, len(evidence) + 1))
+
+    def test_a_partly_answered_question_keeps_its_facts_then_says_what_is_missing(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        final, bundle = _run(
+            _config(tmp_path, corpus), "How much does the Acme harbour team cost?", "r3"
+        )
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"]
+        assert plan[0]["partial"]
+        assert final.index("harbour team") < final.index("The documents do not")
+
+    def test_a_question_in_other_words_finds_its_section(
+        self, tmp_path: Path, corpus: Path
+    ) -> None:
+        config = _config(tmp_path, corpus)
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(corpus, max_chars=config.chunk_max_chars, overlap_chars=0)
+            query = Query.from_text("Will my subway fare be paid for?")
+            # No word of the question is in the documents: only the semantic half finds it.
+            assert index.search(query.match_words, limit=5) == []
+            (nearest, _), *_ = index.similar(embed([query.text])[0], limit=3)
+            ranked = rank(index, query, k=3, idf=index.idf(query.forms))
+        assert index_path(ranked[0]) == "benefits/transit.md"
+        assert ranked[0].hit.id == nearest
+
+
+def index_path(ranked: Ranked) -> str:
+    return ranked.hit.section.path
+
+
+class TestVectors:
+    def test_vectors_follow_the_files_incrementally(self, tmp_path: Path, corpus: Path) -> None:
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(corpus, max_chars=1800, overlap_chars=0)
+            ids, vectors = index.vectors()
+            assert len(ids) == index.section_count() == vectors.shape[0]
+            assert vectors.shape[1] == 256
+
+            (corpus / "tools" / "laptops.md").write_text(
+                "# Laptops\n\nA laptop.\n\n## Returns\n\nReturn it on the last day.\n"
+            )
+            report = index.sync(corpus, max_chars=1800, overlap_chars=0)
+            assert report.indexed == 1
+            new_ids, new_vectors = index.vectors()
+            assert len(new_ids) == index.section_count() == len(ids) + 1
+            assert new_vectors.shape[0] == len(new_ids)
+            unchanged = index.sync(corpus, max_chars=1800, overlap_chars=0)
+            assert unchanged.indexed == 0
+            assert index.vectors()[0] is new_ids  # no change: the cached copy is reused
