@@ -18,8 +18,9 @@ What it does:
    into a fresh index folder), an incremental sync after appending a paragraph to one file, a
    sync with no change, and one question answered end to end by ``run_pipeline`` with the
    offline extractive writer (``--repeat`` times each), and checks the answer holds "42.7";
-3. prints the medians against the targets (full index < 15 s, incremental < 1 s,
-   answer < 0.5 s) with PASS/FAIL, plus machine and corpus facts; ``--json`` writes them.
+3. prints the medians against the targets (full index < 15 s, incremental < 0.3 s,
+   answer median < 0.2 s and 95th percentile < 0.5 s; the semantic half of retrieval, section
+   vectors included, is part of every figure) with PASS/FAIL, plus machine and corpus facts; ``--json`` writes them.
 
 Temporary folders are removed at the end unless ``--keep DIR`` names a folder to keep
 everything in. The exit status is 0 when every line passes, 1 otherwise.
@@ -56,8 +57,9 @@ MB = 1_000_000
 T = TypeVar("T")
 
 TARGET_FULL_S = 15.0
-TARGET_INCREMENTAL_S = 1.0
-TARGET_ANSWER_S = 0.5
+TARGET_INCREMENTAL_S = 0.3
+TARGET_ANSWER_S = 0.2  # median
+TARGET_ANSWER_P95_S = 0.5
 
 FACT_NAME = "Zephyrine"
 FACT_SENTENCE = (
@@ -506,8 +508,10 @@ def machine_info() -> dict[str, Any]:
 
 
 def _stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
     return {
         "median": statistics.median(values),
+        "p95": ordered[min(len(ordered) - 1, max(0, -(-95 * len(ordered) // 100) - 1))],
         "min": min(values),
         "max": max(values),
     }
@@ -517,11 +521,12 @@ def report(
     args: argparse.Namespace, corpus: Corpus, figures: Figures, generate_s: float
 ) -> tuple[bool, dict[str, Any]]:
     machine = machine_info()
-    rows: list[tuple[str, list[float], float | None]] = [
-        ("full index (from scratch)", figures.full, TARGET_FULL_S),
-        ("incremental sync (1 file)", figures.incremental, TARGET_INCREMENTAL_S),
-        ("no-change sync", figures.no_change, None),
-        ("answer (run_pipeline)", figures.answer, TARGET_ANSWER_S),
+    rows: list[tuple[str, list[float], float | None, str]] = [
+        ("full index (from scratch)", figures.full, TARGET_FULL_S, "median"),
+        ("incremental sync (1 file)", figures.incremental, TARGET_INCREMENTAL_S, "median"),
+        ("no-change sync", figures.no_change, None, "median"),
+        ("answer (run_pipeline)", figures.answer, TARGET_ANSWER_S, "median"),
+        ("answer, 95th percentile", figures.answer, TARGET_ANSWER_P95_S, "p95"),
     ]
     found = sum(figures.answer_found)
     all_pass = found == len(figures.answer_found)
@@ -535,20 +540,20 @@ def report(
         f"generated in {generate_s:.1f} s (seed {args.seed})",
         f"Question: {QUESTION!r}  (fact in {corpus.fact_file})",
         "",
-        f"{'measure':<28}{'runs':>5}{'median':>11}{'min':>10}{'max':>10}   {'target':<10}result",
+        f"{'measure':<28}{'runs':>5}{'value':>11}{'min':>10}{'max':>10}   {'target':<10}result",
         "-" * 83,
     ]
     table: dict[str, Any] = {}
-    for name, values, target in rows:
+    for name, values, target, statistic in rows:
         s = _stats(values)
         if target is None:
             verdict, target_text = "-", "-"
         else:
-            ok = s["median"] < target
+            ok = s[statistic] < target
             all_pass = all_pass and ok
             verdict, target_text = ("PASS" if ok else "FAIL"), f"< {target:g} s"
         lines.append(
-            f"{name:<28}{len(values):>5}{s['median']:>9.3f} s{s['min']:>8.3f} s"
+            f"{name:<28}{len(values):>5}{s[statistic]:>9.3f} s{s['min']:>8.3f} s"
             f"{s['max']:>8.3f} s   {target_text:<10}{verdict}"
         )
         table[name] = {**s, "runs": values, "target_s": target, "result": verdict}
@@ -598,7 +603,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=1000, help="number of markdown files")
     parser.add_argument("--mb", type=float, default=20.0, help="total corpus size in MB (10^6)")
     parser.add_argument("--seed", type=int, default=20240611, help="random seed")
-    parser.add_argument("--repeat", type=int, default=5, help="runs of incremental/answer")
+    parser.add_argument("--repeat", type=int, default=20, help="runs of incremental/answer")
     parser.add_argument("--full-repeat", type=int, default=3, help="runs of the full index")
     parser.add_argument("--keep", type=Path, help="keep corpus, indexes and output in DIR")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")

@@ -119,8 +119,15 @@ def test_question_is_answered_live_with_citations_evidence_and_timeline(
         paths = page.get_by_test_id("evidence-path").all_inner_texts()
         assert "harbor/programmes.md" in paths
         assert all(path.endswith(".md") for path in paths)
-        expect(page.locator("#evidence-9")).to_contain_text("Warm Homes Harbor > Overview")
-        expect(page.locator("#evidence-9")).to_contain_text("lines 13–15")
+        # A multi-line item shows its heading path and line range as the bundle has them.
+        item = next(
+            e
+            for e in bundle["evidence"]
+            if e["kind"] == "section" and e["line_end"] != e["line_start"]
+        )
+        shown = page.locator(f"#evidence-{item['id']}")
+        expect(shown).to_contain_text(item["heading_path"])
+        expect(shown).to_contain_text(f"lines {item['line_start']}–{item['line_end']}")
         sql = page.get_by_test_id("evidence-sql")
         assert sql.count() == len(bundle["sql"]) >= 1
         expect(sql.first).to_contain_text("SELECT")
