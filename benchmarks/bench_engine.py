@@ -20,7 +20,8 @@ What it does:
    offline extractive writer (``--repeat`` times each), and checks the answer holds "42.7";
 3. prints the medians against the targets (full index < 15 s, incremental < 0.3 s,
    answer median < 0.2 s and 95th percentile < 0.5 s; the semantic half of retrieval, section
-   vectors included, is part of every figure) with PASS/FAIL, plus machine and corpus facts; ``--json`` writes them.
+   vectors included, is part of every figure) with PASS/FAIL, plus machine and corpus facts;
+   ``--json`` writes them.
 
 Temporary folders are removed at the end unless ``--keep DIR`` names a folder to keep
 everything in. The exit status is 0 when every line passes, 1 otherwise.

@@ -93,6 +93,9 @@ class Part:
     # Each term no passage contains: (the question's word, specificity, in no document).
     absent: list[tuple[str, float, bool]] = field(default_factory=list)
     broad: bool = False
+    # Who called the gap: "detector", "model" or "detector+model" (model path only).
+    gap_source: str | None = None
+    model_statements: list[str] = field(default_factory=list)  # the model's "not covered"
     # An overview's items, in order: (evidence id, the heading that names the item).
     outline: list[tuple[int, str]] = field(default_factory=list)
 
@@ -114,6 +117,8 @@ class Part:
                 for w, s, u in self.absent
             ],
             "broad": self.broad,
+            "gap_source": self.gap_source,
+            "model_statements": self.model_statements,
             "outline": [{"evidence_id": i, "heading": h} for i, h in self.outline],
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,48 @@ Rules:
 EVIDENCE_CHARS = 1800
 
 
+# How a model says "the documents do not say": the prompt asks for "The documents do not
+# cover ...", and models paraphrase it ("the evidence does not mention", "is not covered by
+# the documents", "there is no information in the sources"). "the" or "these" must come
+# right before the noun, so "the emissions sources do not include" is not a gap statement.
+_SOURCE = (
+    r"\b(?:the|these|this|provided|given|available)\s+(?:provided\s+|given\s+|available\s+)?"
+    r"(?:documents?|documentation|evidence|sources?|context|material|texts?|excerpts?|passages?)\b"
+)
+_VERB = (
+    r"(?:cover|say|mention|contain|provide|specify|include|address|state|describe|give"
+    r"|answer|discuss|explain|list|detail|indicate|define)"
+)
+NOT_COVERED = re.compile(
+    "|".join(
+        [
+            _SOURCE
+            + r"[^.?!]{0,60}?\b(?:do(?:es)?\s+not|don['’]t|doesn['’]t|never)\s+(?:\w+\s+){0,2}?"
+            + _VERB,
+            r"\bnot\s+(?:\w+\s+)?(?:covered|mentioned|addressed|specified|stated|described|found|given|included|discussed)\s+(?:in|by)\s+"
+            + _SOURCE,
+            r"\bno\s+(?:information|evidence|mention|details?|data)\b[^.?!]{0,60}?\b(?:in|from)\s+"
+            + _SOURCE,
+            _SOURCE
+            + r"[^.?!]{0,40}?\b(?:contains?|provides?|gives?|has|have)\s+no\s+"
+            + r"(?:information|mention|details?|data)\b",
+        ]
+    ),
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def uncovered_statements(answer: str) -> list[str]:
+    """The sentences of a model's answer that say the documents do not answer something."""
+    found: list[str] = []
+    for sentence in _SENTENCE_END.split(answer):
+        text = sentence.strip().lstrip("-*> ").strip()
+        if text and NOT_COVERED.search(text) and text not in found:
+            found.append(text)
+    return found
+
+
 def redact_url(url: str | None) -> str | None:
     """A base URL without any user:password part, fit for logs."""
     if not url:
@@ -46,7 +89,13 @@ def build_messages(brief: AnswerBrief) -> list[ChatCompletionMessageParam]:
         lines.append("")
     gaps = [p for p in brief.parts if p.gap]
     if gaps:
-        lines.append("No adequate evidence was found for: " + "; ".join(p.text for p in gaps))
+        # A hint, not a verdict: the model reads the evidence and decides (see
+        # ``uncovered_statements``); only names found in no document decide without it.
+        lines.append(
+            "The search found little evidence for: "
+            + "; ".join(p.text for p in gaps)
+            + ". Answer it only if the evidence below does; otherwise say it is not covered."
+        )
         lines.append("")
     lines.append("Evidence:")
     for item in brief.evidence:

@@ -33,6 +33,7 @@ from app.modules.llm.extractive import (
     split_units,
 )
 from app.modules.llm.factory import make_writer
+from app.modules.llm.openai_provider import uncovered_statements
 from app.modules.orchestrator.planner import plan_parts
 from app.modules.retrieval.index import Hit, IndexUnavailable, SectionIndex, index_path_for
 from app.modules.retrieval.retriever import Query, Ranked, coverage, rank, section_stems
@@ -260,7 +261,7 @@ def _answer(
         "provider": writer.name,
         "model": writer.model,
         "index": index.db_path.name,
-        "retrieval": "sqlite-fts5-bm25",
+        "retrieval": "sqlite-fts5-bm25+wordllama-rrf",
     }
     progress.stage("write", f"Writing the answer ({writer.name})")
     # What the writer weighs a question's words by: rare in the documents and specific in
@@ -292,6 +293,11 @@ def _answer(
     with logger.step("check") as details:
         valid = {e.id for e in evidence}
         body, invalid = _drop_invalid_citations(body, valid)
+        if isinstance(writer, ExtractiveWriter):
+            for part in parts:
+                part.gap_source = "detector" if part.gap else None
+        else:
+            combine_model_gaps(parts, uncovered_statements(body))
         tail = _closing_sections(
             parts,
             evidence,
@@ -328,7 +334,8 @@ def _answer(
                         "text": p.text,
                         "coverage": round(p.coverage, 3),
                         "missing_terms": p.missing,
-                        "statement": gap_sentence(p),
+                        "statement": _gap_statement(p),
+                        "source": p.gap_source,
                     }
                     for p in gaps
                 ],
@@ -711,6 +718,43 @@ def _markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def combine_model_gaps(parts: list[Part], statements: list[str]) -> None:
+    """The model path's gap decision, from the detector's and the model's own.
+
+    The model has read the evidence, so its "the documents do not cover ..." makes a gap and
+    its silence lifts the detector's doubt about a part whose words the passages only partly
+    hold (the detector's commonest mistake). A name or code token found in no document
+    (``part.decisive``) stays a gap whatever the model wrote: an answer to it can only be
+    about something else. Each statement goes to the part whose terms it shares most.
+    """
+    said: dict[int, list[str]] = {p.id: [] for p in parts}
+    for statement in statements:
+        found = set(stems(statement))
+        target = max(parts, key=lambda p: len(found & set(p.query.terms)))
+        said[target.id].append(statement)
+    for part in parts:
+        part.model_statements = said[part.id]
+        by_model, by_detector = bool(said[part.id]), bool(part.decisive)
+        part.gap = by_model or by_detector
+        part.partial = part.partial and part.gap
+        part.gap_source = (
+            "detector+model"
+            if by_model and by_detector
+            else "model"
+            if by_model
+            else "detector"
+            if by_detector
+            else None
+        )
+
+
+def _gap_statement(part: Part) -> str:
+    """What the documents do not cover, in the model's words when the model said it."""
+    if part.model_statements:
+        return CITATION.sub("", part.model_statements[0]).strip()
+    return gap_sentence(part)
+
+
 def _drop_invalid_citations(text: str, valid: set[int]) -> tuple[str, list[int]]:
     """Remove citation numbers that name no evidence; return the text and what was removed."""
     invalid: list[int] = []
@@ -732,7 +776,7 @@ def _closing_sections(
     gaps = [p for p in parts if p.gap]
     if gaps and several_or_model:
         lines.append("## What the documents do not cover\n")
-        lines.extend(f"- {gap_sentence(p)}" for p in gaps)
+        lines.extend(f"- {_gap_statement(p)}" for p in gaps)
         lines.append("")
     cited = set(cited_ids(body))
     sources = [e for e in evidence if e.id in cited]
