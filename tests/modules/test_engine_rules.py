@@ -11,7 +11,7 @@ import pytest
 from app.config import AppConfig
 from app.modules.documents.sections import split_markdown
 from app.modules.evidence import cited_ids
-from app.modules.llm.extractive import _cite, split_units
+from app.modules.llm.extractive import _answers, _cite, answer_pattern, split_units
 from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import plan_parts
 from app.modules.retrieval.embedding import embed
@@ -197,3 +197,52 @@ class TestVectors:
             unchanged = index.sync(corpus, max_chars=1800, overlap_chars=0)
             assert unchanged.indexed == 0
             assert index.vectors()[0] is new_ids  # no change: the cached copy is reused
+
+
+class TestWhichThing:
+    def test_which_thing_questions_want_a_name_the_question_does_not_give(self) -> None:
+        wanted = answer_pattern("Which flag stops uv sync from removing packages?")
+        assert wanted is not None
+        assert _answers(wanted, "Pass `--inexact` to keep them.", "Which flag stops uv sync?")
+        assert not _answers(wanted, "`uv sync` removes them.", "Which flag stops `uv sync`?")
+        assert answer_pattern("Why does npm dedupe?") is None
+
+    def test_the_sentence_naming_the_thing_leads(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "security/passwords.md": (
+                    "# Passwords\n\n## Use a password manager\n\n"
+                    "A password manager stores every password you use, so you can use a "
+                    "long password for each service.\n\n"
+                    "We recommend KeePassXC, which you install from the Self-Service app.\n"
+                ),
+                "security/laptops.md": "# Laptops\n\nLock your laptop when you leave it.\n",
+            },
+        )
+        final, _ = _run(_config(tmp_path, root), "Which password manager should I use?", "w1")
+        assert final.splitlines()[0].startswith("We recommend KeePassXC")
+
+
+class TestDamping:
+    def test_the_best_files_second_section_keeps_its_place(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        files = {
+            "guide/cache.md": (
+                "# Cache\n\n## Cache location\n\nThe cache location is the folder where the "
+                "cache keeps downloaded wheels.\n\n## Cache location on Linux\n\nOn Linux the "
+                "cache location is `$XDG_CACHE_HOME/uv`.\n"
+            )
+        }
+        for n in range(8):
+            files[f"other/page{n}.md"] = (
+                f"# Page {n}\n\nOn Linux, page {n} keeps its cache in a location of its own.\n"
+            )
+        _write(root, files)
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(root, max_chars=1800, overlap_chars=0)
+            query = Query.from_text("Where is the cache location on Linux?")
+            ranked = rank(index, query, k=3, idf=index.idf(query.forms))
+        # Damped like any other file's, the runner-up section would fall behind the pages.
+        assert [r.hit.section.path for r in ranked].count("guide/cache.md") == 2

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
+from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.retriever import coverage
 from app.modules.retrieval.text import content_terms, stems
 
@@ -56,7 +57,8 @@ CODE_LINES = 25  # longer code blocks stay in the evidence panel
 CLOSEST = 3  # passages shown under a gap: what the reader can check for themselves
 SECTION_PRIOR = 0.5  # how much the retrieval rank of a unit's section counts
 MIN_FRAMED = 0.1
-LEAD_VALUE_SHARE = 0.8  # a unit holding the value asked for leads if it scores this near the top
+SEMANTIC_WEIGHT = 0.2  # question-to-unit similarity (WordLlama); tuned on the dev halves
+LEAD_VALUE_SHARE = 0.75  # a unit holding the value asked for leads if it scores this near the top
 FLOOR = 0.6  # supporting units score at least this share of the lead's score
 BROAD_FLOOR = 0.5  # a unit read in its context must cover at least this much of the question
 
@@ -104,9 +106,24 @@ _ASKS_NAME = re.compile(
     re.IGNORECASE,
 )
 
+# "Which flag / setting / password manager ...": the answer names a thing the question does
+# not (a code span, a flag, an environment variable, a CamelCase or capitalised name, a link).
+_ASKS_IDENTIFIER = re.compile(
+    r"\b(which|what(?:'s| is| are)?(?: the)?)\s+(?:[\w-]+\s+){0,2}?(flag|option|setting|"
+    r"command|subcommand|variable|config\w*|key|field|tool|manager|app|application|channel|"
+    r"file|format|package|library|plugin|provider|service|site|website|form|url|address|"
+    r"email|parameter|argument|function|method|class|header|script|hook|program|platform|"
+    r"browser|editor|account|system|portal)s?\b",
+    re.IGNORECASE,
+)
+_NAMED = re.compile(
+    r"`[^`\n]+`|(?<![\w-])--?[a-z][\w-]+|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z][a-z]+[A-Z]\w*"
+    r"|\[[^\]\n]+\]\(|(?<=[a-z,;] )[A-Z][\w-]*[a-z]\b|#[a-z][\w-]+|\b[\w.-]+\.(?:gov|com|org|io)\b"
+)
 
-def answer_pattern(question: str) -> re.Pattern[str] | None:
-    """What an answer to ``question`` must contain: an amount, a time, or a name."""
+
+def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str] | None:
+    """What an answer to ``question`` must contain: an amount, a time, a name, an identifier."""
     if _ASKS_TIME.search(question):
         return _TIME
     if _ASKS_MONEY.search(question):
@@ -115,16 +132,24 @@ def answer_pattern(question: str) -> re.Pattern[str] | None:
         return _NUMBER
     if _ASKS_NAME.search(question):
         return _PROPER
+    if identifiers and _ASKS_IDENTIFIER.search(question):
+        return _NAMED
     return None
 
 
 def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
     """Whether ``text`` holds the kind of thing asked for, other than what the question says."""
     asked = set(re.findall(r"\d+", question))
-    return any(
-        not (set(re.findall(r"\d+", m.group(0))) and set(re.findall(r"\d+", m.group(0))) <= asked)
-        for m in wanted.finditer(text)
-    )
+    lowered = question.lower()
+
+    def new(found: str) -> bool:
+        digits = set(re.findall(r"\d+", found))
+        if digits and digits <= asked:
+            return False
+        name = found.strip("`[(# ").lower()
+        return wanted is not _NAMED or name not in lowered
+
+    return any(new(m.group(0)) for m in wanted.finditer(text))
 
 
 BROAD_WORDS = frozenset({"main", "key", "major", "all", "overview", "summary", "initiatives"})
@@ -521,6 +546,19 @@ class ExtractiveWriter:
                 unit = Unit(text=text, kind=kind, evidence_id=evidence_id, position=position)
                 typed = wanted is not None and _answers(wanted, plain, part.text)
                 scored.append((score, unit, set(content_terms(plain)), typed))
+        if scored and SEMANTIC_WEIGHT:
+            # Meaning, not only shared words: "trust my company's root CA" and "use system
+            # certificates" share few words and much sense.
+            heading = {i: evidence[i].heading_path or "" for i in section_ids}
+            vectors = embed(
+                [part.text]
+                + [f"{heading[u.evidence_id]} {_MARKUP.sub('', u.text)}" for _, u, _, _ in scored]
+            )
+            similarity = vectors[1:] @ vectors[0]
+            scored = [
+                (score + SEMANTIC_WEIGHT * float(sim), unit, bag, typed)
+                for (score, unit, bag, typed), sim in zip(scored, similarity, strict=True)
+            ]
         scored.sort(key=lambda s: s[0], reverse=True)
         # Answer first: when a value is asked for, the lead is a strong unit that holds one.
         lead = next((s for s in scored if s[3] and s[0] >= LEAD_VALUE_SHARE * scored[0][0]), None)

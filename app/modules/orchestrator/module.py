@@ -558,7 +558,9 @@ def _assess_gaps(
                 best = max(best, PAIR_DISCOUNT * coverage(terms, pair, weights))
         # The words must also meet: a few sentences under their headings, not one word
         # in each corner of a long section.
-        wanted = answer_pattern(part.text)
+        # Held to a value (an amount, a date), not to an identifier: "which setting" is often
+        # answered by a sentence that names it in words.
+        wanted = answer_pattern(part.text, identifiers=False)
         windows = [_window_coverage(terms, e, weights, wanted, part.text) for e in passages]
         near = max([w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql])
         # Only a question that asks for a value is held to holding one.

@@ -236,8 +236,18 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
     chosen: list[Ranked] = []
     per_file: dict[str, int] = defaultdict(int)
     pool = list(ranked)
+    lead = ranked[0].hit.section.path if ranked else ""
+
+    def damped(r: Ranked) -> float:
+        # The best file's second section is not damped: the right page's key section is
+        # often its runner-up, and it must not lose its place to far weaker pages.
+        seen = per_file[r.hit.section.path]
+        return r.score * SAME_FILE_DAMPING ** (
+            max(seen - 1, 0) if r.hit.section.path == lead else seen
+        )
+
     while pool and len(chosen) < k:
-        best = max(pool, key=lambda r: r.score * SAME_FILE_DAMPING ** per_file[r.hit.section.path])
+        best = max(pool, key=damped)
         pool.remove(best)
         per_file[best.hit.section.path] += 1
         chosen.append(best)
