@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import AppConfig
-from app.modules.evaluation import evaluate, load_questions
+from app.modules.evaluation import evaluate, load_questions, summarise
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO / "benchmarks" / "corpora"
@@ -84,6 +84,40 @@ def table(reports: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+POOLED_COLUMNS = (
+    "correct",
+    "hit_at_1",
+    "key_fact_recall",
+    "all_facts_rate",
+    "gap_on_unanswerable",
+    "false_gap_rate",
+)
+
+
+def pooled(reports: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    """One table over the corpora's halves together (the sample left out), per question kind."""
+
+    def by_kind(source: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        rows = [r for key, rep in source.items() if key in keys for r in rep["results"]]
+        kinds = sorted({r["kind"] for r in rows})
+        out = {k: summarise([r for r in rows if r["kind"] == k]) for k in kinds}
+        out["all"] = summarise(rows)
+        return out
+
+    keys = [k for k in reports if k != "sample"]
+    now, before = by_kind(reports), by_kind(baseline) if baseline else {}
+    lines = [
+        f"\n### {' + '.join(keys)}, per kind\n",
+        "| kind | n | " + " | ".join(POOLED_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(POOLED_COLUMNS),
+    ]
+    for kind, summary in now.items():
+        old = before.get(kind)
+        cells = [_cell(summary.get(c), None if old is None else old.get(c)) for c in POOLED_COLUMNS]
+        lines.append(f"| {kind} | {summary['questions']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _cell(value: Any, old: Any) -> str:
     now = "-" if value is None else f"{value:g}"
     if old is None or old == value:
@@ -102,6 +136,7 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps(reports, indent=1))
     print(table(reports, baseline))
+    print(pooled(reports, baseline))
     return 0
 
 
