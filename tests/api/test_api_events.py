@@ -333,6 +333,65 @@ class TestResume:
         assert replayed == logged
 
 
+async def _streams_open(client: httpx.AsyncClient) -> int:
+    text = (await client.get("/metrics")).text
+    line = next(li for li in text.splitlines() if li.startswith("answer_sse_streams_open "))
+    return int(float(line.split()[1]))
+
+
+@pytest.mark.slow
+class TestLastEventIdPastTheEnd:
+    """A Last-Event-ID beyond the run's last event (stale, or from a run since deleted and
+    made again): the stream still ends with the run, whatever state the run is in."""
+
+    BEYOND = {"Last-Event-ID": "1000"}
+
+    async def test_a_running_run_ends_the_stream_with_its_final_status(
+        self, uvicorn: StartServer, file_gated_env: dict[str, str], output: Path
+    ) -> None:
+        with uvicorn(**file_gated_env) as server:
+            async with _client(server) as client:
+                await _post(client, "past")
+                await _wait_for_status(client, "past", {"running"}, timeout=STREAM_TIMEOUT)
+                with anyio.fail_after(STREAM_TIMEOUT):
+                    async with open_stream(client, "past", headers=self.BEYOND) as stream:
+                        while await _streams_open(client) < 1:
+                            await anyio.sleep(0.02)  # poll interval: the subscription is up
+                        _touch(output, "past", RELEASE_FILE)
+                        events = await stream.rest()  # returns only if the stream ends
+        assert [e.event for e in events] == ["status"]
+        assert events[0].data["status"] == "completed"
+
+    async def test_a_queued_run_ends_the_stream_when_it_finishes(
+        self, uvicorn: StartServer, file_gated_env: dict[str, str], output: Path
+    ) -> None:
+        with uvicorn(**file_gated_env, APP_MAX_WORKERS="1") as server:
+            async with _client(server) as client:
+                await _post(client, "first")
+                await _wait_for_status(client, "first", {"running"}, timeout=STREAM_TIMEOUT)
+                await _post(client, "waiting")
+                status = (await client.get(f"{RUNS}/waiting/status")).json()
+                assert status["status"] == "queued"
+                with anyio.fail_after(STREAM_TIMEOUT):
+                    async with open_stream(client, "waiting", headers=self.BEYOND) as stream:
+                        while await _streams_open(client) < 1:
+                            await anyio.sleep(0.02)  # poll interval: the subscription is up
+                        _touch(output, "first", RELEASE_FILE)
+                        await _wait_for_status(
+                            client, "waiting", {"running"}, timeout=STREAM_TIMEOUT
+                        )
+                        _touch(output, "waiting", RELEASE_FILE)
+                        events = await stream.rest()
+        assert [(e.event, e.data["status"]) for e in events] == [("status", "completed")]
+
+    async def test_a_finished_run_answers_204(
+        self, finished: tuple[httpx.AsyncClient, list[Event]]
+    ) -> None:
+        client, logged = finished
+        response = await client.get(f"{RUNS}/done/events", headers=self.BEYOND)
+        assert response.status_code == 204, response.text
+
+
 @pytest.mark.slow
 class TestFinishedRun:
     async def test_a_late_subscriber_gets_the_whole_run_and_the_end(

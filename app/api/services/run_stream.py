@@ -81,6 +81,12 @@ class RunStream:
                 if queued is None:  # dropped for falling behind, or the server is stopping
                     return
                 if queued.id <= sent:
+                    if is_terminal(queued):
+                        # The client said it had seen past the run's last event (a stale
+                        # id, or one from a run deleted and made again): the run's end
+                        # still ends its stream, with the final status.
+                        yield queued
+                        return
                     continue
                 yield queued
                 sent = queued.id
