@@ -333,6 +333,9 @@ class TestResume:
         assert replayed == logged
 
 
+BEYOND = {"Last-Event-ID": "1000"}
+
+
 async def _streams_open(client: httpx.AsyncClient) -> int:
     text = (await client.get("/metrics")).text
     line = next(li for li in text.splitlines() if li.startswith("answer_sse_streams_open "))
@@ -344,8 +347,6 @@ class TestLastEventIdPastTheEnd:
     """A Last-Event-ID beyond the run's last event (stale, or from a run since deleted and
     made again): the stream still ends with the run, whatever state the run is in."""
 
-    BEYOND = {"Last-Event-ID": "1000"}
-
     async def test_a_running_run_ends_the_stream_with_its_final_status(
         self, uvicorn: StartServer, file_gated_env: dict[str, str], output: Path
     ) -> None:
@@ -354,7 +355,7 @@ class TestLastEventIdPastTheEnd:
                 await _post(client, "past")
                 await _wait_for_status(client, "past", {"running"}, timeout=STREAM_TIMEOUT)
                 with anyio.fail_after(STREAM_TIMEOUT):
-                    async with open_stream(client, "past", headers=self.BEYOND) as stream:
+                    async with open_stream(client, "past", headers=BEYOND) as stream:
                         while await _streams_open(client) < 1:
                             await anyio.sleep(0.02)  # poll interval: the subscription is up
                         _touch(output, "past", RELEASE_FILE)
@@ -373,7 +374,7 @@ class TestLastEventIdPastTheEnd:
                 status = (await client.get(f"{RUNS}/waiting/status")).json()
                 assert status["status"] == "queued"
                 with anyio.fail_after(STREAM_TIMEOUT):
-                    async with open_stream(client, "waiting", headers=self.BEYOND) as stream:
+                    async with open_stream(client, "waiting", headers=BEYOND) as stream:
                         while await _streams_open(client) < 1:
                             await anyio.sleep(0.02)  # poll interval: the subscription is up
                         _touch(output, "first", RELEASE_FILE)
@@ -387,8 +388,8 @@ class TestLastEventIdPastTheEnd:
     async def test_a_finished_run_answers_204(
         self, finished: tuple[httpx.AsyncClient, list[Event]]
     ) -> None:
-        client, logged = finished
-        response = await client.get(f"{RUNS}/done/events", headers=self.BEYOND)
+        client, _ = finished
+        response = await client.get(f"{RUNS}/done/events", headers=BEYOND)
         assert response.status_code == 204, response.text
 
 
