@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,40 @@ class TestFailures:
     def test_empty_question_is_refused(self, config: AppConfig) -> None:
         with pytest.raises(PipelineError, match="empty"):
             run_pipeline(config, "   ", "fail-2")
+
+
+class TestConcurrentRuns:
+    QUESTIONS = (
+        "What are the main climate initiatives of Harbor City Council?",
+        "How many battery-electric trucks does Northwind run?",
+        "What does Verdant report about emissions?",
+    )
+
+    @staticmethod
+    def _answer(config: AppConfig, question: str, run_id: str) -> tuple[str, list[object]]:
+        result = run_pipeline(config, question, run_id)
+        evidence = _bundle(result)["evidence"]
+        return result.status, [(e["path"], e["line_start"], e["score"]) for e in evidence]
+
+    def test_runs_at_once_on_a_fresh_index_answer_as_runs_one_by_one(self, tmp_path: Path) -> None:
+        # Runs opening a new index together once dropped each other's tables (the schema
+        # version was read outside the write lock), failed on the switch to WAL, and shared
+        # one stemmer that is not thread-safe: answers then depended on timing.
+        def config(name: str) -> AppConfig:
+            return AppConfig(
+                base_dir=Path(__file__).resolve().parents[2],
+                output_dir=tmp_path / name / "output",
+                index_dir=tmp_path / name / "index",
+                markdown_path="documents",
+                llm_provider="extractive",
+            )
+
+        alone = config("alone")
+        expected = [self._answer(alone, q, f"a{i}") for i, q in enumerate(self.QUESTIONS)]
+        for trial in range(8):
+            together = config(f"together-{trial}")
+            with ThreadPoolExecutor(max_workers=len(self.QUESTIONS)) as pool:
+                runs = [f"t{i}" for i in range(len(self.QUESTIONS))]
+                configs = [together] * len(self.QUESTIONS)
+                answers = list(pool.map(self._answer, configs, self.QUESTIONS, runs))
+            assert answers == expected, f"trial {trial}"

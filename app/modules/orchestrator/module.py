@@ -177,7 +177,7 @@ def _run(
     logger: RunLogger,
     progress: _Progress,
 ) -> PipelineResult:
-    root = config.resolve(config.markdown_path)
+    root = config.documents_path()
     if not root.is_dir():
         raise PipelineError(
             "markdown_path_missing", f"the documents folder '{config.markdown_path}' does not exist"
@@ -562,7 +562,10 @@ def _assess_gaps(
         # answered by a sentence that names it in words.
         wanted = answer_pattern(part.text, identifiers=False)
         windows = [_window_coverage(terms, e, weights, wanted, part.text) for e in passages]
-        near = max([w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql])
+        near = max(
+            [w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql],
+            default=0.0,
+        )
         # Only a question that asks for a value is held to holding one.
         typed = (
             max([w[1] for w in windows] + [1.0 for _ in sql], default=0.0)

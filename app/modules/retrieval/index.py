@@ -15,8 +15,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,30 @@ def index_path_for(index_root: Path, markdown_root: Path) -> Path:
     return index_root / f"sections-{digest}.sqlite"
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of ``script`` (no ';' inside any of them), for one transaction."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _retry_locked(statement: Callable[[], object], timeout_s: float) -> None:
+    """Run ``statement``, again while SQLite says the database is locked (bounded).
+
+    Switching a new file to WAL takes an exclusive lock that the busy timeout does not
+    wait for: two runs opening a fresh index at once would otherwise fail one of them.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)  # back-off between attempts at a lock, not a wait for an event
+            delay = min(delay * 2, 0.2)
+
+
 class SectionIndex:
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
@@ -123,18 +148,24 @@ class SectionIndex:
             db_path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"), busy_timeout_s)
             db.execute("PRAGMA synchronous=NORMAL")
             # An index written by another version of the schema is rebuilt from scratch:
-            # CREATE ... IF NOT EXISTS alone would keep its old tables and columns.
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_USER_VERSION:
-                db.executescript(
-                    f"BEGIN IMMEDIATE; {_DROP} {_SCHEMA} "
-                    f"PRAGMA user_version = {SCHEMA_USER_VERSION}; COMMIT;"
-                )
-            else:
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            # CREATE ... IF NOT EXISTS alone would keep its old tables and columns. The
+            # version is read under the write lock: read before it, a second run opening a
+            # fresh file could see version 0 and drop what the first had just indexed.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                script = _SCHEMA if version == SCHEMA_USER_VERSION else _DROP + _SCHEMA
+                for statement in _statements(script):
+                    db.execute(statement)
+                if version != SCHEMA_USER_VERSION:
+                    db.execute(f"PRAGMA user_version = {SCHEMA_USER_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         except sqlite3.Error as exc:
             db.close()
             raise IndexUnavailable(
@@ -450,3 +481,24 @@ class SectionIndex:
             df = max((frequencies.get(f, 0) for f in term_forms), default=0)
             result[term] = math.log(1 + (total - df + 0.5) / (df + 0.5))
         return result
+
+
+def index_state(index_root: Path, markdown_root: Path) -> dict[str, Any]:
+    """What the index of ``markdown_root`` holds, read without writing or locking it:
+    ``{"indexed_files": n, "updated_at": ISO time}``, both None before the first run."""
+    path = index_path_for(index_root, markdown_root)
+    try:
+        # WAL mode: recent writes may sit in the -wal file until a checkpoint.
+        wal = path.with_name(path.name + "-wal")
+        stamp = max(path.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        try:
+            (files,) = connection.execute("SELECT count(*) FROM files").fetchone()
+        finally:
+            connection.close()
+    except (OSError, sqlite3.Error):
+        return {"indexed_files": None, "updated_at": None}
+    updated = (
+        datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+    return {"indexed_files": int(files), "updated_at": updated}

@@ -7,6 +7,7 @@ compare a question with a sentence, so both use the Porter algorithm (PyStemmer)
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
@@ -88,9 +89,16 @@ def camel_parts(text: str) -> str:
     return " ".join(_CAMEL_PARTS.sub(" ", m.group(0)) for m in _CAMEL.finditer(text))
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("porter")
+    # One per thread: a PyStemmer object is not thread-safe, and two runs stemming at once
+    # through one got wrong stems, which stem()'s cache then kept for the process's life.
+    stemmer: Stemmer.Stemmer | None = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = Stemmer.Stemmer("porter")
+    return stemmer
 
 
 @lru_cache(maxsize=200_000)
