@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,19 +23,44 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="start the HTTP API (uvicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    docs_help = (
+        "your folder of markdown files, anywhere: the only documents root and the default "
+        "folder every run reads (env: APP_DOCS; default: ./documents)"
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="start the HTTP API, the demo page and the API docs (uvicorn)",
+        description="Start the HTTP API on HOST:PORT: the demo page at /demo/, the API docs "
+        "at /docs, runs at /api/v1/runs. Settings come from APP_* environment variables "
+        "(README, Configuration).",
+    )
+    serve.add_argument("--docs", metavar="PATH", help=docs_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
 
-    ask = commands.add_parser("ask", help="answer one question in the terminal")
-    ask.add_argument("question")
-    ask.add_argument("--markdown-path", help="folder of markdown files (default: documents)")
+    ask = commands.add_parser(
+        "ask",
+        help="answer one question in the terminal",
+        description="Answer QUESTION from the documents: prints each stage to stderr, the "
+        "answer with its Sources to stdout, and keeps final.md, context_bundle.json and "
+        "run.json in output/<run_id>/ (listed by the API like any run).",
+    )
+    ask.add_argument("question", help="what to ask, in your own words")
+    ask.add_argument("--docs", metavar="PATH", help=docs_help)
+    ask.add_argument(
+        "--markdown-path",
+        metavar="PATH",
+        help="the folder to read, if not the default one (a folder below a root, or any path)",
+    )
     ask.add_argument("--sql", action="store_true", help="also query CSV/SQLite tables")
-    ask.add_argument("--run-id", help="name of the run folder under output/")
+    ask.add_argument(
+        "--run-id", help="name of the run folder under output/ (default: a new time-based id)"
+    )
 
     run_eval = commands.add_parser("eval", help="score the engine on a questions.jsonl file")
-    run_eval.add_argument("questions", type=Path)
+    run_eval.add_argument("questions", type=Path, help="one JSON question per line (README)")
+    run_eval.add_argument("--docs", metavar="PATH", help=docs_help)
     run_eval.add_argument("--markdown-path", help="folder of markdown files (default: documents)")
     run_eval.add_argument("--out", type=Path, help="where to write the JSON report")
     run_eval.add_argument(
@@ -51,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     overrides: dict[str, Any] = {}
+    if args.docs:
+        overrides["docs"] = args.docs
     if args.markdown_path:
         overrides["markdown_path"] = args.markdown_path
     if getattr(args, "sql", False):
@@ -65,6 +93,21 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from app.api.logging_setup import uvicorn_log_config  # noqa: PLC0415
+
+    if args.docs:
+        folder = Path(args.docs).expanduser().resolve()
+        if not folder.is_dir():
+            print(f"error: --docs {args.docs}: no such folder", file=sys.stderr)
+            return 2
+        # The app is built from the environment in each worker process.
+        os.environ["APP_DOCS"] = str(folder)
+    shown = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host
+    url = f"http://{shown}:{args.port}"
+    print(
+        f"demo: {url}/demo/ · API docs: {url}/docs · API: {url}/api/v1/runs",
+        file=sys.stderr,
+        flush=True,
+    )
 
     uvicorn.run(
         "app.api.main:app",
@@ -84,17 +127,18 @@ def _ask(config: AppConfig, question: str, run_id: str) -> int:
         with contextlib.suppress(BrokenPipeError):
             _show(event)
 
+    # Stages reported once the answer has begun ("Checking citations", "Saving") wait for
+    # its end: the answer and its Sources read as one piece.
+    later: list[str] = []
+
     def _show(event: dict[str, Any]) -> None:
         nonlocal streaming
         if event["type"] == "progress":
+            line = f"[{event['step']}/{event['total_steps']}] {event['message']}"
             if streaming:
-                print(file=sys.stderr)
-                streaming = False
-            print(
-                f"[{event['step']}/{event['total_steps']}] {event['message']}",
-                file=sys.stderr,
-                flush=True,
-            )
+                later.append(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
         elif event["type"] == "answer_delta":
             if not streaming:
                 print(file=sys.stderr)
@@ -107,6 +151,8 @@ def _ask(config: AppConfig, question: str, run_id: str) -> int:
         print(f"\nerror: {exc.message}", file=sys.stderr)
         return 1
     print(file=sys.stderr)
+    for line in later:
+        print(line, file=sys.stderr)
     print(f"status: {result.status} ({result.seconds:.2f} s)", file=sys.stderr)
     if result.final_output_path:
         print(f"answer: {config.relative(result.final_output_path)}", file=sys.stderr)

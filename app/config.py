@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -31,6 +31,9 @@ class AppConfig(BaseSettings):
 
     # --- paths (relative ones resolve against base_dir) ---
     base_dir: Path = Field(default_factory=Path.cwd)
+    # One folder of documents, anywhere (`serve --docs PATH`): the only root, and the
+    # default every run reads. Runs name it by its folder name, so payloads stay relative.
+    docs: str | None = None
     documents_roots: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["documents"])
     output_dir: Path = Path("output")
     index_dir: Path | None = None  # default: <output_dir>/.index
@@ -107,6 +110,20 @@ class AppConfig(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _one_docs_folder(self) -> AppConfig:
+        if self.docs:
+            # Absolute, so "../handbook" or "." name the folder itself.
+            self.documents_roots = [str(self.resolve(self.docs).resolve())]
+            self.markdown_path = next(iter(self.root_paths()))
+        elif "markdown_path" not in self.model_fields_set:
+            # Roots set without a default path: read the first root, not a "documents"
+            # folder that is not allowed.
+            names = list(self.root_paths())
+            if names and self.markdown_path not in names:
+                self.markdown_path = names[0]
+        return self
+
     @field_validator("base_dir", mode="after")
     @classmethod
     def _absolute_base(cls, value: Path) -> Path:
@@ -116,6 +133,34 @@ class AppConfig(BaseSettings):
         """An absolute path for ``path``, taken relative to the base directory."""
         candidate = Path(path)
         return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def root_paths(self) -> dict[str, Path]:
+        """Each documents root by the name runs use for it: a relative root by its path
+        ("documents"), an absolute one by its folder name ("/srv/handbook" -> "handbook")."""
+        named: dict[str, Path] = {}
+        for root in self.documents_roots:
+            path = PurePosixPath(root)
+            if not path.is_absolute():
+                named[path.as_posix()] = self.base_dir / path
+                continue
+            name, n = path.name or "documents", 2
+            while name in named:
+                name, n = f"{path.name}-{n}", n + 1
+            named[name] = Path(root)
+        return named
+
+    def documents_path(self, markdown_path: str | None = None) -> Path:
+        """The folder a run reads: ``markdown_path`` (default: this config's), where a
+        leading root name stands for that root's folder."""
+        wanted = PurePosixPath(markdown_path or self.markdown_path)
+        if wanted.is_absolute():
+            return Path(wanted)
+        roots = sorted(self.root_paths().items(), key=lambda item: -len(item[0]))
+        for name, path in roots:
+            head = PurePosixPath(name).parts
+            if wanted.parts[: len(head)] == head:
+                return path.joinpath(*wanted.parts[len(head) :])
+        return self.resolve(wanted.as_posix())
 
     @property
     def output_root(self) -> Path:

@@ -11,14 +11,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _env(cwd: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
     env["APP_BASE_DIR"] = str(REPO)
     env["APP_OUTPUT_DIR"] = str(cwd / "output")
+    return env
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         cwd=cwd,
-        env=env,
+        env=_env(cwd),
         capture_output=True,
         text=True,
         timeout=300,
@@ -47,6 +51,37 @@ class TestAsk:
         done = _run("ask", "anything?", "--markdown-path", "nowhere", cwd=tmp_path)
         assert done.returncode == 1
         assert "error: the documents folder 'nowhere' does not exist" in done.stderr
+
+    def test_docs_reads_a_folder_anywhere_and_stages_do_not_split_the_answer(
+        self, tmp_path: Path
+    ) -> None:
+        folder = tmp_path / "elsewhere" / "handbook"
+        folder.mkdir(parents=True)
+        (folder / "leave.md").write_text("# Leave\n\nEvery employee gets 26 days of leave.\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "ask", "How many days of leave?", "--docs", str(folder),
+             "--run-id", "cli-docs"],
+            cwd=tmp_path,
+            env={**_env(tmp_path)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one stream, in the order a person sees it
+            text=True,
+            timeout=300,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout
+        assert "26 days" in done.stdout
+        # The answer and its Sources read as one piece; later stages are reported after.
+        answer_start = done.stdout.index("Every employee")
+        assert done.stdout.index("## Sources") > answer_start
+        assert done.stdout.index("[5/6] Checking citations") > done.stdout.index("## Sources")
+        assert "[1/6] Indexing markdown under handbook" in done.stdout
+
+    def test_help_explains_every_argument(self, tmp_path: Path) -> None:
+        done = _run("ask", "--help", cwd=tmp_path)
+        assert done.returncode == 0
+        for words in ("what to ask", "--docs PATH", "--markdown-path PATH", "--sql", "--run-id"):
+            assert words in done.stdout, words
 
 
 class TestEval:

@@ -185,8 +185,13 @@
 
   function askForKey() {
     const rejected = apiKey();
-    if (rejected) sessionStorage.removeItem(KEY_STORAGE);
-    auth.error.textContent = rejected ? "That key was not accepted." : "This server needs an API key.";
+    if (rejected) {
+      sessionStorage.removeItem(KEY_STORAGE);
+      auth.error.textContent = "That key was not accepted.";
+    } else if (auth.card.hidden) {
+      // Several requests may be refused at once: the first one's words stay.
+      auth.error.textContent = "This server needs an API key.";
+    }
     show(auth.card);
     auth.input.focus();
   }
@@ -198,6 +203,7 @@
     sessionStorage.setItem(KEY_STORAGE, key);
     auth.input.value = "";
     hide(auth.card);
+    loadDocuments();
     loadRuns();
     if (current) openRun(current.id, { question: el.runQuestion.textContent });
   });
@@ -264,7 +270,8 @@
         body: JSON.stringify({
           question,
           enable_sql: el.enableSql.checked,
-          markdown_path: el.markdownPath.value.trim() || "documents",
+          // Left out, the server reads its default folder.
+          ...(el.markdownPath.value ? { markdown_path: el.markdownPath.value } : {}),
         }),
       });
       if (!result.ok) {
@@ -815,8 +822,30 @@
     node.hidden = true;
   }
 
+  // ---------------------------------------------------------------- documents
+
+  async function loadDocuments() {
+    const result = await api("/api/v1/documents").catch(() => null);
+    if (!result || !result.ok || !result.body) return;  // keep "Server default"
+    const chosen = el.markdownPath.value;
+    const options = [];
+    for (const root of result.body.roots) {
+      for (const folder of root.folders) {
+        const option = document.createElement("option");
+        option.value = folder.path;
+        const files = `${folder.files} file${folder.files === 1 ? "" : "s"}`;
+        option.textContent = `${folder.path} (${files})`;
+        options.push(option);
+      }
+    }
+    if (!options.length) return;
+    el.markdownPath.replaceChildren(...options);
+    el.markdownPath.value = chosen || result.body.default;
+  }
+
   // ---------------------------------------------------------------- start
 
+  loadDocuments();
   loadRuns();
   const fromHash = /^#run=(.+)$/.exec(location.hash);
   if (fromHash) openRun(decodeURIComponent(fromHash[1]));

@@ -30,7 +30,7 @@ from app.api.body_limit import BodySizeLimit
 from app.api.deps import require_api_key, require_api_key_or_token
 from app.api.errors import add_exception_handlers
 from app.api.request_metrics import RequestMetrics
-from app.api.routes import events, health, metrics, runs
+from app.api.routes import documents, events, health, metrics, runs
 from app.api.services.backends import Executor, Store, Stream
 from app.api.services.event_bus import EventBus
 from app.api.services.event_log import EventLog
@@ -97,6 +97,7 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     # for it on every poll.
     keyed = bool(config.api_keys)
     app.include_router(runs.router, dependencies=[Depends(require_api_key)] if keyed else [])
+    app.include_router(documents.router, dependencies=[Depends(require_api_key)] if keyed else [])
     app.include_router(
         events.router, dependencies=[Depends(require_api_key_or_token)] if keyed else []
     )
@@ -141,6 +142,7 @@ async def _files_backend(
     for forget in (events.forget, watcher.forget, app_metrics.forget, bus.end):
         store.add_removal_listener(forget)
     log.info("answer service ready: %s runs known", store.count())
+    log.info("%s", await anyio.to_thread.run_sync(startup_summary, config))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(watcher.run, shutdown)
         tasks.start_soon(_end_streams_on, shutdown, bus.close)
@@ -174,6 +176,7 @@ async def _redis_backend(
     # Run durations are observed where runs execute (the workers), not here.
     app_metrics.bind(store=store, executor=executor, stream=stream)
     log.info("answer service ready (redis at %s): %s runs known", config.redis_url, store.count())
+    log.info("%s", await anyio.to_thread.run_sync(startup_summary, config))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_end_streams_on, shutdown, stream.close)
         tasks.start_soon(
@@ -188,6 +191,38 @@ async def _redis_backend(
             executor.shutdown()
             store.close()
             await store.aclose()
+
+
+def startup_summary(config: AppConfig) -> str:
+    """One line for the start-up log: what a run reads, what it writes with, where runs live."""
+    from app.api.services.documents import describe_documents  # noqa: PLC0415
+    from app.modules.llm.openai_provider import redact_url  # noqa: PLC0415
+
+    listing = describe_documents(config)
+    parts = []
+    for root in listing["roots"]:
+        index = root["index"]
+        indexed = (
+            "not indexed yet"
+            if index["indexed_files"] is None
+            else f"{index['indexed_files']} indexed, {index['updated_at']}"
+        )
+        state = f"{root['files']} markdown files, {indexed}" if root["exists"] else "MISSING"
+        parts.append(f"'{root['name']}' ({state})")
+    provider = config.effective_provider()
+    writer = (
+        f"openai-compatible model {config.llm_model} at "
+        f"{redact_url(config.llm_base_url) or 'api.openai.com'}"
+        if provider == "openai"
+        else "offline extractive (no model)"
+    )
+    if config.pipeline:
+        writer = f"custom pipeline {config.pipeline}"
+    return (
+        f"documents: {', '.join(parts)}; default folder '{listing['default']}' · "
+        f"writer: {writer} · backend: {config.backend}+{config.executor}, "
+        f"output: {config.relative(config.output_root) or config.output_root.name}"
+    )
 
 
 def _freeze_start_up_objects() -> None:
@@ -214,10 +249,20 @@ def _start_retention(
 
 
 def _mount_demo(app: FastAPI, demo_dir: Path | None) -> None:
-    """Serve web-demo/ at /demo/ (index.html for the folder); /demo redirects there."""
+    """Serve web-demo/ at /demo/ (index.html for the folder); /demo and / redirect there
+    (/ to the API docs when there is no demo)."""
     if demo_dir is None or not (demo_dir / "index.html").is_file():
         log.info("no demo page at %s: /demo is not served", demo_dir)
+
+        @app.get("/", include_in_schema=False)
+        async def root_to_docs() -> RedirectResponse:
+            return RedirectResponse("/docs", status_code=307)
+
         return
+
+    @app.get("/", include_in_schema=False)
+    async def root_redirect() -> RedirectResponse:
+        return RedirectResponse("/demo/", status_code=307)
 
     @app.get("/demo", include_in_schema=False)
     async def demo_redirect() -> RedirectResponse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.modules.run_ids import RUN_ID_PATTERN
 
@@ -48,12 +48,23 @@ class RunCreate(BaseModel):
         default=None, description="Client-chosen id; generated when absent."
     )
     enable_sql: bool = Field(default=False, description="Also query tables in the corpus.")
-    markdown_path: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
-        default="documents", description="Folder inside an allowed documents root."
+    markdown_path: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None,
+        description="The folder to read: a documents root's name (GET /api/v1/documents), "
+        "a folder below it ('documents/northwind'), or an absolute path inside a root. "
+        "Default: the server's documents folder (APP_DOCS, or APP_MARKDOWN_PATH).",
     )
     log_llm_payload: bool = Field(
         default=False, description="Write model requests and responses to llm_payloads.jsonl."
     )
+
+    @field_validator("markdown_path", mode="before")
+    @classmethod
+    def _absent_not_null(cls, value: object) -> object:
+        # Only an absent field means "the default folder"; null is a client's mistake.
+        if value is None:
+            raise ValueError("markdown_path must be a string; leave it out for the default")
+        return value
 
 
 class RunAccepted(BaseModel):
@@ -198,3 +209,52 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, bool]
+
+
+class DocumentFolder(BaseModel):
+    path: str = Field(description="What to send as markdown_path to read this folder.")
+    files: int = Field(description="Markdown files in this folder and below it.")
+
+
+class DocumentIndex(BaseModel):
+    indexed_files: int | None = Field(description="Files in the search index (null: none yet).")
+    updated_at: str | None
+
+
+class DocumentRoot(BaseModel):
+    name: str
+    exists: bool
+    files: int
+    index: DocumentIndex
+    folders: list[DocumentFolder] = Field(
+        description="The root first, then each folder below it that holds markdown (at most 200)."
+    )
+
+
+class DocumentRoots(BaseModel):
+    """The folders a run may read, and the one it reads by default."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "default": "documents",
+                    "roots": [
+                        {
+                            "name": "documents",
+                            "exists": True,
+                            "files": 22,
+                            "index": {"indexed_files": 22, "updated_at": "2026-12-07T11:40:47Z"},
+                            "folders": [
+                                {"path": "documents", "files": 22},
+                                {"path": "documents/aurora", "files": 5},
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    default: str
+    roots: list[DocumentRoot]

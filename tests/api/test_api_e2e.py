@@ -118,5 +118,6 @@ class TestRealEngine:
                 "store_writable": True,
                 "executor_accepting": True,
                 "documents_present": True,
+                "default_documents": True,
             },
         }

@@ -34,7 +34,7 @@ def ask(page: Page, question: str, *, sql: bool = False, markdown_path: str | No
     if sql:
         page.get_by_test_id("enable-sql").check(force=True)  # the box is drawn as a switch
     if markdown_path is not None:
-        page.get_by_test_id("markdown-path").fill(markdown_path)
+        page.get_by_test_id("markdown-path").select_option(markdown_path)
     page.get_by_test_id("start").click()
 
 
@@ -74,7 +74,14 @@ def test_question_is_answered_live_with_citations_evidence_and_timeline(
     with bundled(uvicorn, tmp_path) as server:
         page.goto(server.base_url + "/demo/")
 
-        # A 4xx from POST shows the `message` of the JSON error body.
+        # The folder picker lists the documents root and its folders, the default chosen.
+        picker = page.get_by_test_id("markdown-path")
+        expect(picker.locator("option[value='documents/harbor']")).to_have_count(1)
+        expect(picker).to_have_value("documents")
+
+        # A 4xx from POST shows the `message` of the JSON error body: a folder removed
+        # after the list was read.
+        picker.evaluate("select => select.add(new Option('gone', 'no-such-folder'))")
         ask(page, HARBOR, markdown_path="no-such-folder")
         expected = httpx.post(
             server.base_url + "/api/v1/runs",

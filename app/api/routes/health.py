@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from app.api.deps import RunExecutorDep, RunStoreDep, SettingsDep
 from app.api.models import Health, Readiness
-from app.api.services.document_roots import roots_exist
+from app.api.services.document_roots import default_has_documents, roots_exist
 
 router = APIRouter(tags=["health"])
 
@@ -26,6 +26,9 @@ def readyz(
         "store_writable": store.is_writable(),
         "executor_accepting": executor.accepting,
         "documents_present": roots_exist(settings),
+        # A POST without markdown_path reads this folder: it must be allowed and hold
+        # markdown, or every such run would fail.
+        "default_documents": default_has_documents(settings),
     }
     ready = all(checks.values())
     if not ready:

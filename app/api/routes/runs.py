@@ -94,7 +94,7 @@ async def create_run(
     options = RunOptions(
         question=body.question,
         enable_sql=body.enable_sql,
-        markdown_path=body.markdown_path,
+        markdown_path=body.markdown_path or services.settings.markdown_path,
         log_llm_payload=body.log_llm_payload,
     )
     state = await submit_run(
