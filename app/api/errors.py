@@ -54,15 +54,72 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _summary(errors: list[dict[str, Any]]) -> str:
+# The fields of POST /api/v1/runs, named when a client sends another.
+_RUN_FIELDS = "question, run_id, enable_sql, markdown_path, log_llm_payload"
+_RULES = {
+    "run_id": "must start with a letter or a digit and have at most 128 letters, digits, "
+    "'.', '_' or '-'",
+    "status": "must be one of queued, running, completed, completed_with_gaps, failed, stopped",
+}
+
+
+def _summary(errors: list[dict[str, Any]], content_type: str = "") -> str:
+    """The errors in words a person reads at once (the field list stays in ``detail``)."""
     if not errors:
         return "the request is not valid"
-    parts = []
-    for error in errors[:3]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg')}")
+    parts = list(dict.fromkeys(_sentence(error, content_type) for error in errors[:3]))
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return "; ".join(parts) + more
+
+
+def _sentence(error: dict[str, Any], content_type: str) -> str:
+    loc = [str(p) for p in error.get("loc", ())]
+    kind, msg = str(error.get("type", "")), str(error.get("msg", ""))
+    source, name = (loc[0], ".".join(loc[1:])) if loc else ("body", "")
+    if source == "body" and (not name or name.isdigit()):
+        if kind == "json_invalid":
+            return "the body is not valid JSON"
+        if kind == "missing":
+            return 'the body is empty: send JSON such as {"question": "..."}'
+        if "json" not in content_type.lower():
+            return "send JSON with the header content-type: application/json"
+        return 'the body must be a JSON object such as {"question": "..."}'
+    if source == "query":
+        where = f"the query parameter {name}"
+    elif source == "header":
+        where = f"the {name} header"
+    elif source == "path":
+        where = f"the {name} in the path"
+    else:
+        where = name
+    if kind == "missing":
+        return f"{where} is required"
+    if kind == "extra_forbidden":
+        return f"'{name}' is not a field of this request (the fields: {_RUN_FIELDS})"
+    if name in _RULES and kind in {"string_pattern_mismatch", "string_too_long", "enum"}:
+        return f"{where} {_RULES[name]}"
+    if kind == "string_too_short" and error.get("ctx", {}).get("min_length") == 1:
+        return f"{where} must not be empty"
+    if kind == "string_too_long":
+        return f"{where} is longer than {error.get('ctx', {}).get('max_length')} characters"
+    if kind in {"int_parsing", "int_type"}:
+        return f"{where} must be a whole number"
+    if kind in {"bool_parsing", "bool_type"}:
+        return f"{where} must be true or false"
+    if kind == "string_type":
+        return f"{where} must be a string"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        bound = next(iter(error.get("ctx", {}).values()), "")
+        words = {
+            "greater_than_equal": "at least",
+            "less_than_equal": "at most",
+            "greater_than": "more than",
+            "less_than": "less than",
+        }
+        return f"{where} must be {words[kind]} {bound}"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return f"{where}: {msg}"
 
 
 def add_exception_handlers(app: FastAPI) -> None:
@@ -73,9 +130,10 @@ def add_exception_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _field_errors(exc)
-        return error_response(422, "validation_error", _summary(errors), detail=errors)
+        message = _summary(list(exc.errors()), request.headers.get("content-type", ""))
+        return error_response(422, "validation_error", message, detail=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -85,7 +143,7 @@ def add_exception_handlers(app: FastAPI) -> None:
             return error_response(
                 422,
                 "validation_error",
-                "body: the request body is not valid UTF-8 JSON",
+                "the body is not valid JSON (it is not even UTF-8 text)",
                 detail=[{"type": "json_invalid", "loc": ["body"], "msg": "not valid UTF-8"}],
             )
         code = _HTTP_CODES.get(exc.status_code, "http_error")

@@ -280,6 +280,70 @@ class TestBody:
             assert (await client.get(f"{RUNS}/len")).json()["question"] == stored
 
 
+class TestMessagesForPeople:
+    """The `message` of a 422 says what to change in words, not in validator jargon."""
+
+    @pytest.mark.parametrize(
+        ("request_kwargs", "message"),
+        [
+            (
+                {"content": b'{"question": ', "headers": {"content-type": "application/json"}},
+                "the body is not valid JSON",
+            ),
+            (
+                {"content": b'{"question": "q?"}', "headers": {"content-type": "text/plain"}},
+                "send JSON with the header content-type: application/json",
+            ),
+            ({}, 'the body is empty: send JSON such as {"question": "..."}'),
+            ({"json": ["q?"]}, 'the body must be a JSON object such as {"question": "..."}'),
+            ({"json": {"question": "   "}}, "question must not be empty"),
+            ({"json": {"question": "x" * 4001}}, "question is longer than 4000 characters"),
+            ({"json": {"run_id": "r"}}, "question is required"),
+            (
+                {"json": {"question": "q?", "run_id": "-no good"}},
+                "run_id must start with a letter or a digit and have at most 128 letters, "
+                "digits, '.', '_' or '-'",
+            ),
+            (
+                {"json": {"question": "q?", "colour": "red"}},
+                "'colour' is not a field of this request (the fields: question, run_id, "
+                "enable_sql, markdown_path, log_llm_payload)",
+            ),
+            ({"json": {"question": "q?", "enable_sql": "yes"}}, "enable_sql must be true or false"),
+            (
+                {"json": {"question": "q?", "markdown_path": None}},
+                "markdown_path must be a string; leave it out for the default",
+            ),
+        ],
+    )
+    async def test_post(self, serve, settings, error, request_kwargs, message: str) -> None:
+        async with serve(settings()) as client:
+            body = _assert_422(await client.post(RUNS, **request_kwargs), error)
+        assert body["message"] == message
+
+    @pytest.mark.parametrize(
+        ("query", "message"),
+        [
+            ("limit=0", "the query parameter limit must be at least 1"),
+            ("limit=x", "the query parameter limit must be a whole number"),
+            (
+                "cursor=zzz",
+                "the query parameter cursor is not one this server gave out "
+                "(use next_cursor as given)",
+            ),
+            (
+                "status=done",
+                "the query parameter status must be one of queued, running, completed, "
+                "completed_with_gaps, failed, stopped",
+            ),
+        ],
+    )
+    async def test_list_query(self, serve, settings, error, query: str, message: str) -> None:
+        async with serve(settings()) as client:
+            body = _assert_422(await client.get(f"{RUNS}?{query}"), error)
+        assert body["message"] == message
+
+
 class TestBodySize:
     async def test_over_the_cap_is_413(self, serve, settings, base_dir, error) -> None:
         async with serve(settings(max_body_bytes=1024)) as client:

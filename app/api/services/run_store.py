@@ -816,4 +816,7 @@ def _decode_cursor(cursor: str) -> tuple[str, int, str]:
     except (ValueError, TypeError, OverflowError):  # int(1e400) is an OverflowError
         from app.api.services.errors import InvalidRequest  # noqa: PLC0415
 
-        raise InvalidRequest("cursor", "the cursor is not one this server gave out") from None
+        raise InvalidRequest(
+            "cursor",
+            "the query parameter cursor is not one this server gave out (use next_cursor as given)",
+        ) from None
