@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.api import access_log, logging_setup
@@ -86,7 +87,9 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
                 metrics=app_metrics,
             )
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from the package
+    # (at /static-offline-docs/), so the API docs work with no network.
+    app = FastAPIOffline(
         title="Answer service",
         version=__version__,
         summary="Cited answers about a folder of documents, as long-running runs.",
