@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.modules.atomic_file import write_json_atomic
+from app.modules.process_identity import this_process
 
 
 def utc_now() -> str:
@@ -24,11 +25,17 @@ class RunLogger:
     got; the run store reads ``outcome`` from it when it reconciles after a restart.
     """
 
-    def __init__(self, run_dir: Path, run_id: str, *, config: dict[str, Any]) -> None:
+    def __init__(
+        self, run_dir: Path, run_id: str, *, config: dict[str, Any], question: str = ""
+    ) -> None:
         self.path = run_dir / "run.json"
         self._started = time.perf_counter()
         self.data: dict[str, Any] = {
             "run_id": run_id,
+            "question": question,
+            # The process running it: a run whose owner is gone and that has no outcome
+            # was interrupted (read by the run store for runs made without the API).
+            "owner": this_process(),
             "started_at": utc_now(),
             "completed_at": None,
             "config": config,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from app.modules.run_logger import RunLogger
 from tests.api import gated_pipeline
-from tests.api.conftest import BLOCKING, TERMINAL, _wait_for_status, wait_for_state_file
+from tests.api.conftest import BLOCKING, REPO, TERMINAL, _wait_for_status, wait_for_state_file
 
 pytestmark = pytest.mark.anyio
 
@@ -174,3 +178,67 @@ class TestRestart:
                 assert body["status"] == "failed"
                 assert body["error"]["code"] == "state_unreadable"
             assert (await client.get(RUNS)).status_code == 200
+
+
+class TestRunsMadeWithoutTheApi:
+    """`python -m app ask` shares output/: its runs are listed like API runs."""
+
+    @staticmethod
+    def _env(output: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
+        return {**env, "APP_BASE_DIR": str(REPO), "APP_OUTPUT_DIR": str(output)}
+
+    async def test_an_ask_run_is_listed_with_its_question(self, serve, settings) -> None:
+        config = settings()
+        question = "How many battery-electric trucks did Northwind have at the end of 2024?"
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "ask", question, "--run-id", "from-cli"],
+            cwd=REPO,
+            env=self._env(config.output_root),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        async with serve(config) as client:
+            items = (await client.get(RUNS)).json()["items"]
+            (item,) = [i for i in items if i["run_id"] == "from-cli"]
+            assert item["question"] == question
+            assert item["status"] == "completed"
+            assert (await client.get(f"{RUNS}/from-cli/output")).status_code == 200
+
+    async def test_one_whose_process_died_is_interrupted_not_running(self, serve, settings) -> None:
+        config = settings()
+        # A process that starts a run's record and dies without an outcome, as a killed
+        # `ask` does.
+        script = (
+            "import os, sys; from pathlib import Path;"
+            "from app.modules.run_logger import RunLogger;"
+            "d = Path(sys.argv[1]); d.mkdir(parents=True);"
+            "RunLogger(d, 'dead-cli', config={}, question='Who runs the fleet?');"
+            "os._exit(9)"
+        )
+        died = subprocess.run(
+            [sys.executable, "-c", script, str(config.output_root / "dead-cli")],
+            cwd=REPO,
+            env=self._env(config.output_root),
+            timeout=60,
+            check=False,
+        )
+        assert died.returncode == 9
+        async with serve(config) as client:
+            status = (await client.get(f"{RUNS}/dead-cli/status")).json()
+            assert status["status"] == "failed"
+            assert status["finish_reason"] == "interrupted"
+            record = (await client.get(f"{RUNS}/dead-cli")).json()
+            assert record["question"] == "Who runs the fleet?"
+
+    async def test_one_whose_process_lives_is_running(self, serve, settings) -> None:
+        config = settings()
+        run_dir = config.output_root / "live-cli"
+        run_dir.mkdir(parents=True)
+        RunLogger(run_dir, "live-cli", config={}, question="Still going?")  # this process
+        async with serve(config) as client:
+            status = (await client.get(f"{RUNS}/live-cli/status")).json()
+            assert status["status"] == "running"

@@ -34,6 +34,7 @@ from app.api.services.keyed_locks import KeyedLocks
 from app.api.services.threads import run_in_pool
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic
+from app.modules.process_identity import is_alive, this_process
 from app.modules.run_ids import is_valid_run_id
 from app.modules.run_logger import utc_now
 
@@ -58,28 +59,6 @@ _FINISH_REASONS = {
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 RemovalListener = Callable[[str], None]
-
-
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid``: with the pid, it names one process for good."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22, counted after the command name, which may itself contain spaces.
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _this_process() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"pid": pid, "host": os.uname().nodename, "start": _process_start(pid)}
-
-
-def _is_alive(owner: dict[str, Any] | None) -> bool:
-    if not owner or owner.get("host") != os.uname().nodename:
-        return False  # another machine: no way to tell, and one machine is what we support
-    pid = owner.get("pid")
-    return isinstance(pid, int) and _process_start(pid) == owner.get("start") is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +248,7 @@ class RunStore:
         self._idempotency: dict[str, str] = {}  # Idempotency-Key -> run id
         self._listeners: list[Listener] = []
         self._removal_listeners: list[RemovalListener] = []
-        self._me = _this_process()
+        self._me = this_process()
         self.claims = FileClaims(self.root)
 
     # ------------------------------------------------------------------ lifecycle
@@ -617,7 +596,7 @@ class RunStore:
                 raise ValueError(f"it names run {state.run_id!r}")
         except (ValueError, TypeError) as exc:
             return self._unreadable(run_id, f"is corrupt ({exc})")
-        if reconcile and state.status in ACTIVE and not _is_alive(state.owner):
+        if reconcile and state.status in ACTIVE and not is_alive(state.owner):
             state = self._reconcile(state)
         return state
 
@@ -653,6 +632,18 @@ class RunStore:
         config = run.get("config")
         config = config if isinstance(config, dict) else {}
         status = outcome.get("status")
+        owner = run.get("owner")
+        if status not in TERMINAL and not is_alive(owner if isinstance(owner, dict) else None):
+            # Its process (`python -m app ask`, say) ended without recording an outcome.
+            status = "failed"
+            outcome = {
+                "finish_reason": "interrupted",
+                "error": {
+                    "code": "interrupted",
+                    "message": "the process running this run stopped before it finished; "
+                    "start a new run",
+                },
+            }
         try:
             state = RunState.from_json(
                 {

@@ -143,7 +143,7 @@ def run_pipeline(
         raise PipelineError("invalid_question", "the question is empty")
     run_dir = config.output_root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    logger = RunLogger(run_dir, run_id, config=_config_snapshot(config))
+    logger = RunLogger(run_dir, run_id, config=_config_snapshot(config), question=question)
     progress = _Progress(on_event, should_stop, total=7 if config.enable_sql else 6)
     started = time.perf_counter()
     try:
