@@ -1,14 +1,14 @@
 """Pre-frontend smoke test (BE-008): drive a running server the way the frontend will.
 
-    python -m app.scripts.test_async_backend_flow --base-url http://127.0.0.1:8000 \\
-        --question "How many battery-electric trucks did Northwind have?" [--sse]
+    python -m app.scripts.test_async_backend_flow [--base-url http://127.0.0.1:8000] \\
+        [--question "How many battery-electric trucks did Northwind have?"] [--sse]
 
 Starts a run (``POST /api/v1/runs``), follows it until it is terminal (polling ``/status``
 every ``--poll`` seconds, or with ``--sse`` over ``/events``), fetches ``/output`` and
 ``/context``, and checks an unknown run id answers 404. Every payload is checked against the
 v1 contract (spec/backend-plan.md: exact key sets) and API.md (statuses, finish reasons,
 timestamps, errors, SSE ids). Every response is saved, numbered in order, as JSON under
-``--out`` (default ``./smoke-<run_id>/``).
+``--out`` (default ``output/smoke/<run_id>/``, a git-ignored folder; the last line says where).
 
 Exit codes: 0 the contract holds (one summary line); 1 a contract break or a timeout (the
 step and what broke); 2 the server is unreachable, or ``--sse`` without httpx-sse installed.
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 API = "/api/v1/runs"
 EXIT_OK, EXIT_BROKEN, EXIT_UNREACHABLE = 0, 1, 2
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_QUESTION = "How many battery-electric trucks did Northwind have at the end of 2024?"
+# Under output/, which git ignores: a smoke run leaves nothing to commit by accident.
+SMOKE_DIR = Path("output") / "smoke"
 
 # The four v1 payloads (backend-plan.md): exactly these keys, no more.
 ACCEPTED_KEYS = frozenset({"run_id", "status", "status_url", "output_url", "context_url"})
@@ -380,7 +384,7 @@ class Smoke:
         if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
             raise ContractBroken(step, f"'run_id' is not a valid run id: {run_id!r}")
         # From here on the responses have a folder (the default one names the run).
-        self.recorder.open(self.out_arg or Path(f"smoke-{run_id}"))
+        self.recorder.open(self.out_arg or SMOKE_DIR / run_id)
         if self.run_id_arg is not None and run_id != self.run_id_arg:
             raise ContractBroken(step, f"'run_id' is {run_id!r}, expected {self.run_id_arg!r}")
         if body["status"] != "queued":
@@ -552,11 +556,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m app.scripts.test_async_backend_flow",
         description="Pre-frontend smoke test: one run through the v1 API, checked and saved.",
     )
-    parser.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000")
-    parser.add_argument("--question", required=True, help="the question to ask")
+    parser.add_argument(
+        "--base-url", default=DEFAULT_BASE_URL, help=f"the server (default: {DEFAULT_BASE_URL})"
+    )
+    parser.add_argument(
+        "--question",
+        default=DEFAULT_QUESTION,
+        help="the question to ask (default: one the bundled documents answer)",
+    )
     parser.add_argument("--sse", action="store_true", help="follow /events instead of polling")
     parser.add_argument(
-        "--out", type=Path, default=None, help="folder for the responses (./smoke-<run_id>/)"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the responses (default: output/smoke/<run_id>/, git-ignored)",
     )
     parser.add_argument(
         "--timeout", type=_positive, default=120.0, help="bound on the whole flow, s (120)"
@@ -589,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ContractBroken as exc:
         if smoke.recorder.pending:  # broke before the run had an id: keep what came back
             stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
-            smoke.recorder.open(smoke.out_arg or Path(f"smoke-failed-{stamp}"))
+            smoke.recorder.open(smoke.out_arg or SMOKE_DIR / f"failed-{stamp}")
         saved = f" (responses saved in {smoke.recorder.out})" if smoke.recorder.written else ""
         print(f"CONTRACT BROKEN at step '{exc.step}': {exc.problem}{saved}", file=sys.stderr)
         return EXIT_BROKEN

@@ -19,11 +19,12 @@ SCRIPT = "app.scripts.test_async_backend_flow"
 QUESTION = "How many battery-electric trucks did Northwind have at the end of 2024?"
 
 
-def smoke(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def smoke(*args: str, timeout: float = 60, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
+    env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
         [sys.executable, "-m", SCRIPT, *args],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -100,6 +101,25 @@ class TestRealEngine:
         assert [e["id"] for e in events] == [str(n) for n in range(1, len(events) + 1)]
         assert events[-1]["event"] == "status"
         assert events[-1]["data"]["status"] == "completed"
+
+
+class TestDefaults:
+    def test_only_a_server_needed_responses_go_to_a_git_ignored_folder(
+        self, uvicorn, tmp_path: Path
+    ) -> None:
+        with uvicorn(APP_BASE_DIR=str(REPO), APP_OUTPUT_DIR=str(tmp_path / "srv-out")) as server:
+            done = smoke("--base-url", server.base_url, "--run-id", "defaults", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        folder = tmp_path / "output" / "smoke" / "defaults"
+        assert "01-post.json" in saved(folder)
+        assert done.stdout.rstrip().endswith("responses saved in output/smoke/defaults")
+        context = json.loads((folder / "05-context.json").read_text())
+        assert context["body"]["context_bundle"]["question"] == QUESTION  # the default one
+
+    def test_the_default_server_is_the_one_serve_starts(self) -> None:
+        done = smoke("--help")
+        assert "default: http://127.0.0.1:8000" in done.stdout
+        assert "output/smoke/<run_id>/" in done.stdout
 
 
 class TestBrokenServer:
