@@ -1,10 +1,13 @@
 /* Answer service demo page: start a run, follow it live (EventSource first, polling as a
- * fallback), then show the answer, its evidence, gaps and a timeline.
+ * fallback), then show the answer, its evidence, gaps and a timeline. Talking to the API
+ * (start, follow, cancel, reads) is answer-client.js, the module a frontend can copy.
  *
  * Everything that comes from documents or the API is either set as textContent or rendered
  * as markdown through marked and then DOMPurify: no script or event handler of a document
  * can run (the page's Content-Security-Policy also forbids inline scripts).
  */
+import { AnswerClient, ApiError } from "./answer-client.js";
+
 (() => {
   "use strict";
 
@@ -208,33 +211,27 @@
     if (current) openRun(current.id, { question: el.runQuestion.textContent });
   });
 
-  function eventsUrl(runId) {
-    const url = `${API}/${encodeURIComponent(runId)}/events`;
-    const key = apiKey();
-    return key ? `${url}?access_token=${encodeURIComponent(key)}` : url;
-  }
-
   // ---------------------------------------------------------------- HTTP
 
-  async function api(path, options = {}) {
-    const key = apiKey();
-    const response = await fetch(path, {
-      headers: {
-        accept: "application/json",
-        ...(options.body ? { "content-type": "application/json" } : {}),
-        ...(key ? { authorization: `Bearer ${key}` } : {}),
-      },
-      cache: "no-store",
-      ...options,
-    });
-    if (response.status === 401) askForKey();
-    let body = null;
+  const client = new AnswerClient({
+    apiKey: () => apiKey(),
+    pollMs: POLL_MS,
+    firstEventMs: FIRST_EVENT_TIMEOUT_MS,
+    onUnauthorized: () => askForKey(),
+  });
+
+  /** A client call as {ok, status, body, retryAfter}: the view code reads results that way. */
+  async function settle(promise) {
     try {
-      body = await response.json();
-    } catch {
-      body = null;
+      return { ok: true, status: 200, body: await promise, retryAfter: null };
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return { ok: false, status: error.status, body: error.body, retryAfter: error.retryAfter };
     }
-    return { ok: response.ok, status: response.status, body, headers: response.headers };
+  }
+
+  function api(path, options = {}) {
+    return settle(client.request(path, options));
   }
 
   function errorText(result) {
@@ -245,9 +242,7 @@
       const field = Array.isArray(first.loc) ? first.loc.filter((p) => p !== "body").join(".") : "";
       if (first.msg && !text.includes(first.msg)) text += ` (${field ? field + ": " : ""}${first.msg})`;
     }
-    if (result.status === 429 && result.headers.get("Retry-After")) {
-      text += ` Retry in ${result.headers.get("Retry-After")} s.`;
-    }
+    if (result.retryAfter) text += ` Retry in ${result.retryAfter} s.`;
     return text;
   }
 
@@ -265,15 +260,14 @@
     el.start.disabled = true;
     el.start.textContent = "Starting…";
     try {
-      const result = await api(API, {
-        method: "POST",
-        body: JSON.stringify({
+      const result = await settle(
+        client.start({
           question,
           enable_sql: el.enableSql.checked,
           // Left out, the server reads its default folder.
           ...(el.markdownPath.value ? { markdown_path: el.markdownPath.value } : {}),
         }),
-      });
+      );
       if (!result.ok) {
         showFormError(errorText(result), `Could not start the run (${result.status})`);
         return;
@@ -296,7 +290,7 @@
     const run = current;
     if (!run) return;
     el.cancel.disabled = true;
-    const result = await api(`${API}/${encodeURIComponent(run.id)}/cancel`, { method: "POST" }).catch(() => null);
+    const result = await settle(client.cancel(run.id)).catch(() => null);
     if (run !== current) return;
     el.cancel.disabled = false;
     if (!result) return showMessage("error", "The cancel request did not reach the server.");
@@ -327,9 +321,8 @@
       terminal: false,
       finished: false,
       cited: new Set(),
-      source: null,
-      pollTimer: null,
-      watchdog: null,
+      follower: null,
+      mode: null,
       renderQueued: false,
       reveal: reveal && isNarrow(), // on a phone, bring the run into view once it has content
     };
@@ -351,91 +344,35 @@
   }
 
   function stopFollowing() {
-    if (!current) return;
-    const run = current;
-    if (run.source) run.source.close();
-    clearTimeout(run.watchdog);
-    clearTimeout(run.pollTimer);
-    run.source = null;
+    if (current && current.follower) current.follower.stop();
   }
 
   function follow(run) {
-    if (typeof window.EventSource !== "function") {
-      poll(run, "live updates are not available in this browser");
-      return;
-    }
-    setMode("live");
-    const source = new EventSource(eventsUrl(run.id));
-    run.source = source;
-    let seen = false;
-    const alive = () => {
-      if (!seen) {
-        seen = true;
-        clearTimeout(run.watchdog);
-      }
+    const mine = (handler) => (value, why) => {
+      if (run === current && !run.terminal) handler(value, why);
     };
-    run.watchdog = setTimeout(() => {
-      if (!seen && run === current && !run.terminal) {
-        source.close();
-        poll(run, "no live event arrived");
-      }
-    }, FIRST_EVENT_TIMEOUT_MS);
-
-    source.addEventListener("status", (event) => {
-      alive();
-      if (run !== current) return source.close();
-      const status = JSON.parse(event.data);
-      applyStatus(run, status);
-      if (!ACTIVE.has(status.status)) source.close();
+    run.follower = client.follow(run.id, {
+      onStatus: mine((status) => applyStatus(run, status)),
+      onProgress: mine((progress) => applyProgress(run, progress)),
+      onDelta: mine((text) => {
+        run.answer += text;
+        scheduleAnswerRender(run);
+      }),
+      onMode: mine((mode, why) => {
+        run.mode = mode === "polling" ? "polling" : "live";
+        const label = {
+          live: "live",
+          reconnecting: "live · reconnecting",
+          polling: `polling every ${POLL_MS / 1000} s`,
+        };
+        setMode(label[mode] || mode, why);
+      }),
     });
-    source.addEventListener("progress", (event) => {
-      alive();
+    run.follower.done.catch((error) => {
       if (run !== current) return;
-      applyProgress(run, JSON.parse(event.data));
+      const gone = error instanceof ApiError && error.status === 404;
+      showMessage("error", gone ? error.message : String(error), gone ? "The run is gone" : "Following the run failed");
     });
-    source.addEventListener("answer_delta", (event) => {
-      alive();
-      if (run !== current) return;
-      run.answer += JSON.parse(event.data).text;
-      scheduleAnswerRender(run);
-    });
-    // A dropped connection reconnects by itself (sending Last-Event-ID, so nothing is lost or
-    // repeated); only when the browser gives up (CLOSED) do we switch to polling.
-    source.onerror = () => {
-      if (run !== current || run.terminal) return;
-      if (source.readyState === EventSource.CLOSED) {
-        clearTimeout(run.watchdog);
-        poll(run, "the event stream is not available");
-      } else {
-        setMode("live · reconnecting");
-      }
-    };
-    source.onopen = () => {
-      if (run === current && !run.terminal) setMode("live");
-    };
-  }
-
-  function poll(run, why) {
-    if (run.source) run.source.close();
-    run.source = null;
-    setMode(`polling every ${POLL_MS / 1000} s`, why);
-    const tick = async () => {
-      if (run !== current || run.terminal) return;
-      const result = await api(`${API}/${encodeURIComponent(run.id)}/status`).catch(() => null);
-      if (run !== current) return;
-      if (result && result.ok) {
-        applyStatus(run, result.body);
-        if (result.body.status === "running") {
-          const record = await api(`${API}/${encodeURIComponent(run.id)}`).catch(() => null);
-          if (record && record.ok && run === current) applyProgress(run, record.body.progress);
-        }
-      } else if (result && result.status === 404) {
-        showMessage("error", errorText(result), "The run is gone");
-        return;
-      }
-      if (!run.terminal) run.pollTimer = setTimeout(tick, POLL_MS);
-    };
-    tick();
   }
 
   // ---------------------------------------------------------------- applying updates
@@ -456,9 +393,7 @@
     }
     if (!active) {
       run.terminal = true;
-      if (run.source) run.source.close();
-      clearTimeout(run.watchdog);
-      clearTimeout(run.pollTimer);
+      if (run.follower) run.follower.stop();
       finish(run, status);
     }
   }
@@ -491,6 +426,8 @@
 
   async function finish(run, status) {
     el.cancel.hidden = true;
+    // The label says how the run was followed, no longer that it is live.
+    if (run.mode) el.mode.textContent = run.mode === "polling" ? "followed by polling" : "followed live";
     el.answer.classList.remove("streaming");
     hide(el.progress); // the timeline below shows the stages of a finished run
     const reason = status.finish_reason;

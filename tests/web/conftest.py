@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
 
-from tests.api.conftest import uvicorn  # noqa: F401  (the `uvicorn` fixture, re-exported)
+from tests.api.conftest import base_dir, uvicorn  # noqa: F401  (fixtures, re-exported)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
