@@ -246,3 +246,42 @@ class TestDamping:
             ranked = rank(index, query, k=3, idf=index.idf(query.forms))
         # Damped like any other file's, the runner-up section would fall behind the pages.
         assert [r.hit.section.path for r in ranked].count("guide/cache.md") == 2
+
+
+class TestEmphasis:
+    def test_a_sentence_cut_from_an_italic_passage_keeps_no_stray_marker(self) -> None:
+        units = split_units("*Adopted on 18 May 2021. This document is a summary.*\n")
+        assert [u[0] for u in units] == ["Adopted on 18 May 2021.", "This document is a summary."]
+
+    def test_balanced_emphasis_is_kept(self) -> None:
+        (unit,) = split_units("The target is **50%** by *2030*.\n")
+        assert unit[0] == "The target is **50%** by *2030*."
+
+
+class TestOverview:
+    def test_a_list_is_introduced_by_its_document_not_by_one_items_figure(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        programmes = "".join(
+            f"## {name}\n\n### Overview\n\n{name} {what}.\n\n### Budget\n\n"
+            f"EUR {money} million over 2021-2026, funded by the Council.\n\n"
+            for name, what, money in (
+                ("Warm Homes", "insulates homes and replaces gas boilers", 18),
+                ("Bright Streets", "replaced every streetlight with LED lamps", 7),
+                ("Solar Schools", "puts solar panels on school roofs", 4),
+            )
+        )
+        _write(root, {"city/programmes.md": f"# City Climate Programmes\n\n{programmes}"})
+        final, _ = _run(
+            _config(tmp_path, root), "What are the main climate programmes of the City?", "o1"
+        )
+        lines = final.splitlines()
+        assert lines[0].startswith("From *City Climate Programmes*")
+        body = final.split("## Sources")[0]
+        for name in ("Warm Homes", "Bright Streets", "Solar Schools"):
+            assert name in body
+        # A budget line, if there is one, says which programme it belongs to.
+        for line in lines:
+            if "EUR" in line and "million" in line:
+                assert re.match(r"- \*\*(Warm Homes|Bright Streets|Solar Schools)\*\*", line), line

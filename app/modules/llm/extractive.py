@@ -180,6 +180,24 @@ def _sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in merged if s.strip()]
 
 
+_SINGLE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
+
+
+def _balanced(sentence: str) -> str:
+    """A sentence cut out of an emphasised passage, without the marker left unclosed.
+
+    "*Adopted on 18 May 2021. This document is a summary.*" splits into two sentences, each
+    with one '*' that markdown would print as a literal asterisk.
+    """
+    for marker, pattern in (("**", re.compile(r"\*\*")), ("*", _SINGLE_STAR)):
+        if len(pattern.findall(sentence)) % 2:
+            if sentence.startswith(marker):
+                sentence = sentence[len(marker) :]
+            elif sentence.endswith(marker):
+                sentence = sentence[: -len(marker)]
+    return sentence
+
+
 def split_units(text: str) -> list[tuple[str, str, int]]:
     """The citable units of a section's markdown in reading order, as (text, kind, block).
 
@@ -205,7 +223,7 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
         nonlocal block, last_kind
         if paragraph:
             block += 1
-            units.extend((s, "sentence", block) for s in _sentences(" ".join(paragraph)))
+            units.extend((_balanced(s), "sentence", block) for s in _sentences(" ".join(paragraph)))
             paragraph.clear()
             last_kind = "sentence"
 
@@ -411,12 +429,31 @@ class ExtractiveWriter:
         document ("... the Science Based Targets initiative ...") is no introduction to it.
         """
         outlined = evidence[part.outline[0][0]].path
+        outline_ids = {i for i, _ in part.outline}
+        items = {_MARKUP.sub("", h).strip() for _, h in part.outline}
+
+        def item_of(unit: Unit) -> str | None:
+            """The outlined item whose section the unit comes from ("Warm Homes Harbor")."""
+            heading = evidence[unit.evidence_id].heading_path or ""
+            return next((h for h in heading.split(" > ") if h in items), None)
+
         lead = next((u for u in chosen if evidence[u.evidence_id].path == outlined), None)
         rest = [u for u in chosen if u is not lead]
         used: set[str] = set()
-        if lead is not None:
+        with_item: dict[int, str] = {}  # evidence id -> a strong sentence to add to its bullet
+        if lead is not None and item_of(lead) is None:
             yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
             used.add(lead.text)
+        else:
+            # A sentence from one item (its budget, say) is no introduction to all of them:
+            # say where the list comes from instead; the sentence goes with its item.
+            title = _MARKUP.sub("", evidence[part.outline[0][0]].title or outlined or "").strip()
+            yield f"From *{title}* [{part.outline[0][0]}]:\n\n"
+            rest = [u for u in chosen if u is not lead]
+            if lead is not None and lead.evidence_id in outline_ids:
+                with_item[lead.evidence_id] = lead.text
+            elif lead is not None:
+                rest.insert(0, lead)
         for evidence_id, heading in part.outline:
             units = [u for u in split_units(evidence[evidence_id].text) if u[0] not in used]
             if not units:
@@ -424,12 +461,15 @@ class ExtractiveWriter:
             text = units[0][0]
             if len(text.split()) < 6 and len(units) > 1:
                 text = f"{text} {units[1][0]}"
+            strong = with_item.get(evidence_id)
+            if strong and strong not in text and "\n" not in text:
+                text = f"{text} {strong}"
+                used.add(strong)
             used.add(units[0][0])
             plain_heading = _MARKUP.sub("", heading).strip()
             if not _MARKUP.sub("", text).lower().startswith(plain_heading.lower()):
                 text = f"**{plain_heading}**: {text}"
             yield _bullet(_cite(text, evidence_id))
-        outline_ids = {i for i, _ in part.outline}
         # Extras only from the outlined document: the overview is of that, not of others.
         extras = [
             u
@@ -439,7 +479,9 @@ class ExtractiveWriter:
             and evidence[u.evidence_id].path == outlined
         ]
         for unit in extras[:2]:
-            yield _bullet(_cite(unit.text, unit.evidence_id))
+            item = item_of(unit)
+            text = f"**{item}**: {unit.text}" if item and item not in unit.text else unit.text
+            yield _bullet(_cite(text, unit.evidence_id))
         yield "\n"
 
     def select(self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]) -> list[Unit]:
