@@ -97,9 +97,17 @@ import { AnswerClient, ApiError } from "./answer-client.js";
   if (window.DOMPurify) {
     // Links from documents open in a new tab and cannot reach back into this page.
     window.DOMPurify.addHook("afterSanitizeAttributes", (node) => {
-      if (node.tagName === "A" && node.getAttribute("href")) {
+      const href = node.tagName === "A" ? node.getAttribute("href") : null;
+      if (!href) return;
+      if (/^(https?:|mailto:)/i.test(href)) {
         node.setAttribute("target", "_blank");
         node.setAttribute("rel", "noopener noreferrer");
+      } else if (!href.startsWith("#")) {
+        // A link between the documents ("../reference/cli.md#uv") would resolve against
+        // this page and open an API 404: keep its text, say where it points.
+        node.removeAttribute("href");
+        node.setAttribute("class", "doc-link");
+        node.setAttribute("title", `A link inside the documents: ${href}`);
       }
     });
   }
@@ -114,6 +122,10 @@ import { AnswerClient, ApiError } from "./answer-client.js";
     root.querySelectorAll("table").forEach((table) => {
       const wrap = document.createElement("div");
       wrap.className = "table-wrap";
+      // It may scroll sideways: reachable by keyboard, named for screen readers.
+      wrap.tabIndex = 0;
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", "Table (scrolls sideways when wide)");
       table.replaceWith(wrap);
       wrap.appendChild(table);
     });
@@ -425,6 +437,8 @@ import { AnswerClient, ApiError } from "./answer-client.js";
   }
 
   async function finish(run, status) {
+    // On a phone the reader is at the answer: where it is on screen now, it stays.
+    const anchor = isNarrow() ? el.answer.getBoundingClientRect().top : null;
     el.cancel.hidden = true;
     // The label says how the run was followed, no longer that it is live.
     if (run.mode) el.mode.textContent = run.mode === "polling" ? "followed by polling" : "followed live";
@@ -455,6 +469,7 @@ import { AnswerClient, ApiError } from "./answer-client.js";
       run.answer = output.body.content;
       renderMarkdown(el.answer, run.answer);
       markGapSection(el.answer);
+      dropSources(el.answer);
       linkCitations(el.answer, run);
       hide(el.answerEmpty);
     } else {
@@ -467,9 +482,35 @@ import { AnswerClient, ApiError } from "./answer-client.js";
       renderGaps(bundle);
       renderTimeline(bundle.timings || {});
     }
+    unlinkDeadCitations(el.answer);
+    if (anchor !== null && !run.reveal) {
+      const moved = el.answer.getBoundingClientRect().top - anchor;
+      if (Math.abs(moved) > 1) window.scrollBy(0, moved);
+    }
     revealRun(run);
     el.run.dataset.ready = "true";
     loadRuns();
+  }
+
+  /** The answer's own "Sources" list repeats the evidence panel beside it: the page drops it
+   *  (final.md keeps it, for readers of the file). */
+  function dropSources(container) {
+    for (const heading of container.querySelectorAll("h2")) {
+      if (heading.textContent.trim() !== "Sources") continue;
+      const list = heading.nextElementSibling;
+      if (list && /^(UL|OL)$/.test(list.tagName)) list.remove();
+      heading.remove();
+    }
+  }
+
+  /** Citations whose evidence never arrived (a cancelled or failed run) stay plain text. */
+  function unlinkDeadCitations(container) {
+    for (const link of container.querySelectorAll("a.cite")) {
+      if (document.getElementById(`evidence-${link.dataset.cite}`)) continue;
+      const text = span("cite-dead", `[${link.dataset.cite}]`);
+      text.title = "This run kept no evidence for this citation";
+      link.replaceWith(text);
+    }
   }
 
   function markGapSection(container) {
@@ -486,12 +527,13 @@ import { AnswerClient, ApiError } from "./answer-client.js";
 
   function renderEvidence(run, bundle) {
     const items = Array.isArray(bundle.evidence) ? bundle.evidence : [];
-    el.evidenceList.replaceChildren(...items.map(evidenceItem));
+    const best = Math.max(0, ...items.map((item) => (typeof item.score === "number" ? item.score : 0)));
+    el.evidenceList.replaceChildren(...items.map((item) => evidenceItem(item, best)));
     el.evidenceCount.textContent = `${items.length} item${items.length === 1 ? "" : "s"}`;
     show(el.evidence);
   }
 
-  function evidenceItem(item) {
+  function evidenceItem(item, best) {
     const li = document.createElement("li");
     li.className = "ev";
     li.id = `evidence-${item.id}`;
@@ -508,7 +550,17 @@ import { AnswerClient, ApiError } from "./answer-client.js";
       path.dataset.testid = "evidence-path";
       head.append(path);
     }
-    if (typeof item.score === "number") head.append(span("ev-score", `score ${item.score.toFixed(2)}`));
+    if (typeof item.score === "number" && item.score > 0 && best > 0) {
+      const share = Math.max(0, Math.min(1, item.score / best));
+      const bar = span("ev-score", "");
+      bar.setAttribute("role", "img");
+      bar.setAttribute("aria-label", `relevance ${Math.round(share * 100)} % of the best item`);
+      bar.title = `relevance: ${Math.round(share * 100)} % of the best item (retrieval score ${item.score.toFixed(2)})`;
+      const fill = span("ev-score-fill", "");
+      fill.style.width = `${Math.round(share * 100)}%`;
+      bar.append(fill);
+      head.append(bar);
+    }
     li.append(head);
 
     if (item.kind === "sql") {
@@ -671,7 +723,15 @@ import { AnswerClient, ApiError } from "./answer-client.js";
 
   function markCurrentInList() {
     for (const li of el.runs.children) {
-      li.classList.toggle("current", Boolean(current) && li.dataset.runId === current.id);
+      const here = Boolean(current) && li.dataset.runId === current.id;
+      li.classList.toggle("current", here);
+      // The list scrolls on its own: bring the current run into its view, not the page's.
+      if (here && el.runs.scrollHeight > el.runs.clientHeight) {
+        const top = li.offsetTop - el.runs.offsetTop;
+        if (top < el.runs.scrollTop || top + li.offsetHeight > el.runs.scrollTop + el.runs.clientHeight) {
+          el.runs.scrollTop = top - el.runs.clientHeight / 2;
+        }
+      }
     }
   }
 
