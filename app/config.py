@@ -1,4 +1,4 @@
-"""The one configuration object: environment variables with the ``APP_`` prefix (see API.md)."""
+"""The one configuration object: environment variables with the ``APP_`` prefix (README)."""
 
 from __future__ import annotations
 

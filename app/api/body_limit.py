@@ -1,7 +1,7 @@
 """Refuse request bodies over a size cap with 413, before they are read into memory.
 
 FastAPI's own ``max_body_size`` (Starlette's RequestBodyLimitMiddleware) answers a large
-Content-Length with a text/plain "Content Too Large"; API.md wants every error as JSON with
+Content-Length with a text/plain "Content Too Large"; docs/api.md wants every error as JSON with
 a ``code``, so this small middleware answers instead.
 """
 

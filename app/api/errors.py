@@ -1,4 +1,4 @@
-"""The one place where errors become HTTP responses with the body API.md describes."""
+"""The one place where errors become HTTP responses with the body docs/api.md describes."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ _RULES = {
     "run_id": "must start with a letter or a digit and have at most 128 letters, digits, "
     "'.', '_' or '-'",
     "status": "must be one of queued, running, completed, completed_with_gaps, failed, stopped",
+    "Idempotency-Key": "must be 1 to 255 printable ASCII characters",
 }
 
 
@@ -139,7 +140,7 @@ def add_exception_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == _BODY_NOT_PARSED:
             # FastAPI answers 400 when the body is not even text (invalid UTF-8); to a
-            # client it is malformed JSON like any other, which API.md makes a 422.
+            # client it is malformed JSON like any other, which docs/api.md makes a 422.
             return error_response(
                 422,
                 "validation_error",

@@ -1,4 +1,4 @@
-"""Request and response models: the v1 contract of backend-plan.md and the additions of API.md.
+"""Request and response models: the four v1 payloads and the additions beside them (docs/api.md).
 
 The four v1 payloads (RunAccepted, RunStatus, RunOutput, RunContext) have exactly the plan's
 fields, no more.
@@ -194,7 +194,7 @@ class RunRecord(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error: a stable code and a message for a person (API.md, Errors)."""
+    """Every error: a stable code and a message for a person (docs/api.md, Errors)."""
 
     model_config = ConfigDict(extra="allow")
 

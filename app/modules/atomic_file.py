@@ -1,4 +1,4 @@
-"""Crash-safe file writes: temp file in the same folder, fsync, rename (API.md, Artifacts)."""
+"""Crash-safe file writes: temp file in the same folder, fsync, rename (docs/api.md, Artifacts)."""
 
 from __future__ import annotations
 

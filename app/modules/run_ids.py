@@ -1,4 +1,4 @@
-"""Run identifiers: sortable, unique under concurrent requests (API.md, Identifiers)."""
+"""Run identifiers: sortable, unique under concurrent requests (docs/api.md, Identifiers)."""
 
 from __future__ import annotations
 

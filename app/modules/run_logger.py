@@ -14,7 +14,7 @@ from app.modules.process_identity import this_process
 
 
 def utc_now() -> str:
-    """ISO 8601 in UTC with a ``Z``, to the second (API.md, Identifiers and time)."""
+    """ISO 8601 in UTC with a ``Z``, to the second (docs/api.md, Identifiers and time)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -6,7 +6,7 @@
 Starts a run (``POST /api/v1/runs``), follows it until it is terminal (polling ``/status``
 every ``--poll`` seconds, or with ``--sse`` over ``/events``), fetches ``/output`` and
 ``/context``, and checks an unknown run id answers 404. Every payload is checked against the
-v1 contract (spec/backend-plan.md: exact key sets) and API.md (statuses, finish reasons,
+v1 contract of docs/api.md (exact key sets, statuses, finish reasons,
 timestamps, errors, SSE ids). Every response is saved, numbered in order, as JSON under
 ``--out`` (default ``output/smoke/<run_id>/``, a git-ignored folder; the last line says where).
 
@@ -41,14 +41,14 @@ DEFAULT_QUESTION = "How many battery-electric trucks did Northwind have at the e
 # Under output/, which git ignores: a smoke run leaves nothing to commit by accident.
 SMOKE_DIR = Path("output") / "smoke"
 
-# The four v1 payloads (backend-plan.md): exactly these keys, no more.
+# The four v1 payloads (docs/api.md): exactly these keys, no more.
 ACCEPTED_KEYS = frozenset({"run_id", "status", "status_url", "output_url", "context_url"})
 STATUS_KEYS = frozenset(
     {"run_id", "status", "started_at", "completed_at", "finish_reason", "error"}
 )
 OUTPUT_KEYS = frozenset({"run_id", "status", "content", "final_output_path"})
 CONTEXT_KEYS = frozenset({"run_id", "status", "context_bundle", "context_bundle_path"})
-# The SSE additions (API.md, Server-Sent Events).
+# The SSE additions (docs/api.md, Server-Sent Events).
 PROGRESS_KEYS = frozenset({"run_id", "stage", "message", "step", "total_steps"})
 DELTA_KEYS = frozenset({"run_id", "text"})
 EVENT_NAMES = frozenset({"status", "progress", "answer_delta"})
@@ -57,7 +57,7 @@ ERROR_KEYS = frozenset({"code", "message"})
 ACTIVE = ("queued", "running")
 ANSWERED = ("completed", "completed_with_gaps")
 TERMINAL = frozenset({*ANSWERED, "failed", "stopped"})
-# API.md, Statuses and finish reasons.
+# docs/api.md, Statuses and finish reasons.
 FINISH_REASONS: dict[str, frozenset[str | None]] = {
     "queued": frozenset({None}),
     "running": frozenset({None}),

@@ -41,7 +41,7 @@ FILE_GATED = "tests.api.gated_pipeline:file_gated_pipeline"
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 
-# The four v1 payloads (backend-plan.md): exactly these keys, no more.
+# The four v1 payloads (docs/api.md): exactly these keys, no more.
 ACCEPTED_KEYS = {"run_id", "status", "status_url", "output_url", "context_url"}
 STATUS_KEYS = {"run_id", "status", "started_at", "completed_at", "finish_reason", "error"}
 OUTPUT_KEYS = {"run_id", "status", "content", "final_output_path"}
@@ -157,7 +157,7 @@ def wait_for_status() -> WaitForStatus:
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The error body of API.md: top-level ``code`` and ``message``; no traceback."""
+    """The error body of docs/api.md: top-level ``code`` and ``message``; no traceback."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body: dict[str, Any] = response.json()
@@ -170,7 +170,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 
 @pytest.fixture
 def error() -> Callable[[httpx.Response, int, str], dict[str, Any]]:
-    """``error(response, 404, "run_not_found")`` asserts API.md's error body and returns it."""
+    """``error(response, 404, "run_not_found")`` asserts docs/api.md's error body and returns it."""
     return assert_error
 
 

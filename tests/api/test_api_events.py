@@ -1,4 +1,4 @@
-"""GET /api/v1/runs/{run_id}/events: the Server-Sent Events contract of API.md.
+"""GET /api/v1/runs/{run_id}/events: the Server-Sent Events contract of docs/api.md.
 
 Streams are read with a real SSE client (httpx-sse) from real uvicorn: over ASGITransport a
 response is buffered whole, so a stream that never ends would hang and one that ends would
@@ -530,7 +530,7 @@ class TestConnectionChurn:
                 status = (await client.get(f"{RUNS}/churn/status")).json()
             log = server.log()
 
-        # Closing streams never cancels the run (API.md).
+        # Closing streams never cancels the run (docs/api.md).
         assert status["status"] == "running", status
         assert "Traceback" not in log, log
 

@@ -298,7 +298,7 @@ class TestEventNumbering:
         self, serve, settings, wait_for_status
     ) -> None:
         # This process numbered run "again" up to its end; another process deletes it and
-        # the id is used again here: the new run's events start at 1 (API.md).
+        # the id is used again here: the new run's events start at 1 (docs/api.md).
         config = settings()
         async with serve(config) as here, serve(settings()) as other:
             assert (await here.post(RUNS, json={**QUESTION, "run_id": "again"})).status_code == 202

@@ -697,6 +697,22 @@ class TestRobustness:
             first.release.set()
             executor.shutdown(wait_s=5)
 
+    def test_a_server_shutting_down_answers_503_not_queue_full(self, settings) -> None:
+        from app.api.services.errors import ShuttingDown
+        from app.api.services.run_executor import RunExecutor
+        from app.api.services.run_store import RunOptions, RunStore
+
+        store = RunStore(settings())
+        store.open()
+        executor = RunExecutor(store, store.config)
+        executor.shutdown(wait_s=5)
+        with pytest.raises(ShuttingDown) as refused:
+            executor.submit("late", RunOptions(question="q?"))
+        assert refused.value.status_code == 503
+        assert refused.value.headers == {"Retry-After": "5"}
+        assert "shutting down" in refused.value.message
+        store.close()
+
     def test_a_run_that_cannot_be_recorded_does_not_block_the_queue(self, settings) -> None:
         from app.api.services.run_executor import RunExecutor
         from app.api.services.run_store import RunOptions, RunState, RunStore

@@ -1,6 +1,6 @@
 """What POST /api/v1/runs refuses, and that paths in URLs or bodies never leave their folders.
 
-Every refusal is a 422 (or 413 for a body over the cap) with API.md's error body, and leaves
+Every refusal is a 422 (or 413 for a body over the cap) with docs/api.md's error body, and leaves
 nothing under output/.
 """
 
@@ -342,6 +342,17 @@ class TestMessagesForPeople:
         async with serve(settings()) as client:
             body = _assert_422(await client.get(f"{RUNS}?{query}"), error)
         assert body["message"] == message
+        assert body["detail"][0]["loc"][0] == "query"
+
+    async def test_idempotency_key_rule_in_words(self, serve, settings, error) -> None:
+        async with serve(settings()) as client:
+            response = await client.post(
+                RUNS, json={"question": "q?"}, headers={"Idempotency-Key": "x" * 256}
+            )
+            body = _assert_422(response, error)
+        assert body["message"] == (
+            "the Idempotency-Key header must be 1 to 255 printable ASCII characters"
+        )
 
 
 class TestBodySize:
@@ -387,7 +398,7 @@ class TestOtherErrors:
 
 @pytest.mark.anyio
 async def test_a_body_that_is_not_utf8_is_a_422(serve, settings, error) -> None:
-    """FastAPI would answer 400 for invalid UTF-8; API.md makes every malformed body a 422."""
+    """FastAPI would answer 400 for invalid UTF-8; docs/api.md makes every malformed body a 422."""
     async with serve(settings()) as client:
         response = await client.post(
             "/api/v1/runs",

@@ -1,4 +1,4 @@
-"""GET /api/v1/runs/{run_id}/events: the run as Server-Sent Events (API.md, SSE)."""
+"""GET /api/v1/runs/{run_id}/events: the run as Server-Sent Events (docs/api.md, SSE)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The run lifecycle: the four v1 endpoints, plus list, record and cancel (API.md)."""
+"""The run lifecycle: the four v1 endpoints, plus list, record and cancel (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,13 @@ import anyio.to_thread
 from celery import Celery
 
 from app.api.logging_setup import run_context
-from app.api.services.errors import QueueFull, RunAlreadyFinished, RunNotFound, StoreUnavailable
+from app.api.services.errors import (
+    QueueFull,
+    RunAlreadyFinished,
+    RunNotFound,
+    ShuttingDown,
+    StoreUnavailable,
+)
 from app.api.services.redis_store import RedisRunStore
 from app.api.services.run_executor import load_pipeline
 from app.api.services.run_job import Job, JobRunner, Pipeline
@@ -265,7 +271,7 @@ class CeleryExecutor:
         the number of nodes posting at the same moment, never by more.
         """
         if self._closed:
-            raise QueueFull(0, retry_after_s=5)
+            raise ShuttingDown(retry_after_s=5)
         waiting = self.queued
         if waiting >= self.config.max_queued:
             retry = max(1, min(60, waiting // max(1, self.config.max_workers)))

@@ -106,14 +106,29 @@ class QueueFull(RunServiceError):
         self.headers = {"Retry-After": str(retry_after_s)}
 
 
+class ShuttingDown(RunServiceError):
+    """The server is stopping: it takes no new run (another instance, or this one restarted,
+    will)."""
+
+    status_code = 503
+    code = "shutting_down"
+
+    def __init__(self, retry_after_s: int = 5) -> None:
+        super().__init__(
+            f"this server is shutting down and takes no new runs; try again in about "
+            f"{retry_after_s} s"
+        )
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 class InvalidRequest(RunServiceError):
     """A request that passed the schema but not the server's rules (e.g. a path outside)."""
 
     status_code = 422
     code = "validation_error"
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message, detail=[{"loc": ["body", field], "msg": message}])
+    def __init__(self, field: str, message: str, *, source: str = "body") -> None:
+        super().__init__(message, detail=[{"loc": [source, field], "msg": message}])
 
 
 class IllegalTransition(RuntimeError):

@@ -272,7 +272,7 @@ class RedisRunStore:
             return state, "status", state.status_payload()
 
         # The folder is claimed too, exclusively: an id whose folder exists (a CLI run, a
-        # folder left behind) is taken as well, as with the file backend (API.md: 409).
+        # folder left behind) is taken as well, as with the file backend (docs/api.md: 409).
         run_dir = self.root / run_id
         try:
             run_dir.mkdir()
@@ -673,4 +673,8 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         score, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return int(score), str(run_id)
     except (ValueError, TypeError, OverflowError):
-        raise InvalidRequest("cursor", "the cursor is not one this server gave out") from None
+        raise InvalidRequest(
+            "cursor",
+            "the query parameter cursor is not one this server gave out (use next_cursor as given)",
+            source="query",
+        ) from None

@@ -23,7 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.api.logging_setup import run_context
-from app.api.services.errors import QueueFull, RunAlreadyExists, RunAlreadyFinished, RunNotFound
+from app.api.services.errors import (
+    QueueFull,
+    RunAlreadyExists,
+    RunAlreadyFinished,
+    RunNotFound,
+    ShuttingDown,
+)
 from app.api.services.run_job import (
     SHUTDOWN_ERROR,
     DeltaListener,
@@ -141,7 +147,7 @@ class RunExecutor:
             # refusing: the exclusive mkdir in store.create is the check that counts).
             raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status")
         if closed:
-            raise QueueFull(0, retry_after_s=5)
+            raise ShuttingDown(retry_after_s=5)
         raise QueueFull(self.config.max_queued, retry_after_s=self._retry_after())
 
     def _unreserve(self) -> None:
@@ -175,7 +181,7 @@ class RunExecutor:
             self.store.try_transition(
                 run_id, "stopped", finish_reason="cancelled", error=SHUTDOWN_ERROR
             )
-            raise QueueFull(0, retry_after_s=5)
+            raise ShuttingDown(retry_after_s=5)
 
     def _retry_after(self) -> int:
         # A rough figure: the queue drains at max_workers runs per typical run time.

@@ -810,4 +810,5 @@ def _decode_cursor(cursor: str) -> tuple[str, int, str]:
         raise InvalidRequest(
             "cursor",
             "the query parameter cursor is not one this server gave out (use next_cursor as given)",
+            source="query",
         ) from None

@@ -47,7 +47,7 @@ OnEvent = Callable[[Event], None]
 ShouldStop = Callable[[], bool]
 
 # A part is a gap when its best passage covers less than this share of its weighted terms
-# (IDF x specificity; ENGINE.md: a coverage threshold works across corpora, a BM25 cut-off
+# (IDF x specificity: a coverage threshold works across corpora, where a BM25 cut-off
 # does not), or when a specific word of it (a name, a rare noun) is in no passage found.
 GAP_COVERAGE = 0.5
 GAP_PASSAGES = 6
