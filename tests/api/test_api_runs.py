@@ -772,7 +772,7 @@ class TestRobustness:
     async def test_a_shutdown_during_a_create_does_not_lose_the_run(
         self, settings, monkeypatch
     ) -> None:
-        from app.api.services.errors import QueueFull
+        from app.api.services.errors import ShuttingDown
         from app.api.services.run_executor import RunExecutor
         from app.api.services.run_store import RunOptions, RunStore
         from app.modules import atomic_file
@@ -794,7 +794,7 @@ class TestRobustness:
         async def post() -> None:
             try:
                 await executor.asubmit("late", RunOptions(question="q?"))
-            except QueueFull as exc:
+            except ShuttingDown as exc:
                 outcome.append(exc)
 
         try:
