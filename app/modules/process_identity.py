@@ -18,8 +18,13 @@ def process_start(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Field 22, counted after the command name, which may itself contain spaces.
-    return stat.rsplit(")", 1)[1].split()[19]
+    # Fields after the command name, which may itself contain spaces: the state (a zombie,
+    # "Z", is a process that has ended and not been reaped: gone for our purpose; in a
+    # container no init may ever reap it), then field 22, the start time.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in {"Z", "X", "x"}:
+        return None
+    return fields[19]
 
 
 def this_process() -> dict[str, Any]:

@@ -39,9 +39,18 @@ class EventLog:
         self._next: dict[str, int] = {}
 
     def record(self, run_id: str, event: str, data: dict[str, Any]) -> RunEvent:
-        """Number the event, append it to the run's file, then publish it."""
+        """Number the event, append it to the run's file, then publish it.
+
+        A run ends once: a terminal status for a run whose log already ends with one is
+        not appended again (two workers reconciling the same run after a crash, or a
+        repair of a log a crash cut short, agree on the one end already written).
+        """
         with self._run_locks.hold(run_id):
             path = self.root / run_id / EVENTS_FILE
+            if event == "status" and data.get("status") in TERMINAL:
+                last = last_event(path)
+                if last is not None and is_terminal(last):
+                    return last
             number = self._next.get(run_id)
             if number is None:  # the first event this process writes for the run
                 # A new run (the usual case: its queued event) has no file yet: one failed
@@ -100,9 +109,36 @@ class EventLog:
                 log.warning("run %s: skipped a damaged line in %s", run_id, EVENTS_FILE)
         return events, offset + end
 
+    def ensure_terminal(self, run_id: str, status: dict[str, Any]) -> RunEvent:
+        """The run's terminal status event, appended from ``status`` if the log lacks it
+        (a crash between the state and the event): every subscriber sees the same end, with
+        the same id, and it is in the log."""
+        return self.record(run_id, "status", status)
+
     def last_id(self, run_id: str) -> int:
         events = self.read(run_id)
         return events[-1].id if events else 0
+
+
+TAIL_BYTES = 16_384
+
+
+def last_event(path: Path) -> RunEvent | None:
+    """The last complete event of an events file, read from its end (None: none there)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - TAIL_BYTES))
+            tail = handle.read()
+    except FileNotFoundError:
+        return None
+    for raw in reversed(tail.splitlines()):
+        try:
+            data = json.loads(raw)
+            return RunEvent(int(data["id"]), str(data["event"]), dict(data["data"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line, or the start of a line cut by the tail read
+    return None
 
 
 def _append(path: Path, data: bytes) -> None:

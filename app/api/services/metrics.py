@@ -57,6 +57,16 @@ class _LiveGauges(Collector):
             yield GaugeMetricFamily(
                 "answer_sse_streams_open", "Open event streams.", value=self.stream.open_streams()
             )
+        repairs = getattr(self.store, "repairs", None)
+        if repairs is not None:
+            found = GaugeMetricFamily(
+                "answer_startup_repairs",
+                "What start-up found half done after a crash and finished or removed, by kind.",
+                labels=["kind"],
+            )
+            for kind, count in repairs.items():
+                found.add_metric([kind], count)
+            yield found
 
 
 class Metrics:

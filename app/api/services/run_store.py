@@ -14,14 +14,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import errno
+import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -30,19 +34,36 @@ from pathlib import Path
 from typing import Any
 
 from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExists, RunNotFound
+from app.api.services.event_log import EVENTS_FILE, is_terminal, last_event
+from app.api.services.faults import fault
 from app.api.services.keyed_locks import KeyedLocks
 from app.api.services.threads import run_in_pool
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic
-from app.modules.process_identity import is_alive, this_process
+from app.modules.process_identity import is_alive, process_start, this_process
 from app.modules.run_ids import is_valid_run_id
 from app.modules.run_logger import utc_now
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "api_state.json"
-RECONCILED = ".reconciled"
+STAGING_PREFIX = ".creating-"  # + pid-start-n: a run being created, renamed into place
+TRASH_PREFIX = ".deleting-"  # + pid-start-n: a deleted run, renamed away, being emptied
+REPAIR_KINDS = (
+    "staging_removed",
+    "temp_files_removed",
+    "unfinished_removed",
+    "reconciled",
+    "state_from_log",
+)
+# write_json_atomic's temp files: .<name>.<pid>-<n>.tmp
+_TEMP_FILE = re.compile(r"\..+\.(\d+)-\d+\.tmp")
+_staging_names = itertools.count()
+# A folder younger than this may be another process's work in progress (a delete that has
+# not finished emptying it): start-up leaves it for the next start.
+SETTLE_S = 5.0
 IDEMPOTENCY_DIR = ".idempotency"
+LOCK_FILE = ".lock"
 CREATE_THREADS = 4  # new runs being written at once (threads.py)
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 ACTIVE = frozenset({"queued", "running"})
@@ -250,16 +271,57 @@ class RunStore:
         self._removal_listeners: list[RemovalListener] = []
         self._me = this_process()
         self.claims = FileClaims(self.root)
+        # What start-up found half done and finished or removed (logged; /metrics).
+        self.repairs: dict[str, int] = dict.fromkeys(REPAIR_KINDS, 0)
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
-        """Create ``output/`` and load every run in it, reconciling abandoned ones."""
+        """Create ``output/``, finish what crashes left half done, load every run.
+
+        Removed: staging folders and temp files of processes that are gone, and run folders
+        with neither a state nor a run log (a delete, or a create of an older version, cut
+        short: the id is free again). Reconciled: active runs whose process is gone. What
+        was repaired is logged and counted (``repairs``, /metrics).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_litter()
         for run_id in self._run_dirs():
             state = self._load(run_id, reconcile=True)
             if state is not None:
                 self._runs[run_id] = state
                 self._index(state)
+        done = {kind: n for kind, n in self.repairs.items() if n}
+        if done:
+            log.warning("start-up repaired what crashes left: %s", done)
+
+    def _remove_litter(self) -> None:
+        with os.scandir(self.root) as entries:
+            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        for name, is_dir in names:
+            prefix = next((p for p in (STAGING_PREFIX, TRASH_PREFIX) if name.startswith(p)), None)
+            if prefix is not None and is_dir:
+                if not _owner_alive(name.removeprefix(prefix)):
+                    shutil.rmtree(self.root / name, ignore_errors=True)
+                    self.repairs["staging_removed"] += 1
+                continue
+            if not is_dir or not is_valid_run_id(name):
+                continue
+            folder = self.root / name
+            try:
+                files = os.listdir(folder)
+            except OSError:
+                continue
+            for file in files:
+                match = _TEMP_FILE.fullmatch(file)
+                if match and process_start(int(match.group(1))) is None:
+                    with contextlib.suppress(OSError):
+                        (folder / file).unlink()
+                    self.repairs["temp_files_removed"] += 1
+            # No state and no run log: not a run (a delete, or an older version's create,
+            # cut short). A young one may be a `python -m app ask` about to write its log.
+            if STATE_FILE not in files and "run.json" not in files and _settled(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                self.repairs["unfinished_removed"] += 1
 
     def close(self) -> None:
         """Let the threads of :meth:`acreate` end (after any write in flight)."""
@@ -284,19 +346,52 @@ class RunStore:
 
     # ------------------------------------------------------------------ writing
     def create(self, run_id: str, options: RunOptions) -> RunState:
-        """Claim ``run_id`` (exclusive mkdir) and record it as queued."""
-        state = self._new_run(run_id, options)
+        """Record ``run_id`` as queued: its folder appears whole, state inside, or not at all.
+
+        The folder is made under a hidden staging name with ``api_state.json`` written in
+        it, then renamed into place: a crash at any instant leaves either no run (the id
+        free; start-up removes the staging folder) or a queued run that start-up reconciles.
+        The rename is also the claim: onto a run folder that exists it fails (409).
+        """
+        state = RunState.queued(run_id, options, owner=self._me)
+        staging = self._staging_folder()
+        try:
+            write_json_atomic(staging / STATE_FILE, state.to_json())
+            fault("create:staged")
+            self._claim(staging, run_id)
+        except Exception:  # a kill (or a BaseException) leaves it for start-up to remove
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fault("create:claimed")
         with self._lock:
             self._register(state)
-            snapshot = self._pending_write(state)
+            self._write_locks.acquire(run_id)
         try:
-            self._flush(snapshot, event=("status", state.status_payload()))
-        except BaseException:
-            with self._lock:
-                self._unregister(state)
-            shutil.rmtree(self.root / run_id, ignore_errors=True)
-            raise
+            self._notify(run_id, "status", state.status_payload())
+        finally:
+            self._write_locks.release(run_id)
         return copy.copy(state)
+
+    def _staging_folder(self) -> Path:
+        name = f"{STAGING_PREFIX}{self._me['pid']}-{self._me['start']}-{next(_staging_names)}"
+        folder = self.root / name
+        try:
+            folder.mkdir()
+        except FileNotFoundError:
+            # output/ itself was removed (a clean-up by hand): make it again, as open()
+            # does, rather than failing every POST until a restart.
+            self.root.mkdir(parents=True, exist_ok=True)
+            folder.mkdir()
+        return folder
+
+    def _claim(self, staging: Path, run_id: str) -> None:
+        """Rename the staged run into place; RunAlreadyExists when the id is taken."""
+        try:
+            os.rename(staging, self.root / run_id)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
+            raise
 
     async def acreate(self, run_id: str, options: RunOptions) -> RunState:
         """:meth:`create` for the event loop, in one of a few threads of the store's own.
@@ -306,20 +401,6 @@ class RunStore:
         network volume) and would then stall every request and stream, not just POSTs.
         """
         return await run_in_pool(self._create_pool, partial(self.create, run_id, options))
-
-    def _new_run(self, run_id: str, options: RunOptions) -> RunState:
-        """mkdir ``run_id`` (RunAlreadyExists if taken): the new run, not yet registered."""
-        try:
-            try:
-                (self.root / run_id).mkdir()
-            except FileNotFoundError:
-                # output/ itself was removed (a clean-up by hand): make it again, as open()
-                # does, rather than failing every POST until a restart.
-                self.root.mkdir(parents=True, exist_ok=True)
-                (self.root / run_id).mkdir()
-        except FileExistsError:
-            raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
-        return RunState.queued(run_id, options, owner=self._me)
 
     def _register(self, state: RunState) -> None:
         """Under the store lock. A copy read from disk meanwhile (a listing that found the
@@ -404,7 +485,19 @@ class RunStore:
             # Lock order store -> run, as in _pending_write.
             with self._write_locks.hold(run_id):
                 pass
-        shutil.rmtree(self.root / run_id, ignore_errors=True)
+        # Renamed out of the way first (one atomic step: the run is gone), then emptied: a
+        # crash meanwhile leaves a hidden folder that start-up removes, never half a run.
+        trash = (
+            self.root
+            / f"{TRASH_PREFIX}{self._me['pid']}-{self._me['start']}-{next(_staging_names)}"
+        )
+        try:
+            os.rename(self.root / run_id, trash)
+        except FileNotFoundError:
+            pass  # removed by someone else (another process's retention)
+        else:
+            fault("delete:renamed")
+            shutil.rmtree(trash, ignore_errors=True)
         if current.idempotency_key is not None:
             # The key is free again (a retry with it starts a new run), unless it names
             # another run by now.
@@ -563,13 +656,25 @@ class RunStore:
         *,
         event: tuple[str, dict[str, Any]],
     ) -> None:
-        """Write the snapshot, then tell the listeners, both before the run's lock is let go,
-        so that listeners see one run's changes in the order they were made."""
+        """Write the snapshot and tell the listeners, both before the run's lock is let go,
+        so that listeners see one run's changes in the order they were made.
+
+        A run's end is told first (its terminal event goes into events.jsonl), then written:
+        the state that says "finished" is the last write, so a crash between the two leaves
+        a run that start-up finishes from its log, never a finished run without its end.
+        """
+        run_id = snapshot["run_id"]
         try:
-            write_json_atomic(self.root / snapshot["run_id"] / STATE_FILE, snapshot)
-            self._notify(snapshot["run_id"], *event)
+            if snapshot.get("status") in TERMINAL:
+                self._notify(run_id, *event)
+                fault("transition:event")
+                write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
+            else:
+                write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
+                fault("transition:state")
+                self._notify(run_id, *event)
         finally:
-            self._write_locks.release(snapshot["run_id"])
+            self._write_locks.release(run_id)
 
     def _notify(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
         for listener in self._listeners:
@@ -665,31 +770,55 @@ class RunStore:
         return state
 
     def _reconcile(self, state: RunState) -> RunState:
-        """A run whose process is gone: take the outcome run.json recorded, else interrupted."""
-        outcome = (self._run_log(state.run_id) or {}).get("outcome") or {}
-        if outcome.get("status") in TERMINAL and state.status == "running":
-            state.status = outcome["status"]
-            state.finish_reason = outcome.get("finish_reason")
-            state.error = outcome.get("error")
-        else:
-            state.status = "failed"
-            state.finish_reason = "interrupted"
-            state.error = {
-                "code": "interrupted",
-                "message": "the server stopped while this run was active; start a new run",
-            }
-        state.completed_at = state.completed_at or utc_now()
-        self._set_artifacts(state)
-        # Workers of one server start together and each reconciles: the first to claim the
-        # run records the outcome (state file and status event) once; the others agree.
-        try:
-            os.close(os.open(self.root / state.run_id / RECONCILED, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
+        """A run whose process is gone: finish it, once, the same for every process.
+
+        Under an exclusive lock on the run's folder (workers of one server start together):
+        the state is read again (another worker may have finished it); else an end already
+        in events.jsonl (a crash after the event, before the state) is taken as it is; else
+        the outcome run.json recorded, or interrupted. The terminal event is written before
+        the state, so a crash here is finished by the next start, with the same end.
+        """
+        with _folder_lock(self.root / state.run_id):
+            on_disk = self._read_state(state.run_id)
+            if on_disk is not None and on_disk.status in TERMINAL:
+                return on_disk
+            logged = last_event(self.root / state.run_id / EVENTS_FILE)
+            if logged is not None and is_terminal(logged):
+                for key in ("status", "finish_reason", "error", "completed_at"):
+                    setattr(state, key, logged.data.get(key))
+                state.started_at = state.started_at or logged.data.get("started_at")
+                self._set_artifacts(state)
+                write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
+                self.repairs["state_from_log"] += 1
+                log.warning("run %s: finished from its log after a restart", state.run_id)
+                return state
+            outcome = (self._run_log(state.run_id) or {}).get("outcome") or {}
+            if outcome.get("status") in TERMINAL and state.status == "running":
+                state.status = outcome["status"]
+                state.finish_reason = outcome.get("finish_reason")
+                state.error = outcome.get("error")
+            else:
+                state.status = "failed"
+                state.finish_reason = "interrupted"
+                state.error = {
+                    "code": "interrupted",
+                    "message": "the server stopped while this run was active; start a new run",
+                }
+            state.completed_at = state.completed_at or utc_now()
+            self._set_artifacts(state)
+            self._notify(state.run_id, "status", state.status_payload())
+            fault("reconcile:event")
+            write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
+            self.repairs["reconciled"] += 1
+            log.warning("run %s: reconciled after restart as %s", state.run_id, state.status)
             return state
-        log.warning("run %s: reconciled after restart as %s", state.run_id, state.status)
-        self._write(state)
-        self._notify(state.run_id, "status", state.status_payload())
-        return state
+
+    def _read_state(self, run_id: str) -> RunState | None:
+        try:
+            data = json.loads((self.root / run_id / STATE_FILE).read_bytes())
+            return RunState.from_json(data) if isinstance(data, dict) else None
+        except (OSError, ValueError, TypeError):
+            return None
 
     def _set_artifacts(self, state: RunState) -> None:
         for name, attr in (
@@ -698,6 +827,31 @@ class RunStore:
         ):
             if (self.root / state.run_id / name).exists():
                 setattr(state, attr, self.config.relative(self.root / state.run_id / name))
+
+
+def _owner_alive(tag: str) -> bool:
+    """Whether the process named by a staging tag ("<pid>-<start>-<n>") still runs."""
+    pid, _, rest = tag.partition("-")
+    start = rest.rpartition("-")[0]
+    return pid.isdigit() and process_start(int(pid)) == start
+
+
+def _settled(folder: Path) -> bool:
+    try:
+        return time.time() - folder.stat().st_mtime > SETTLE_S
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a run's folder, across processes (released when one dies)."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def idempotency_claim_path(root: Path, key: str) -> Path:

@@ -2,8 +2,9 @@
 
 Subscribe first, then read the log: an event appended after the read is already on its way
 through the subscription, and one in both places is dropped by its id. The stream ends
-after the run's terminal status event; a run that ended without one in its log (a run from
-before events were kept, or a CLI run) gets a closing status event made from its state.
+after the run's terminal status event; a run that ended without one in its log (a crash
+between its state and its event, a run from before events were kept, a CLI run) has it
+appended to its log from its state first, so no stream invents an event.
 """
 
 from __future__ import annotations
@@ -73,8 +74,14 @@ class RunStream:
                     sent = event.id
                     if is_terminal(event):
                         return
+                # No terminal event in the log (a crash between the state and the event):
+                # it is appended now, so that every subscriber sees the same end.
                 state = self.store.get(run_id)
-                yield RunEvent(sent + 1, "status", state.status_payload())
+                final = await anyio.to_thread.run_sync(
+                    self.events.ensure_terminal, run_id, state.status_payload()
+                )
+                if final.id > sent:
+                    yield final
                 return
             while True:
                 queued = await subscription.queue.get()
