@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from app.config import AppConfig
-from app.modules.orchestrator.module import OnEvent, PipelineResult, ShouldStop
+from app.modules.orchestrator.module import OnEvent, Pipeline, PipelineResult, ShouldStop
 
 POLL_S = 0.005
 MAX_WAIT_S = 900.0  # a bound of its own, should nobody ever end the run
@@ -96,3 +96,7 @@ def emit_on_demand(
         finish_reason=reason,
         seconds=round(time.monotonic() - began, 4),
     )
+
+
+# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
+_emit_on_demand: Pipeline = emit_on_demand

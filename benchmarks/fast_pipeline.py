@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic, write_text_atomic
-from app.modules.orchestrator.module import OnEvent, PipelineResult, ShouldStop
+from app.modules.orchestrator.module import OnEvent, Pipeline, PipelineResult, ShouldStop
 
 ANSWER = "# Answer\n\nNorthwind ran 186 battery-electric trucks [1].\n"
 
@@ -33,3 +33,7 @@ def answer_at_once(
     return PipelineResult(
         run_id, "completed", "answered", final_output_path=final, context_bundle_path=bundle
     )
+
+
+# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
+_answer_at_once: Pipeline = answer_at_once

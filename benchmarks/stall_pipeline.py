@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from app.config import AppConfig
-from app.modules.orchestrator.module import OnEvent, PipelineResult, ShouldStop
+from app.modules.orchestrator.module import OnEvent, Pipeline, PipelineResult, ShouldStop
 
 POLL_S = 0.05
 MAX_WAIT_S = 3600.0  # a bound of its own, should nobody ever ask it to stop
@@ -46,3 +46,7 @@ def wait_until_stopped(
         finish_reason="cancelled",
         seconds=round(time.monotonic() - began, 4),
     )
+
+
+# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
+_wait_until_stopped: Pipeline = wait_until_stopped

@@ -437,8 +437,6 @@ import { AnswerClient, ApiError } from "./answer-client.js";
   }
 
   async function finish(run, status) {
-    // On a phone the reader is at the answer: where it is on screen now, it stays.
-    const anchor = isNarrow() ? el.answer.getBoundingClientRect().top : null;
     el.cancel.hidden = true;
     // The label says how the run was followed, no longer that it is live.
     if (run.mode) el.mode.textContent = run.mode === "polling" ? "followed by polling" : "followed live";
@@ -463,6 +461,10 @@ import { AnswerClient, ApiError } from "./answer-client.js";
     ]);
     if (run !== current) return;
     run.finished = true;
+    // On a phone the reader is at the answer: where it is on screen now, just before the
+    // answer and the evidence are rendered again, it stays (measured after the fetches: a
+    // streamed piece may have brought the run into view meanwhile).
+    const anchor = isNarrow() && !run.reveal ? el.answer.getBoundingClientRect().top : null;
     const bundle = context && context.ok ? context.body.context_bundle : null;
     if (bundle) renderEvidence(run, bundle);
     if (output && output.ok) {
@@ -483,7 +485,7 @@ import { AnswerClient, ApiError } from "./answer-client.js";
       renderTimeline(bundle.timings || {});
     }
     unlinkDeadCitations(el.answer);
-    if (anchor !== null && !run.reveal) {
+    if (anchor !== null) {
       const moved = el.answer.getBoundingClientRect().top - anchor;
       if (Math.abs(moved) > 1) window.scrollBy(0, moved);
     }

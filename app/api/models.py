@@ -10,14 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from app.api.services.run_status import FinishReason, RunStatusName
 from app.modules.run_ids import RUN_ID_PATTERN
-
-RunStatusName = Literal[
-    "queued", "running", "completed", "completed_with_gaps", "failed", "stopped"
-]
-FinishReason = Literal[
-    "answered", "answered_with_gaps", "error", "interrupted", "cancelled", "timeout"
-]
 
 RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN, max_length=128)]
 

@@ -226,11 +226,19 @@ def uvicorn_server(
     log_dir: Path, target: str = "app.api.main:app", **env_overrides: str
 ) -> Iterator[Server]:
     """Real uvicorn on a free port, serving ``target`` with only the given APP_* settings."""
+    with uvicorn_server_at(log_dir, _free_port(), target, env_overrides) as server:
+        yield server
+
+
+@contextmanager
+def uvicorn_server_at(
+    log_dir: Path, port: int, target: str, env_overrides: dict[str, str]
+) -> Iterator[Server]:
+    """Real uvicorn on ``port``: a server started again where its clients expect it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
     env.update(env_overrides)
-    port = _free_port()
     log_path = log_dir / f"uvicorn-{port}.log"
-    with log_path.open("wb") as log_file:
+    with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [
                 sys.executable,

@@ -22,7 +22,13 @@ from typing import Any, Literal
 
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic, write_text_atomic
-from app.modules.orchestrator.module import OnEvent, PipelineError, PipelineResult, ShouldStop
+from app.modules.orchestrator.module import (
+    OnEvent,
+    Pipeline,
+    PipelineError,
+    PipelineResult,
+    ShouldStop,
+)
 
 Behaviour = Literal[
     "complete",  # write final.md and context_bundle.json, end completed
@@ -250,3 +256,10 @@ def malformed_pipeline(
 ) -> Any:
     """A broken custom pipeline (APP_PIPELINE): returns something that is no result."""
     return object()
+
+
+# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
+_gated_pipeline: Pipeline = gated_pipeline
+_blocking_pipeline: Pipeline = blocking_pipeline
+_file_gated_pipeline: Pipeline = file_gated_pipeline
+_malformed_pipeline: Pipeline = malformed_pipeline

@@ -277,11 +277,15 @@ class TestFullRun:
                 await _post(client, "idle")
                 with anyio.fail_after(STREAM_TIMEOUT):
                     url = "/api/v1/runs/idle/events"
+                    heartbeat = None
                     async with client.stream("GET", url) as response:
                         # The run waits at its gate: nothing but heartbeats can arrive now.
                         async for line in response.aiter_lines():
                             if line.startswith(":"):
+                                heartbeat = line
                                 break
+        # A stream that ended without one would leave the loop too: the comment must be seen.
+        assert heartbeat is not None
 
 
 @pytest.mark.slow

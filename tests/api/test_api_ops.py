@@ -17,7 +17,7 @@ import pytest
 from app.api.logging_setup import RunIdFilter
 from app.api.services.run_store import FileClaims
 from app.config import AppConfig
-from app.modules.orchestrator.module import OnEvent, PipelineResult, ShouldStop
+from app.modules.orchestrator.module import OnEvent, Pipeline, PipelineResult, ShouldStop
 from tests.api import gated_pipeline
 from tests.api.conftest import ACCEPTED_KEYS, BLOCKING
 
@@ -406,3 +406,7 @@ class TestRunIdInLogs:
         assert started[0]["level"] == "INFO"
         assert started[0]["logger"] == "app.api.services.run_executor"
         assert any(e["run_id"] == "-" for e in entries)  # lines outside a run
+
+
+# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
+_logging_pipeline: Pipeline = logging_pipeline

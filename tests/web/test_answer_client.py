@@ -6,27 +6,17 @@ Each test imports the module into a page of the server's own origin and drives i
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page
 
-from tests.api.conftest import (
-    FILE_GATED,
-    REPO,
-    Server,
-    _free_port,
-    _stop,
-    _wait_until_healthy,
-)
+from tests.api.conftest import FILE_GATED, REPO, Server, _free_port, uvicorn_server_at
 from tests.api.gated_pipeline import FILE_GATED_ANSWER, RELEASE_FILE, delta_file, delta_text
 
 pytestmark = pytest.mark.slow
@@ -122,35 +112,14 @@ def test_cancel_ends_the_followed_run(
     assert "no-such-run" in refused[3]
 
 
-@contextmanager
-def _server_on(port: int, log_path: Path, env: dict[str, str]) -> Iterator[Server]:
-    """uvicorn on a given port: the test restarts a server where the page expects it."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.api.main:app", "--port", str(port)],
-            cwd=REPO,
-            env={**clean, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        _wait_until_healthy(server, timeout=20)
-        yield server
-    finally:
-        _stop(process)
-
-
 def test_a_dropped_connection_resumes_without_losing_or_repeating_events(
     page: Page, tmp_path: Path, base_dir: Path
 ) -> None:
     output = tmp_path / "output"
     env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
     port = _free_port()
-    log_path = tmp_path / "uvicorn.log"
-    with _server_on(port, log_path, {**env, "APP_PIPELINE": FILE_GATED}) as first:
+    app = "app.api.main:app"
+    with uvicorn_server_at(tmp_path, port, app, {**env, "APP_PIPELINE": FILE_GATED}) as first:
         page.goto(first.base_url + "/demo/")
         run_id = _follow(page, "q?")
         _wait(page, "window.log.stages.includes('gate')")
@@ -162,7 +131,7 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_events(
     # The same address again; the run's process is gone, so the new server records it as
     # interrupted, and the stream resumes after the last event the page had.
     started = time.monotonic()
-    with _server_on(port, log_path, env):
+    with uvicorn_server_at(tmp_path, port, app, env):
         _wait(page, "window.log.final !== null", timeout_ms=30_000)
         log = _log(page)
     assert time.monotonic() - started < 30

@@ -24,6 +24,7 @@ from app.api.models import (
 from app.api.services.backends import Store
 from app.api.services.idempotency import KEY_PATTERN
 from app.api.services.run_artifacts import read_context, read_output
+from app.api.services.run_status import STATUS_PATTERN
 from app.api.services.run_store import RunOptions, RunState
 from app.api.services.run_submission import submit_run
 
@@ -125,7 +126,7 @@ def list_runs(
         str | None,
         Query(
             alias="status",
-            pattern="^(queued|running|completed|completed_with_gaps|failed|stopped)$",
+            pattern=STATUS_PATTERN,
         ),
     ] = None,
 ) -> RunList:

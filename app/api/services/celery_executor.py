@@ -47,10 +47,11 @@ from app.api.services.errors import (
 )
 from app.api.services.redis_store import RedisRunStore
 from app.api.services.run_executor import load_pipeline
-from app.api.services.run_job import Job, JobRunner, Pipeline
+from app.api.services.run_job import Job, JobRunner
 from app.api.services.run_store import RunOptions, RunState
 from app.api.services.threads import thread_limiter
 from app.config import AppConfig
+from app.modules.orchestrator.module import Pipeline
 
 log = logging.getLogger(__name__)
 

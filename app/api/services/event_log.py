@@ -17,11 +17,11 @@ from typing import Any
 
 from app.api.services.event_bus import EventBus, RunEvent
 from app.api.services.keyed_locks import KeyedLocks
+from app.api.services.run_status import TERMINAL
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
-TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 
 
 def is_terminal(event: RunEvent) -> bool:

@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app.api.services.backends import Executor, Store, Stream
-from app.api.services.run_store import TERMINAL
+from app.api.services.run_status import TERMINAL
 
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 

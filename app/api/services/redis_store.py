@@ -55,6 +55,7 @@ from app.api.services.errors import (
 )
 from app.api.services.event_bus import RunEvent
 from app.api.services.event_log import EVENTS_FILE
+from app.api.services.run_status import STATUSES
 from app.api.services.run_store import (
     STATE_FILE,
     RunOptions,
@@ -67,7 +68,6 @@ from app.modules.run_ids import is_valid_run_id
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "completed", "completed_with_gaps", "failed", "stopped")
 # A heartbeat lives this many intervals: one late beat is not yet a lost worker.
 HEARTBEAT_LIVES = 3
 # A pending Idempotency-Key claim (no run id yet) expires by itself after this long, so a

@@ -35,11 +35,11 @@ from app.api.services.run_job import (
     DeltaListener,
     Job,
     JobRunner,
-    Pipeline,
 )
-from app.api.services.run_store import ACTIVE, RunOptions, RunState, RunStore
+from app.api.services.run_status import ACTIVE
+from app.api.services.run_store import RunOptions, RunState, RunStore
 from app.config import AppConfig
-from app.modules.orchestrator.module import run_pipeline
+from app.modules.orchestrator.module import Pipeline, run_pipeline
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,10 @@ from typing import Any, Protocol
 
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
-from app.modules.orchestrator.module import PipelineError, PipelineResult
+from app.modules.orchestrator.module import Pipeline, PipelineError, PipelineResult
 
 log = logging.getLogger(__name__)
 
-Pipeline = Callable[..., PipelineResult]
 DeltaListener = Callable[[str, str], None]
 
 SHUTDOWN_ERROR = {

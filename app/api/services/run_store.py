@@ -37,6 +37,7 @@ from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExis
 from app.api.services.event_log import EVENTS_FILE, is_terminal, last_event
 from app.api.services.faults import fault
 from app.api.services.keyed_locks import KeyedLocks
+from app.api.services.run_status import ACTIVE, FINISH_REASONS, TERMINAL
 from app.api.services.threads import run_in_pool
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic
@@ -65,18 +66,11 @@ SETTLE_S = 5.0
 IDEMPOTENCY_DIR = ".idempotency"
 LOCK_FILE = ".lock"
 CREATE_THREADS = 4  # new runs being written at once (threads.py)
-TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
-ACTIVE = frozenset({"queued", "running"})
 _ALLOWED = {
     "queued": frozenset({"running", "stopped", "failed"}),
-    "running": frozenset({"completed", "completed_with_gaps", "failed", "stopped"}),
+    "running": TERMINAL,
 }
-_FINISH_REASONS = {
-    "completed": {"answered"},
-    "completed_with_gaps": {"answered_with_gaps"},
-    "failed": {"error", "interrupted"},
-    "stopped": {"cancelled", "timeout"},
-}
+_FINISH_REASONS = FINISH_REASONS
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 RemovalListener = Callable[[str], None]

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from app.config import AppConfig
 from app.modules.atomic_file import write_json_atomic, write_text_atomic
@@ -45,6 +45,25 @@ from app.modules.sql.planner import plan_queries
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
 ShouldStop = Callable[[], bool]
+
+
+class Pipeline(Protocol):
+    """What answers a run: ``run_pipeline`` below, or any ``APP_PIPELINE`` with its shape.
+
+    Test and benchmark pipelines are checked against it by mypy (each module assigns its
+    functions to a ``Pipeline`` name).
+    """
+
+    def __call__(
+        self,
+        config: AppConfig,
+        question: str,
+        run_id: str,
+        *,
+        on_event: OnEvent | None = ...,
+        should_stop: ShouldStop | None = ...,
+    ) -> PipelineResult: ...
+
 
 # A part is a gap when its best passage covers less than this share of its weighted terms
 # (IDF x specificity: a coverage threshold works across corpora, where a BM25 cut-off
