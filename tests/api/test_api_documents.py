@@ -18,6 +18,8 @@ import pytest
 
 from tests.api.conftest import REPO, Server, _free_port, _stop, _wait_until_healthy
 
+pytestmark = pytest.mark.slow  # real uvicorn and `python -m app` processes
+
 RUNS = "/api/v1/runs"
 StartServer = Callable[..., AbstractContextManager[Server]]
 

@@ -188,6 +188,7 @@ class TestRunsMadeWithoutTheApi:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
         return {**env, "APP_BASE_DIR": str(REPO), "APP_OUTPUT_DIR": str(output)}
 
+    @pytest.mark.slow
     async def test_an_ask_run_is_listed_with_its_question(self, serve, settings) -> None:
         config = settings()
         question = "How many battery-electric trucks did Northwind have at the end of 2024?"

@@ -19,6 +19,8 @@ from app.modules.evaluation import EvalReport, evaluate, load_questions
 REPO = Path(__file__).resolve().parents[2]
 CORPORA = REPO / "benchmarks" / "corpora"
 
+pytestmark = pytest.mark.slow  # the whole engine over four corpora (~15 s)
+
 # (corpus, half): minimum hit@5, MRR, key-fact recall and gap-on-unanswerable; maximum
 # false-gap rate. Measured 2026-12-07 (benchmarks/eval_corpora.py), less a small margin.
 FLOORS: dict[tuple[str, str], dict[str, float]] = {

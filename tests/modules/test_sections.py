@@ -357,6 +357,7 @@ def _assert_windows_cover(windows: list[str], original: str, max_chars: int) -> 
     assert position == len(original), f"content lost after offset {position} of {len(original)}"
 
 
+@pytest.mark.slow
 class TestSplitMarkdownHugeInput:
     @pytest.mark.parametrize(
         ("max_chars", "overlap_chars"),
