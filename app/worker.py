@@ -6,7 +6,7 @@ APP_OUTPUT_DIR on the shared volume, the engine's settings) and runs the runs th
 
 from __future__ import annotations
 
-from app.api.services.celery_executor import make_celery, register_worker_task
+from app.api.services.backends.redis.executor import make_celery, register_worker_task
 from app.config import AppConfig
 
 config = AppConfig()

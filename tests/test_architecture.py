@@ -25,7 +25,8 @@ def _tree_paths(text: str) -> list[str]:
         first_dir = ""
         for position, raw in enumerate(names.split(", ")):
             name = raw.strip()
-            if not name or not re.fullmatch(r"[\w./-]+", name):
+            # A file has a suffix, a folder a slash; other words continue a description.
+            if not re.fullmatch(r"[\w./-]+", name) or not ("." in name or name.endswith("/")):
                 continue
             if position == 0 and "/" in name.rstrip("/"):
                 first_dir = name.rsplit("/", 1)[0] + "/"

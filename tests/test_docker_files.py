@@ -470,7 +470,8 @@ def test_scale_worker_command_loads_the_celery_app(scale: dict[str, Any]) -> Non
         [
             sys.executable,
             "-c",
-            "import app.worker as w; from app.api.services.celery_executor import TASK_NAME; "
+            "import app.worker as w; "
+            "from app.api.services.backends.redis.executor import TASK_NAME; "
             "print(TASK_NAME in w.celery.tasks)",
         ],
         cwd=REPO,

@@ -12,8 +12,10 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, HTTPException, Query, Request, status
 
-from app.api.services.backends import Executor, Store, Stream
 from app.api.services.metrics import Metrics
+from app.api.services.run_executor import Executor
+from app.api.services.run_store import Store
+from app.api.services.run_stream import Stream
 from app.config import AppConfig
 
 

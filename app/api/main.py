@@ -32,15 +32,17 @@ from app.api.deps import require_api_key, require_api_key_or_token
 from app.api.errors import add_exception_handlers
 from app.api.request_metrics import RequestMetrics
 from app.api.routes import documents, events, health, metrics, runs
-from app.api.services.backends import Executor, Store, Stream
-from app.api.services.event_bus import EventBus
-from app.api.services.event_log import EventLog
+from app.api.services.backends.files.event_bus import EventBus
+from app.api.services.backends.files.event_log import EventLog
+from app.api.services.backends.files.executor import ThreadExecutor
+from app.api.services.backends.files.store import FileRunStore
+from app.api.services.backends.files.stream import FileRunStream
+from app.api.services.backends.files.watcher import OutputWatcher
 from app.api.services.metrics import Metrics
-from app.api.services.output_watcher import OutputWatcher
 from app.api.services.retention import run_retention
-from app.api.services.run_executor import RunExecutor, load_pipeline
-from app.api.services.run_store import RunStore
-from app.api.services.run_stream import RunStream
+from app.api.services.run_executor import Executor, load_pipeline
+from app.api.services.run_store import Store
+from app.api.services.run_stream import Stream
 from app.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -130,15 +132,15 @@ async def _files_backend(
     pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
     bus = EventBus()
     bus.bind(asyncio.get_running_loop())
-    store = RunStore(config)
+    store = FileRunStore(config)
     events = EventLog(store.root, bus)
     store.add_listener(events.listener)  # before open(): reconciled runs get their event
     store.add_listener(app_metrics.run_listener)
     await anyio.to_thread.run_sync(store.open)
     _freeze_start_up_objects()
-    executor = RunExecutor(store, config, pipeline)
+    executor = ThreadExecutor(store, config, pipeline)
     executor.add_delta_listener(events.delta)
-    stream = RunStream(store, events, bus)
+    stream = FileRunStream(store, events, bus)
     app_metrics.bind(store=store, executor=executor, stream=stream)
     watcher = OutputWatcher(store, events, bus, force_polling=config.watch_force_polling)
     # A deleted run: numbering and offsets start over, its open streams end.
@@ -167,9 +169,9 @@ async def _redis_backend(
 ) -> AsyncIterator[Backend]:
     """Beyond one machine: run state and events in Redis, runs on Celery workers."""
     # Imported here: the default backend needs neither redis nor celery at start-up.
-    from app.api.services.celery_executor import CeleryExecutor, sweep_lost_runs  # noqa: PLC0415
-    from app.api.services.redis_store import RedisRunStore  # noqa: PLC0415
-    from app.api.services.redis_stream import RedisRunStream  # noqa: PLC0415
+    from app.api.services.backends.redis.executor import CeleryExecutor, sweep_lost_runs  # noqa: PLC0415
+    from app.api.services.backends.redis.store import RedisRunStore  # noqa: PLC0415
+    from app.api.services.backends.redis.stream import RedisRunStream  # noqa: PLC0415
 
     store = RedisRunStore(config)
     await anyio.to_thread.run_sync(store.open)

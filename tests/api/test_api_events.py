@@ -28,8 +28,8 @@ from uvicorn import Config as UvicornConfig
 from uvicorn import Server as UvicornServer
 
 from app.api.main import create_app
-from app.api.services.event_bus import RunEvent
-from app.api.services.event_log import EventLog
+from app.api.services.backends.files.event_log import EventLog
+from app.api.services.run_store import RunEvent
 from tests.api import gated_pipeline
 from tests.api.conftest import (
     BLOCKING,

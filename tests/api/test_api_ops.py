@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.api.logging_setup import RunIdFilter
-from app.api.services.run_store import FileClaims
+from app.api.services.backends.files.store import FileClaims
 from app.config import AppConfig
 from app.modules.orchestrator.module import OnEvent, Pipeline, PipelineResult, ShouldStop
 from tests.api import gated_pipeline
@@ -360,7 +360,7 @@ class TestRunIdInLogs:
         inside = [r for r in caplog.records if r.name == PIPELINE_LOG]
         assert [r.getMessage() for r in inside] == [PIPELINE_MESSAGE]
         assert inside[0].run_id == "logged"  # type: ignore[attr-defined]
-        executor = [r for r in caplog.records if r.name.endswith("run_executor")]
+        executor = [r for r in caplog.records if r.name.endswith("files.executor")]
         assert executor, caplog.text
         assert {r.run_id for r in executor} == {"logged"}  # type: ignore[attr-defined]
         ready = [r for r in caplog.records if r.getMessage().startswith("answer service ready")]
@@ -386,7 +386,7 @@ class TestRunIdInLogs:
             await client.post(RUNS, json={**QUESTION, "run_id": "human"})
             await wait_for_status(client, "human", {"completed"})
         err = capsys.readouterr().err
-        assert "INFO app.api.services.run_executor [human] run human started" in err, err
+        assert "INFO app.api.services.backends.files.executor [human] run human started" in err, err
 
     async def test_log_json_writes_one_object_per_line(
         self, serve, settings, wait_for_status, capsys: pytest.CaptureFixture[str]
@@ -404,7 +404,7 @@ class TestRunIdInLogs:
         assert len(started) == 1, entries
         assert started[0]["run_id"] == "as-json"
         assert started[0]["level"] == "INFO"
-        assert started[0]["logger"] == "app.api.services.run_executor"
+        assert started[0]["logger"] == "app.api.services.backends.files.executor"
         assert any(e["run_id"] == "-" for e in entries)  # lines outside a run
 
 

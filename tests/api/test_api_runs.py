@@ -646,9 +646,10 @@ class TestRobustness:
             assert status["error"]["code"] == "internal_error"
 
     def test_a_cancel_that_saw_queued_does_not_stop_a_started_run(self, settings) -> None:
-        from app.api.services.run_store import RunOptions, RunStore
+        from app.api.services.backends.files.store import FileRunStore
+        from app.api.services.run_store import RunOptions
 
-        store = RunStore(settings())
+        store = FileRunStore(settings())
         store.open()
         store.create("raced", RunOptions(question="q?"))
         store.transition("raced", "running")
@@ -661,11 +662,12 @@ class TestRobustness:
     def test_waiting_runs_start_in_order_and_are_small(self, settings) -> None:
         # Thousands of runs may wait: each must stay a few objects (a Future or an Event per
         # run made the collector's full passes stall POSTs for 90-180 ms at 14,000 runs).
-        from app.api.services.run_executor import RunExecutor
-        from app.api.services.run_store import RunOptions, RunStore
+        from app.api.services.backends.files.executor import ThreadExecutor
+        from app.api.services.backends.files.store import FileRunStore
+        from app.api.services.run_store import RunOptions
 
         waiting = 200
-        store = RunStore(settings(max_workers=1, max_queued=waiting + 1))
+        store = FileRunStore(settings(max_workers=1, max_queued=waiting + 1))
         store.open()
         started: list[str] = []
         all_ended = threading.Event()
@@ -677,7 +679,7 @@ class TestRobustness:
                 all_ended.set()
 
         store.add_listener(on_change)
-        executor = RunExecutor(store, store.config)
+        executor = ThreadExecutor(store, store.config)
         first = gated_pipeline.gate("first")
         try:
             executor.submit("first", RunOptions(question="q?"))
@@ -698,13 +700,14 @@ class TestRobustness:
             executor.shutdown(wait_s=5)
 
     def test_a_server_shutting_down_answers_503_not_queue_full(self, settings) -> None:
+        from app.api.services.backends.files.executor import ThreadExecutor
+        from app.api.services.backends.files.store import FileRunStore
         from app.api.services.errors import ShuttingDown
-        from app.api.services.run_executor import RunExecutor
-        from app.api.services.run_store import RunOptions, RunStore
+        from app.api.services.run_store import RunOptions
 
-        store = RunStore(settings())
+        store = FileRunStore(settings())
         store.open()
-        executor = RunExecutor(store, store.config)
+        executor = ThreadExecutor(store, store.config)
         executor.shutdown(wait_s=5)
         with pytest.raises(ShuttingDown) as refused:
             executor.submit("late", RunOptions(question="q?"))
@@ -714,10 +717,11 @@ class TestRobustness:
         store.close()
 
     def test_a_run_that_cannot_be_recorded_does_not_block_the_queue(self, settings) -> None:
-        from app.api.services.run_executor import RunExecutor
-        from app.api.services.run_store import RunOptions, RunState, RunStore
+        from app.api.services.backends.files.executor import ThreadExecutor
+        from app.api.services.backends.files.store import FileRunStore
+        from app.api.services.run_store import RunOptions, RunState
 
-        class RefusingStore(RunStore):
+        class RefusingStore(FileRunStore):
             """A disk that refuses every state write of one run once it is queued."""
 
             def transition(self, run_id: str, status: str, **kwargs: Any) -> RunState:
@@ -733,7 +737,7 @@ class TestRobustness:
                 ended.set() if run_id == "after" and payload.get("status") == "completed" else None
             )
         )
-        executor = RunExecutor(store, store.config)
+        executor = ThreadExecutor(store, store.config)
         try:
             executor.submit("doomed", RunOptions(question="q?"))
             executor.submit("after", RunOptions(question="q?"))
@@ -744,13 +748,14 @@ class TestRobustness:
     async def test_a_create_whose_state_cannot_be_made_durable_leaves_nothing(
         self, settings, monkeypatch
     ) -> None:
-        from app.api.services.run_store import RunOptions, RunStore
+        from app.api.services.backends.files.store import FileRunStore
+        from app.api.services.run_store import RunOptions
         from app.modules import atomic_file
 
         def refuse(self: atomic_file.StagedFile) -> None:
             raise OSError(5, "Input/output error")
 
-        store = RunStore(settings())
+        store = FileRunStore(settings())
         store.open()
         try:
             with monkeypatch.context() as patched:
@@ -772,9 +777,10 @@ class TestRobustness:
     async def test_a_shutdown_during_a_create_does_not_lose_the_run(
         self, settings, monkeypatch
     ) -> None:
+        from app.api.services.backends.files.executor import ThreadExecutor
+        from app.api.services.backends.files.store import FileRunStore
         from app.api.services.errors import ShuttingDown
-        from app.api.services.run_executor import RunExecutor
-        from app.api.services.run_store import RunOptions, RunStore
+        from app.api.services.run_store import RunOptions
         from app.modules import atomic_file
 
         syncing, release = threading.Event(), threading.Event()
@@ -786,9 +792,9 @@ class TestRobustness:
             real_sync(self)
 
         monkeypatch.setattr(atomic_file.StagedFile, "sync", slow_sync)
-        store = RunStore(settings())
+        store = FileRunStore(settings())
         store.open()
-        executor = RunExecutor(store, store.config)
+        executor = ThreadExecutor(store, store.config)
         outcome: list[BaseException] = []
 
         async def post() -> None:

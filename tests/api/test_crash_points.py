@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from app.api.services import faults
-from app.api.services import run_store as run_store_module
-from app.api.services.event_bus import EventBus
-from app.api.services.event_log import EventLog
-from app.api.services.run_store import RunOptions, RunStore
+from app.api.services.backends.files import store as run_store_module
+from app.api.services.backends.files.event_bus import EventBus
+from app.api.services.backends.files.event_log import EventLog
+from app.api.services.backends.files.store import FileRunStore
+from app.api.services.run_store import RunOptions
 from app.config import AppConfig
 
 
@@ -41,8 +42,8 @@ def config(tmp_path: Path) -> AppConfig:
     return AppConfig(base_dir=tmp_path, output_dir=tmp_path / "output", documents_roots=["."])
 
 
-def _open(config: AppConfig) -> tuple[RunStore, EventLog]:
-    store = RunStore(config)
+def _open(config: AppConfig) -> tuple[FileRunStore, EventLog]:
+    store = FileRunStore(config)
     events = EventLog(store.root, EventBus())
     store.add_listener(events.listener)
     store.open()
@@ -50,11 +51,13 @@ def _open(config: AppConfig) -> tuple[RunStore, EventLog]:
 
 
 @pytest.fixture
-def restart(config: AppConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], RunStore]]:
+def restart(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], FileRunStore]]:
     """A new store over the same output/, as after a kill: the old owner counts as gone."""
-    opened: list[RunStore] = []
+    opened: list[FileRunStore] = []
 
-    def start() -> RunStore:
+    def start() -> FileRunStore:
         monkeypatch.setattr(run_store_module, "is_alive", lambda owner: False)
         monkeypatch.setattr(run_store_module, "_owner_alive", lambda tag: False)
         store, _ = _open(config)
@@ -73,7 +76,7 @@ def _events(root: Path, run_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def assert_consistent(store: RunStore) -> None:
+def assert_consistent(store: FileRunStore) -> None:
     """The invariants of the issue, for every run folder under output/."""
     root = store.root
     for entry in root.iterdir():
@@ -96,7 +99,7 @@ def assert_consistent(store: RunStore) -> None:
 
 
 def test_a_create_cut_before_the_rename_leaves_the_id_free(
-    config: AppConfig, restart: Callable[[], RunStore]
+    config: AppConfig, restart: Callable[[], FileRunStore]
 ) -> None:
     store, _ = _open(config)
     with faults.installed(_crash_at("create:staged")), pytest.raises(Crash):
@@ -110,7 +113,7 @@ def test_a_create_cut_before_the_rename_leaves_the_id_free(
 
 
 def test_a_create_cut_before_its_event_is_finished_as_interrupted(
-    config: AppConfig, restart: Callable[[], RunStore]
+    config: AppConfig, restart: Callable[[], FileRunStore]
 ) -> None:
     store, _ = _open(config)
     with faults.installed(_crash_at("create:claimed")), pytest.raises(Crash):
@@ -131,7 +134,7 @@ def test_a_create_cut_before_its_event_is_finished_as_interrupted(
     ],
 )
 def test_a_transition_cut_between_its_writes(
-    config: AppConfig, restart: Callable[[], RunStore], path: tuple[str, ...], point: str
+    config: AppConfig, restart: Callable[[], FileRunStore], path: tuple[str, ...], point: str
 ) -> None:
     store, _ = _open(config)
     store.create("r1", RunOptions(question="q?"))
@@ -153,7 +156,7 @@ def test_a_transition_cut_between_its_writes(
 
 
 def test_a_recovery_cut_between_its_writes_is_finished_the_same_way(
-    config: AppConfig, restart: Callable[[], RunStore]
+    config: AppConfig, restart: Callable[[], FileRunStore]
 ) -> None:
     store, _ = _open(config)
     store.create("r1", RunOptions(question="q?"))
@@ -175,7 +178,7 @@ def test_a_recovery_cut_between_its_writes_is_finished_the_same_way(
 
 @pytest.mark.parametrize("through_retention", [False, True])
 def test_a_delete_cut_half_way_leaves_no_run_and_a_free_id(
-    config: AppConfig, restart: Callable[[], RunStore], through_retention: bool
+    config: AppConfig, restart: Callable[[], FileRunStore], through_retention: bool
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -201,7 +204,7 @@ def test_a_delete_cut_half_way_leaves_no_run_and_a_free_id(
 
 
 def test_litter_of_dead_processes_is_removed_and_counted(
-    config: AppConfig, restart: Callable[[], RunStore]
+    config: AppConfig, restart: Callable[[], FileRunStore]
 ) -> None:
     store, _ = _open(config)
     store.create("r1", RunOptions(question="q?"))

@@ -8,7 +8,8 @@ import threading
 import anyio
 import pytest
 
-from app.api.services.event_bus import EventBus, RunEvent
+from app.api.services.backends.files.event_bus import EventBus
+from app.api.services.run_store import RunEvent
 
 
 def _event(number: int) -> RunEvent:

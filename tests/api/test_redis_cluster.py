@@ -26,7 +26,7 @@ import pytest
 import redis
 from httpx_sse import aconnect_sse
 
-from app.api.services.redis_store import RedisRunStore
+from app.api.services.backends.redis.store import RedisRunStore
 from app.config import AppConfig
 from tests.api import gated_pipeline
 from tests.api.conftest import FILE_GATED, STATUS_KEYS, TERMINAL, Server, uvicorn_server

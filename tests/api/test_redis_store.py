@@ -17,6 +17,8 @@ import anyio
 import pytest
 import redis
 
+from app.api.services.backends.redis.store import RedisRunStore
+from app.api.services.backends.redis.stream import RedisRunStream
 from app.api.services.errors import (
     IllegalTransition,
     InvalidRequest,
@@ -26,8 +28,6 @@ from app.api.services.errors import (
     StoreUnavailable,
 )
 from app.api.services.idempotency import submit_once
-from app.api.services.redis_store import RedisRunStore
-from app.api.services.redis_stream import RedisRunStream
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
 from tests.api.redis_support import REDIS_URL, drop_keys, new_prefix, redis_client

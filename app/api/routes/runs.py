@@ -21,11 +21,10 @@ from app.api.models import (
     RunSummary,
     RunUrls,
 )
-from app.api.services.backends import Store
 from app.api.services.idempotency import KEY_PATTERN
 from app.api.services.run_artifacts import read_context, read_output
 from app.api.services.run_status import STATUS_PATTERN
-from app.api.services.run_store import RunOptions, RunState
+from app.api.services.run_store import RunOptions, RunState, Store
 from app.api.services.run_submission import submit_run
 
 PREFIX = "/api/v1/runs"

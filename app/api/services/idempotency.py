@@ -14,9 +14,8 @@ import json
 import time
 from collections.abc import Callable
 
-from app.api.services.backends import Claim, Store
 from app.api.services.errors import IdempotencyKeyPending, IdempotencyKeyReused, RunNotFound
-from app.api.services.run_store import RunOptions, RunState
+from app.api.services.run_store import Claim, RunOptions, RunState, Store
 
 # 1..255 printable ASCII characters (a header value; anything else is a 422).
 KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"

@@ -18,8 +18,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.api.services.backends import Executor, Store, Stream
+from app.api.services.run_executor import Executor
 from app.api.services.run_status import TERMINAL
+from app.api.services.run_store import Store
+from app.api.services.run_stream import Stream
 
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 
@@ -97,7 +99,7 @@ class Metrics:
         self._live.store, self._live.executor, self._live.stream = store, executor, stream
 
     def run_listener(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """For RunStore.add_listener: time each run from ``running`` to its terminal state."""
+        """For FileRunStore.add_listener: time each run from ``running`` to its terminal state."""
         if kind != "status":
             return
         status = payload.get("status")
@@ -113,7 +115,7 @@ class Metrics:
             self.run_duration.labels(status=status).observe(now - started)
 
     def forget(self, run_id: str) -> None:
-        """For RunStore.add_removal_listener."""
+        """For FileRunStore.add_removal_listener."""
         with self._lock:
             self._started.pop(run_id, None)
 

@@ -9,7 +9,7 @@ from functools import partial
 import anyio
 import anyio.to_thread
 
-from app.api.services.backends import Store
+from app.api.services.run_store import Store
 
 log = logging.getLogger(__name__)
 

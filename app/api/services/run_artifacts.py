@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.api.services.backends import Store
 from app.api.services.errors import ArtifactMissing, NoOutput, RunNotFinished
-from app.api.services.run_store import RunState
+from app.api.services.run_store import RunState, Store
 
 
 def _check(state: RunState) -> None:

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import anyio.to_thread
 
-from app.api.services.backends import Executor, Store
 from app.api.services.document_roots import confine_markdown_path
 from app.api.services.errors import RunAlreadyExists
 from app.api.services.idempotency import request_hash, submit_once
-from app.api.services.run_store import RunOptions, RunState
+from app.api.services.run_executor import Executor
+from app.api.services.run_store import RunOptions, RunState, Store
 from app.config import AppConfig
 from app.modules.run_ids import build_run_id
 

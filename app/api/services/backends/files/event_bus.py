@@ -16,21 +16,10 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+
+from app.api.services.run_store import RunEvent
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RunEvent:
-    """One event of a run: its sequence number, its SSE event name and its data."""
-
-    id: int
-    event: str  # status | progress | answer_delta
-    data: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "event": self.event, "data": self.data}
 
 
 @dataclass(eq=False)
@@ -69,7 +58,7 @@ class EventBus:
             # Nobody follows most runs (every POST publishes its queued event): skip waking
             # the loop for them. A stream that subscribes just after this check still gets
             # the event: EventLog appends it to events.jsonl before publishing, and a stream
-            # reads the log only after it has subscribed (RunStream).
+            # reads the log only after it has subscribed (FileRunStream).
             loop.call_soon_threadsafe(self._deliver, run_id, event)
 
     def _deliver(self, run_id: str, event: RunEvent | None) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 import anyio
 import watchfiles
 
-from app.api.services.event_bus import EventBus
-from app.api.services.event_log import EVENTS_FILE, EventLog
-from app.api.services.run_store import RunStore
+from app.api.services.backends.files.event_bus import EventBus
+from app.api.services.backends.files.event_log import EventLog
+from app.api.services.backends.files.store import FileRunStore
+from app.api.services.run_store import EVENTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def _events_files(_: watchfiles.Change, path: str) -> bool:
 
 class OutputWatcher:
     def __init__(
-        self, store: RunStore, events: EventLog, bus: EventBus, *, force_polling: bool
+        self, store: FileRunStore, events: EventLog, bus: EventBus, *, force_polling: bool
     ) -> None:
         self.store = store
         self.events = events
@@ -58,7 +59,7 @@ class OutputWatcher:
                 self.forward(run_id)
 
     def forget(self, run_id: str) -> None:
-        """For RunStore.add_removal_listener: a deleted run's file starts over if reused."""
+        """For FileRunStore.add_removal_listener: a deleted run's file starts over if reused."""
         self._offsets.pop(run_id, None)
 
     def forward(self, run_id: str) -> int:

@@ -53,11 +53,11 @@ from app.api.services.errors import (
     RunNotFound,
     StoreUnavailable,
 )
-from app.api.services.event_bus import RunEvent
-from app.api.services.event_log import EVENTS_FILE
 from app.api.services.run_status import STATUSES
 from app.api.services.run_store import (
+    EVENTS_FILE,
     STATE_FILE,
+    RunEvent,
     RunOptions,
     RunState,
     apply_transition,

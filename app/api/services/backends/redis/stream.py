@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+from app.api.services.backends.redis.store import RedisRunStore
 from app.api.services.errors import RunNotFound
-from app.api.services.event_bus import RunEvent
-from app.api.services.event_log import is_terminal
-from app.api.services.redis_store import RedisRunStore
+from app.api.services.run_store import RunEvent, is_terminal
 
 BLOCK_MS = 1000
 

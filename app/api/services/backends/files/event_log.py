@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.api.services.event_bus import EventBus, RunEvent
+from app.api.services.backends.files.event_bus import EventBus
 from app.api.services.keyed_locks import KeyedLocks
 from app.api.services.run_status import TERMINAL
+from app.api.services.run_store import RunEvent
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class EventLog:
         return item
 
     def listener(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """For RunStore.add_listener: each status and progress change becomes an event."""
+        """For FileRunStore.add_listener: each status and progress change becomes an event."""
         if kind == "status" and payload.get("status") == "queued":
             # A run is only ever queued when it is created, in a folder just made with an
             # exclusive mkdir: its numbering starts at 1 (even if this process numbered an
@@ -74,11 +75,11 @@ class EventLog:
         self.record(run_id, kind, payload)
 
     def delta(self, run_id: str, text: str) -> None:
-        """For RunExecutor.add_delta_listener: a piece of the answer."""
+        """For ThreadExecutor.add_delta_listener: a piece of the answer."""
         self.record(run_id, "answer_delta", {"run_id": run_id, "text": text})
 
     def forget(self, run_id: str) -> None:
-        """For RunStore.add_removal_listener: a run id used again starts at event 1."""
+        """For FileRunStore.add_removal_listener: a run id used again starts at event 1."""
         with self._lock:
             self._next.pop(run_id, None)
 

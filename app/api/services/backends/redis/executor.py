@@ -38,6 +38,7 @@ import anyio.to_thread
 from celery import Celery
 
 from app.api.logging_setup import run_context
+from app.api.services.backends.redis.store import RedisRunStore
 from app.api.services.errors import (
     QueueFull,
     RunAlreadyFinished,
@@ -45,9 +46,7 @@ from app.api.services.errors import (
     ShuttingDown,
     StoreUnavailable,
 )
-from app.api.services.redis_store import RedisRunStore
-from app.api.services.run_executor import load_pipeline
-from app.api.services.run_job import Job, JobRunner
+from app.api.services.run_executor import Job, JobRunner, load_pipeline
 from app.api.services.run_store import RunOptions, RunState
 from app.api.services.threads import thread_limiter
 from app.config import AppConfig

@@ -1,0 +1,791 @@
+"""The files backend's store: run state in memory and in ``output/<run_id>/api_state.json``.
+
+Concurrency, in one process: one ``threading.Lock`` guards the dict and every transition, so
+worker threads and the event loop see each state change whole. Across processes sharing
+``output/``: a new run's folder is written under a hidden name and renamed into place (the
+rename is the claim: exactly one of N concurrent creators wins), every state file is
+replaced atomically, and a run owned by another process is read from its state file. On
+start-up the store finishes what crashes left half done (ARCHITECTURE.md, Crash
+consistency): a run left queued or running by a process that no longer exists is finished
+from its event log, or from its ``run.json``, or becomes ``failed/interrupted``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import errno
+import fcntl
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from app.api.services.backends.files.event_log import last_event
+from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExists, RunNotFound
+from app.api.services.faults import fault
+from app.api.services.keyed_locks import KeyedLocks
+from app.api.services.run_status import ACTIVE, TERMINAL
+from app.api.services.run_store import (
+    EVENTS_FILE,
+    STATE_FILE,
+    Listener,
+    RemovalListener,
+    RunOptions,
+    RunState,
+    apply_transition,
+    is_terminal,
+)
+from app.api.services.threads import run_in_pool
+from app.config import AppConfig
+from app.modules.atomic_file import write_json_atomic
+from app.modules.process_identity import is_alive, process_start, this_process
+from app.modules.run_ids import is_valid_run_id
+from app.modules.run_logger import utc_now
+
+log = logging.getLogger(__name__)
+
+STAGING_PREFIX = ".creating-"  # + pid-start-n: a run being created, renamed into place
+TRASH_PREFIX = ".deleting-"  # + pid-start-n: a deleted run, renamed away, being emptied
+REPAIR_KINDS = (
+    "staging_removed",
+    "temp_files_removed",
+    "unfinished_removed",
+    "reconciled",
+    "state_from_log",
+)
+# write_json_atomic's temp files: .<name>.<pid>-<n>.tmp
+_TEMP_FILE = re.compile(r"\..+\.(\d+)-\d+\.tmp")
+_staging_names = itertools.count()
+# A folder younger than this may be another process's work in progress (a delete that has
+# not finished emptying it): start-up leaves it for the next start.
+SETTLE_S = 5.0
+IDEMPOTENCY_DIR = ".idempotency"
+LOCK_FILE = ".lock"
+CREATE_THREADS = 4  # new runs being written at once (threads.py)
+
+
+class FileRunStore:
+    """Create, read, move and list runs. Thread-safe; safe to share ``output/`` across processes."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.root = config.output_root
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunState] = {}
+        self._write_locks = KeyedLocks()  # one run's writes reach the disk in order
+        # acreate's threads: they start on first use and end with close().
+        self._create_pool = ThreadPoolExecutor(CREATE_THREADS, thread_name_prefix="run-create")
+        self._owned: set[str] = set()
+        self._idempotency: dict[str, str] = {}  # Idempotency-Key -> run id
+        self._listeners: list[Listener] = []
+        self._removal_listeners: list[RemovalListener] = []
+        self._me = this_process()
+        self.claims = FileClaims(self.root)
+        # What start-up found half done and finished or removed (logged; /metrics).
+        self.repairs: dict[str, int] = dict.fromkeys(REPAIR_KINDS, 0)
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Create ``output/``, finish what crashes left half done, load every run.
+
+        Removed: staging folders and temp files of processes that are gone, and run folders
+        with neither a state nor a run log (a delete, or a create of an older version, cut
+        short: the id is free again). Reconciled: active runs whose process is gone. What
+        was repaired is logged and counted (``repairs``, /metrics).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_litter()
+        for run_id in self._run_dirs():
+            state = self._load(run_id, reconcile=True)
+            if state is not None:
+                self._runs[run_id] = state
+                self._index(state)
+        done = {kind: n for kind, n in self.repairs.items() if n}
+        if done:
+            log.warning("start-up repaired what crashes left: %s", done)
+
+    def _remove_litter(self) -> None:
+        with os.scandir(self.root) as entries:
+            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        for name, is_dir in names:
+            prefix = next((p for p in (STAGING_PREFIX, TRASH_PREFIX) if name.startswith(p)), None)
+            if prefix is not None and is_dir:
+                if not _owner_alive(name.removeprefix(prefix)):
+                    shutil.rmtree(self.root / name, ignore_errors=True)
+                    self.repairs["staging_removed"] += 1
+                continue
+            if not is_dir or not is_valid_run_id(name):
+                continue
+            folder = self.root / name
+            try:
+                files = os.listdir(folder)
+            except OSError:
+                continue
+            for file in files:
+                match = _TEMP_FILE.fullmatch(file)
+                if match and process_start(int(match.group(1))) is None:
+                    with contextlib.suppress(OSError):
+                        (folder / file).unlink()
+                    self.repairs["temp_files_removed"] += 1
+            # No state and no run log: not a run (a delete, or an older version's create,
+            # cut short). A young one may be a `python -m app ask` about to write its log.
+            if STATE_FILE not in files and "run.json" not in files and _settled(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                self.repairs["unfinished_removed"] += 1
+
+    def close(self) -> None:
+        """Let the threads of :meth:`acreate` end (after any write in flight)."""
+        self._create_pool.shutdown(wait=True)
+
+    def is_writable(self) -> bool:
+        probe = self.root / f".ready-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError:
+            return False
+        return True
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener(run_id, kind, payload)`` after each change (kind: status | progress)."""
+        self._listeners.append(listener)
+
+    def add_removal_listener(self, listener: RemovalListener) -> None:
+        """``listener(run_id)`` after a run has been deleted (forget caches, end streams)."""
+        self._removal_listeners.append(listener)
+
+    # ------------------------------------------------------------------ writing
+    def create(self, run_id: str, options: RunOptions) -> RunState:
+        """Record ``run_id`` as queued: its folder appears whole, state inside, or not at all.
+
+        The folder is made under a hidden staging name with ``api_state.json`` written in
+        it, then renamed into place: a crash at any instant leaves either no run (the id
+        free; start-up removes the staging folder) or a queued run that start-up reconciles.
+        The rename is also the claim: onto a run folder that exists it fails (409).
+        """
+        state = RunState.queued(run_id, options, owner=self._me)
+        staging = self._staging_folder()
+        try:
+            write_json_atomic(staging / STATE_FILE, state.to_json())
+            fault("create:staged")
+            self._claim(staging, run_id)
+        except Exception:  # a kill (or a BaseException) leaves it for start-up to remove
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fault("create:claimed")
+        with self._lock:
+            self._register(state)
+            self._write_locks.acquire(run_id)
+        try:
+            self._notify(run_id, "status", state.status_payload())
+        finally:
+            self._write_locks.release(run_id)
+        return copy.copy(state)
+
+    def _staging_folder(self) -> Path:
+        name = f"{STAGING_PREFIX}{self._me['pid']}-{self._me['start']}-{next(_staging_names)}"
+        folder = self.root / name
+        try:
+            folder.mkdir()
+        except FileNotFoundError:
+            # output/ itself was removed (a clean-up by hand): make it again, as open()
+            # does, rather than failing every POST until a restart.
+            self.root.mkdir(parents=True, exist_ok=True)
+            folder.mkdir()
+        return folder
+
+    def _claim(self, staging: Path, run_id: str) -> None:
+        """Rename the staged run into place; RunAlreadyExists when the id is taken."""
+        try:
+            os.rename(staging, self.root / run_id)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
+            raise
+
+    async def acreate(self, run_id: str, options: RunOptions) -> RunState:
+        """:meth:`create` for the event loop, in one of a few threads of the store's own.
+
+        All of it, the mkdir and the small writes too: on the loop they were ~10 % cheaper
+        per POST, but a write can wait for the disk (writeback throttling, a busy or
+        network volume) and would then stall every request and stream, not just POSTs.
+        """
+        return await run_in_pool(self._create_pool, partial(self.create, run_id, options))
+
+    def _register(self, state: RunState) -> None:
+        """Under the store lock. A copy read from disk meanwhile (a listing that found the
+        folder) is replaced: memory is the truth for a run of this process."""
+        self._runs[state.run_id] = state
+        self._owned.add(state.run_id)
+        self._index(state)
+
+    def _unregister(self, state: RunState) -> None:
+        """Under the store lock: not recorded, not accepted, so no queued ghost."""
+        self._runs.pop(state.run_id, None)
+        self._owned.discard(state.run_id)
+        self._unindex(state)
+
+    def transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState:
+        """Move a run to ``status``; raise IllegalTransition if its state does not allow it.
+
+        ``expect`` narrows the states the move may start from, checked under the lock: a
+        cancel that saw "queued" must not stop a run that has started meanwhile.
+        """
+        with self._lock:
+            state = self._runs.get(run_id)
+            if state is None:
+                raise RunNotFound(run_id)
+            apply_transition(state, status, expect=expect, changes=changes)
+            pending = self._pending_write(state)
+            payload = state.status_payload()
+            result = copy.copy(state)
+        self._flush(pending, event=("status", payload))
+        return result
+
+    def try_transition(
+        self, run_id: str, status: str, *, expect: frozenset[str] | None = None, **changes: Any
+    ) -> RunState | None:
+        """Like :meth:`transition`, but ``None`` when the run has moved on already."""
+        try:
+            return self.transition(run_id, status, expect=expect, **changes)
+        except IllegalTransition:
+            return None
+
+    def progress(self, run_id: str, *, stage: str, message: str, step: int, total: int) -> None:
+        """Record the stage a running run has reached."""
+        with self._lock:
+            state = self._runs.get(run_id)
+            if state is None or state.status != "running":
+                return
+            state.stage, state.message, state.step, state.total_steps = stage, message, step, total
+            pending = self._pending_write(state)
+        self._flush(
+            pending,
+            event=(
+                "progress",
+                {
+                    "run_id": run_id,
+                    "stage": stage,
+                    "message": message,
+                    "step": step,
+                    "total_steps": total,
+                },
+            ),
+        )
+
+    def delete(self, run_id: str) -> None:
+        """Remove a terminal run: from memory first, then its folder; RunActive while active.
+
+        Memory goes first so that no reader finds a run whose files are half gone; the run's
+        own lock is taken before the folder goes, so the terminal transition's last write
+        (state file and terminal event, made after the state changed in memory) has ended.
+        """
+        state = self.get(run_id)  # RunNotFound; a run of another process is read afresh
+        with self._lock:
+            current = self._runs.get(run_id)
+            if current is None:  # deleted meanwhile
+                raise RunNotFound(run_id)
+            if not current.terminal:
+                raise RunActive(run_id, current.status)
+            del self._runs[run_id]
+            self._owned.discard(run_id)
+            self._unindex(current)
+            # Lock order store -> run, as in _pending_write.
+            with self._write_locks.hold(run_id):
+                pass
+        # Renamed out of the way first (one atomic step: the run is gone), then emptied: a
+        # crash meanwhile leaves a hidden folder that start-up removes, never half a run.
+        trash = (
+            self.root
+            / f"{TRASH_PREFIX}{self._me['pid']}-{self._me['start']}-{next(_staging_names)}"
+        )
+        try:
+            os.rename(self.root / run_id, trash)
+        except FileNotFoundError:
+            pass  # removed by someone else (another process's retention)
+        else:
+            fault("delete:renamed")
+            shutil.rmtree(trash, ignore_errors=True)
+        if current.idempotency_key is not None:
+            # The key is free again (a retry with it starts a new run), unless it names
+            # another run by now.
+            self.claims.release_if(current.idempotency_key, run_id)
+        log.info("run %s deleted (%s)", run_id, state.status)
+        for listener in self._removal_listeners:
+            try:
+                listener(run_id)
+            except Exception:
+                log.exception("run %s: removal listener failed", run_id)
+
+    def remove_expired(self, *, older_than: datetime) -> list[str]:
+        """Delete every terminal run whose completed_at is before ``older_than``."""
+        self._discover()  # runs another process (or the CLI) wrote count too
+        with self._lock:
+            expired = [
+                s.run_id
+                for s in self._runs.values()
+                if s.terminal and (done := _parse_time(s.completed_at)) and done < older_than
+            ]
+        removed = []
+        for run_id in expired:
+            try:
+                self.delete(run_id)
+            except (RunNotFound, RunActive):
+                continue  # deleted by someone else meanwhile
+            removed.append(run_id)
+        if removed:
+            log.info("retention: removed %d run(s) completed before %s", len(removed), older_than)
+        return removed
+
+    # ------------------------------------------------------------------ reading
+    def get(self, run_id: str) -> RunState:
+        """The run's state: from memory, or from disk when another process owns it."""
+        if not is_valid_run_id(run_id):
+            raise RunNotFound(run_id)
+        with self._lock:
+            state = self._runs.get(run_id)
+            if state is not None and (state.terminal or run_id in self._owned):
+                # A copy made under the lock: a worker thread may be moving the run on, and
+                # a reader must never see half a transition.
+                return copy.copy(state)
+        fresh = self._load(run_id, reconcile=False)
+        with self._lock:
+            if run_id in self._owned:  # created here while we read: memory is the truth
+                return copy.copy(self._runs[run_id])
+            if fresh is None:
+                raise RunNotFound(run_id)
+            self._runs[run_id] = fresh
+            return copy.copy(fresh)
+
+    async def aget(self, run_id: str) -> RunState:
+        """``get`` for the event loop: this store answers from memory (a foreign run's state
+        file is one small read)."""
+        return self.get(run_id)
+
+    async def astatus(self, run_id: str) -> dict[str, Any]:
+        """The v1 status payload, for the polling endpoint: from memory without copying the
+        whole state (the copy was a twentieth of a status request)."""
+        if is_valid_run_id(run_id):
+            with self._lock:
+                state = self._runs.get(run_id)
+                if state is not None and (state.terminal or run_id in self._owned):
+                    return state.status_payload()
+        return self.get(run_id).status_payload()
+
+    def run_for_key(self, key: str) -> str | None:
+        """The run id recorded with Idempotency-Key ``key`` (this process's index)."""
+        with self._lock:
+            return self._idempotency.get(key)
+
+    def is_owned(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._owned
+
+    def list_runs(
+        self, *, limit: int, cursor: str | None = None, status: str | None = None
+    ) -> tuple[list[RunState], str | None]:
+        """Runs newest first, ``limit`` at a time; the cursor continues after the last one."""
+        self._discover()
+        with self._lock:
+            runs = list(self._runs.values())
+        runs.sort(key=_newest_key, reverse=True)
+        if status:
+            runs = [r for r in runs if r.status == status]
+        if cursor:
+            after = _decode_cursor(cursor)
+            runs = [r for r in runs if _newest_key(r) < after]
+        page = runs[:limit]
+        next_cursor = _encode_cursor(_newest_key(page[-1])) if len(runs) > limit else None
+        return page, next_cursor
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many runs this process knows in each status (every status, zeros included)."""
+        counts = dict.fromkeys(sorted(ACTIVE | TERMINAL), 0)
+        with self._lock:
+            for state in self._runs.values():
+                counts[state.status] = counts.get(state.status, 0) + 1
+        return counts
+
+    def active_owned(self) -> list[RunState]:
+        with self._lock:
+            return [self._runs[r] for r in self._owned if self._runs[r].status in ACTIVE]
+
+    # ------------------------------------------------------------------ internals
+    def _run_dirs(self) -> list[str]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return [e.name for e in entries if e.is_dir() and is_valid_run_id(e.name)]
+
+    def _discover(self) -> None:
+        """Pick up runs that other processes created since we last looked."""
+        with self._lock:
+            known = set(self._runs)
+        for run_id in self._run_dirs():
+            if run_id not in known:
+                state = self._load(run_id, reconcile=False)
+                if state is not None:
+                    with self._lock:
+                        if run_id not in self._runs:
+                            self._runs[run_id] = state
+                            self._index(state)
+
+    def _index(self, state: RunState) -> None:
+        """Called under the store lock (or before the store is shared)."""
+        if state.idempotency_key is not None:
+            self._idempotency.setdefault(state.idempotency_key, state.run_id)
+
+    def _unindex(self, state: RunState) -> None:
+        key = state.idempotency_key
+        if key is not None and self._idempotency.get(key) == state.run_id:
+            del self._idempotency[key]
+
+    def _write(self, state: RunState) -> None:
+        write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
+
+    def _pending_write(self, state: RunState) -> dict[str, Any]:
+        """Called under the store lock: a snapshot to write, and the run's own lock, taken.
+
+        The file is written after the store lock is released (an fsync there would queue
+        every other run behind this one), but the run's lock is taken first, while the store
+        lock is still held, so one run's snapshots reach the disk in the order they were made.
+        """
+        self._write_locks.acquire(state.run_id)
+        return state.to_json()
+
+    def _flush(
+        self,
+        snapshot: dict[str, Any],
+        *,
+        event: tuple[str, dict[str, Any]],
+    ) -> None:
+        """Write the snapshot and tell the listeners, both before the run's lock is let go,
+        so that listeners see one run's changes in the order they were made.
+
+        A run's end is told first (its terminal event goes into events.jsonl), then written:
+        the state that says "finished" is the last write, so a crash between the two leaves
+        a run that start-up finishes from its log, never a finished run without its end.
+        """
+        run_id = snapshot["run_id"]
+        try:
+            if snapshot.get("status") in TERMINAL:
+                self._notify(run_id, *event)
+                fault("transition:event")
+                write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
+            else:
+                write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
+                fault("transition:state")
+                self._notify(run_id, *event)
+        finally:
+            self._write_locks.release(run_id)
+
+    def _notify(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(run_id, kind, payload)
+            except Exception:  # a broken listener must not break a run
+                log.exception("run %s: listener failed on %s", run_id, kind)
+
+    def _load(self, run_id: str, *, reconcile: bool) -> RunState | None:
+        run_dir = self.root / run_id
+        path = run_dir / STATE_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return self._from_run_log(run_id) if run_dir.is_dir() else None
+        except OSError as exc:
+            return self._unreadable(run_id, f"cannot be read ({exc.strerror})")
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            state = RunState.from_json(data)
+            if state.run_id != run_id:
+                raise ValueError(f"it names run {state.run_id!r}")
+        except (ValueError, TypeError) as exc:
+            return self._unreadable(run_id, f"is corrupt ({exc})")
+        if reconcile and state.status in ACTIVE and not is_alive(state.owner):
+            state = self._reconcile(state)
+        return state
+
+    def _unreadable(self, run_id: str, reason: str) -> RunState:
+        log.error("run %s: %s %s", run_id, STATE_FILE, reason)
+        return RunState(
+            run_id=run_id,
+            status="failed",
+            question="",
+            created_at=_mtime(self.root / run_id),
+            finish_reason="error",
+            error={
+                "code": "state_unreadable",
+                "message": f"the run's {STATE_FILE} {reason}; its other files are kept in "
+                f"output/{run_id}/",
+            },
+        )
+
+    def _run_log(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.root / run_id / "run.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _from_run_log(self, run_id: str) -> RunState | None:
+        """A run folder without API state (a CLI run): describe it from its run.json."""
+        run = self._run_log(run_id)
+        if run is None:
+            return None
+        outcome = run.get("outcome")
+        outcome = outcome if isinstance(outcome, dict) else {}
+        config = run.get("config")
+        config = config if isinstance(config, dict) else {}
+        status = outcome.get("status")
+        owner = run.get("owner")
+        if status not in TERMINAL and not is_alive(owner if isinstance(owner, dict) else None):
+            # Its process (`python -m app ask`, say) ended without recording an outcome.
+            status = "failed"
+            outcome = {
+                "finish_reason": "interrupted",
+                "error": {
+                    "code": "interrupted",
+                    "message": "the process running this run stopped before it finished; "
+                    "start a new run",
+                },
+            }
+        try:
+            state = RunState.from_json(
+                {
+                    "run_id": run_id,
+                    "status": status if status in TERMINAL else "running",
+                    "question": str(run.get("question", "")),
+                    "markdown_path": str(config.get("markdown_path", "documents")),
+                    "enable_sql": bool(config.get("enable_sql", False)),
+                    "created_at": str(run.get("started_at") or _mtime(self.root / run_id)),
+                    "started_at": run.get("started_at"),
+                    "completed_at": run.get("completed_at"),
+                    "finish_reason": outcome.get("finish_reason") if status in TERMINAL else None,
+                    "error": outcome.get("error"),
+                }
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            return self._unreadable(run_id, f"is missing and run.json is damaged ({exc})")
+        self._set_artifacts(state)
+        return state
+
+    def _reconcile(self, state: RunState) -> RunState:
+        """A run whose process is gone: finish it, once, the same for every process.
+
+        Under an exclusive lock on the run's folder (workers of one server start together):
+        the state is read again (another worker may have finished it); else an end already
+        in events.jsonl (a crash after the event, before the state) is taken as it is; else
+        the outcome run.json recorded, or interrupted. The terminal event is written before
+        the state, so a crash here is finished by the next start, with the same end.
+        """
+        with _folder_lock(self.root / state.run_id):
+            on_disk = self._read_state(state.run_id)
+            if on_disk is not None and on_disk.status in TERMINAL:
+                return on_disk
+            logged = last_event(self.root / state.run_id / EVENTS_FILE)
+            if logged is not None and is_terminal(logged):
+                for key in ("status", "finish_reason", "error", "completed_at"):
+                    setattr(state, key, logged.data.get(key))
+                state.started_at = state.started_at or logged.data.get("started_at")
+                self._set_artifacts(state)
+                write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
+                self.repairs["state_from_log"] += 1
+                log.warning("run %s: finished from its log after a restart", state.run_id)
+                return state
+            outcome = (self._run_log(state.run_id) or {}).get("outcome") or {}
+            if outcome.get("status") in TERMINAL and state.status == "running":
+                state.status = outcome["status"]
+                state.finish_reason = outcome.get("finish_reason")
+                state.error = outcome.get("error")
+            else:
+                state.status = "failed"
+                state.finish_reason = "interrupted"
+                state.error = {
+                    "code": "interrupted",
+                    "message": "the server stopped while this run was active; start a new run",
+                }
+            state.completed_at = state.completed_at or utc_now()
+            self._set_artifacts(state)
+            self._notify(state.run_id, "status", state.status_payload())
+            fault("reconcile:event")
+            write_json_atomic(self.root / state.run_id / STATE_FILE, state.to_json())
+            self.repairs["reconciled"] += 1
+            log.warning("run %s: reconciled after restart as %s", state.run_id, state.status)
+            return state
+
+    def _read_state(self, run_id: str) -> RunState | None:
+        try:
+            data = json.loads((self.root / run_id / STATE_FILE).read_bytes())
+            return RunState.from_json(data) if isinstance(data, dict) else None
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _set_artifacts(self, state: RunState) -> None:
+        for name, attr in (
+            ("final.md", "final_output_path"),
+            ("context_bundle.json", "context_bundle_path"),
+        ):
+            if (self.root / state.run_id / name).exists():
+                setattr(state, attr, self.config.relative(self.root / state.run_id / name))
+
+
+def _owner_alive(tag: str) -> bool:
+    """Whether the process named by a staging tag ("<pid>-<start>-<n>") still runs."""
+    pid, _, rest = tag.partition("-")
+    start = rest.rpartition("-")[0]
+    return pid.isdigit() and process_start(int(pid)) == start
+
+
+def _settled(folder: Path) -> bool:
+    try:
+        return time.time() - folder.stat().st_mtime > SETTLE_S
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a run's folder, across processes (released when one dies)."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def idempotency_claim_path(root: Path, key: str) -> Path:
+    """``output/.idempotency/<sha256(key)>``: the file whose exclusive creation claims a key."""
+    return root / IDEMPOTENCY_DIR / hashlib.sha256(key.encode()).hexdigest()
+
+
+def release_idempotency_claim(root: Path, key: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        idempotency_claim_path(root, key).unlink()
+
+
+class FileClaim:
+    """A claim file this request created; it keeps the descriptor it created it with, so
+    that it writes into, or removes, that file and no later one at the same path (a claim
+    removed as stale and made again by another request)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    def record(self, run_id: str) -> None:
+        try:
+            # One short newline-terminated write: a reader takes the id only once it is whole.
+            os.write(self.fd, f"{run_id}\n".encode())
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+
+    def abandon(self) -> None:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    self.path.unlink()
+        finally:
+            os.close(self.fd)
+
+
+class FileClaims:
+    """Idempotency-Key claims as files: ``output/.idempotency/<sha256(key)>``, created
+    exclusively (one winner across processes), holding the run id once it is recorded."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def try_claim(self, key: str) -> FileClaim | None:
+        path = idempotency_claim_path(self.root, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return None
+        return FileClaim(path, fd)
+
+    def claimed_run(self, key: str) -> str | None:
+        try:
+            text = idempotency_claim_path(self.root, key).read_text(
+                encoding="ascii", errors="replace"
+            )
+        except FileNotFoundError:
+            return None
+        # One short newline-terminated write: the id counts only once it is whole.
+        return text[:-1] if text.endswith("\n") and len(text) > 1 else None
+
+    def age_s(self, key: str) -> float:
+        try:
+            return time.time() - idempotency_claim_path(self.root, key).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def release_if(self, key: str, run_id: str | None) -> None:
+        if self.claimed_run(key) == run_id:
+            release_idempotency_claim(self.root, key)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 timestamp as an aware datetime (UTC when it names no zone)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _mtime(path: Path) -> str:
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return utc_now()
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _newest_key(state: RunState) -> tuple[str, int, str]:
+    return state.created_at, state.created_ns, state.run_id
+
+
+def _encode_cursor(key: tuple[str, int, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int, str]:
+    try:
+        created_at, created_ns, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(created_at), int(created_ns), str(run_id)
+    except (ValueError, TypeError, OverflowError):  # int(1e400) is an OverflowError
+        from app.api.services.errors import InvalidRequest  # noqa: PLC0415
+
+        raise InvalidRequest(
+            "cursor",
+            "the query parameter cursor is not one this server gave out (use next_cursor as given)",
+            source="query",
+        ) from None
