@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from app.config import AppConfig
 from app.modules.evidence import Part
 from app.modules.llm.openai_provider import uncovered_statements
-from app.modules.orchestrator.module import PipelineError, combine_model_gaps, run_pipeline
+from app.modules.orchestrator.gaps import combine_model_gaps
+from app.modules.orchestrator.module import PipelineError, run_pipeline
 from app.modules.retrieval.retriever import Query
 from tests.fake_openai import FakeOpenAI
 

@@ -1,0 +1,135 @@
+"""The evidence of a run: the best sections per part (round-robin), and the outline of the
+best matching document for an overview question.
+"""
+
+from __future__ import annotations
+
+from app.modules.evidence import Evidence, Part
+from app.modules.retrieval.index import Hit, SectionIndex
+from app.modules.retrieval.retriever import Ranked, rank, section_stems
+from app.modules.retrieval.text import STOPWORDS, stems, words
+
+MAX_EVIDENCE = 16
+
+
+def retrieve_evidence(
+    index: SectionIndex, parts: list[Part], idf: dict[str, float], *, k: int
+) -> list[Evidence]:
+    """Evidence for every part, numbered so that each part's best come first (round-robin)."""
+    per_part = [rank(index, p.query, k=k, idf=idf) for p in parts]
+    evidence: list[Evidence] = []
+    by_section: dict[int, Evidence] = {}
+    limit = max(MAX_EVIDENCE, k)
+    for position in range(max((len(r) for r in per_part), default=0)):
+        for part, ranked in zip(parts, per_part, strict=True):
+            if position >= len(ranked):
+                continue
+            item = ranked[position]
+            existing = by_section.get(item.hit.id)
+            if existing is None:
+                if len(evidence) >= limit:
+                    continue
+                section = item.hit.section
+                existing = Evidence(
+                    id=len(evidence) + 1,
+                    kind="section",
+                    text=section.text,
+                    score=item.score,
+                    path=section.path,
+                    title=section.title,
+                    heading_path=section.heading_path,
+                    line_start=section.line_start,
+                    line_end=section.line_end,
+                    stems=frozenset(section_stems(item.hit)),
+                )
+                by_section[item.hit.id] = existing
+                evidence.append(existing)
+            if part.id not in existing.parts:
+                existing.parts.append(part.id)
+                part.evidence_ids.append(existing.id)
+    for part, ranked in zip(parts, per_part, strict=True):
+        if part.broad:
+            for heading, hit in _outline(index, ranked, part, idf):
+                existing = by_section.get(hit.id)
+                if existing is None:
+                    existing = section_evidence(len(evidence) + 1, hit, score=0.0)
+                    by_section[hit.id] = existing
+                    evidence.append(existing)
+                if part.id not in existing.parts:
+                    existing.parts.append(part.id)
+                    part.evidence_ids.append(existing.id)
+                part.outline.append((existing.id, heading))
+    return evidence
+
+
+def section_evidence(number: int, hit: Hit, *, score: float) -> Evidence:
+    section = hit.section
+    return Evidence(
+        id=number,
+        kind="section",
+        text=section.text,
+        score=score,
+        path=section.path,
+        title=section.title,
+        heading_path=section.heading_path,
+        line_start=section.line_start,
+        line_end=section.line_end,
+        stems=frozenset(section_stems(hit)),
+    )
+
+
+# Sub-headings that repeat on every page of a template say nothing about what a page covers.
+
+
+_TEMPLATE_HEADINGS = frozenset(
+    """
+    overview introduction background summary budget budgets timeline timelines schedule risk
+    risks result results description considerations contact contacts references reference
+    appendix notes note faq related details status scope purpose owner owners next steps
+    see also further reading history changelog examples example usage
+    """.split()
+)
+
+
+MAX_OUTLINE = 8
+
+
+def _outline(
+    index: SectionIndex, ranked: list[Ranked], part: Part, idf: dict[str, float]
+) -> list[tuple[str, Hit]]:
+    """For an overview question: the parts of the best matching document or section.
+
+    "What are the main programmes of X?" is answered by the headings under the passage
+    about X's programmes, each with its opening sentence: walk up from the best section
+    until a level has at least two distinctive sub-headings (template sub-headings such as
+    "Budget" or "Risks" do not count).
+    """
+    names = set(part.query.names)
+    key = max(names, key=lambda n: idf.get(n, 0.0)) if names else None
+    best = next(
+        (
+            r
+            for r in ranked
+            if key is None or key in set(stems(f"{r.hit.section.path} {r.hit.section.title}"))
+        ),
+        None,
+    )
+    if best is None:
+        return []
+    sections = index.file_sections(best.hit.section.path)
+    headings = best.hit.section.headings
+    for depth in range(len(headings), -1, -1):
+        prefix = headings[:depth]
+        groups: dict[str, Hit] = {}
+        for hit in sections:
+            own = hit.section.headings
+            if len(own) > depth and own[:depth] == prefix and hit.section.text.strip():
+                groups.setdefault(own[depth], hit)
+        distinctive = [
+            (name, hit)
+            for name, hit in groups.items()
+            if not set(words(name)) <= _TEMPLATE_HEADINGS | STOPWORDS
+        ]
+        if len(distinctive) >= 2:
+            return distinctive[:MAX_OUTLINE]
+    return []

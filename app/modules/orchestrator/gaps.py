@@ -1,0 +1,196 @@
+"""The gap check: which parts of a question the passages found leave uncovered.
+
+With a model, the model's own "the documents do not cover" joins the decision
+(``combine_model_gaps``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from app.modules.evidence import CITATION, Evidence, Part
+from app.modules.llm.extractive import (
+    _answers,
+    answer_pattern,
+    gap_sentence,
+    split_units,
+)
+from app.modules.retrieval.retriever import coverage
+from app.modules.retrieval.text import STOPWORDS, stem, stems, words
+
+# A part is a gap when its best passage covers less than this share of its weighted terms
+# (IDF x specificity: a coverage threshold works across corpora, where a BM25 cut-off
+# does not), or when a specific word of it (a name, a rare noun) is in no passage found.
+GAP_COVERAGE = 0.5
+
+
+GAP_PASSAGES = 6
+
+
+KEY_SPECIFICITY = 0.7
+
+
+PAIR_DISCOUNT = 0.9  # two sections of one file together: good, not as good as one
+# Covered at least this much and no specific word absent: answered in part, not missed.
+
+
+PARTIAL_COVERAGE = 0.4
+# A question that asks for a value (an amount, a date, a number) needs a few sentences that
+# hold such a value and cover this much of the question.
+
+
+GAP_TYPED = 0.5
+
+
+WINDOW_UNITS = 3
+
+
+def assess_gaps(
+    parts: list[Part], evidence: list[Evidence], idf: dict[str, float], unknown: set[str]
+) -> None:
+    """Mark each part whose subject the best passages leave uncovered.
+
+    A term weighs its corpus IDF times its specificity, so a question's everyday words
+    ("put", "right now", "roughly") cannot make a gap while its nouns and names can.
+    Coverage is judged on the best passages (one section, or two sections of one file), not
+    on a whole file: a huge changelog holds almost every word. A specific word that no
+    document contains ("ferries", "kubernetes"), or a code name no passage found has
+    ("--older-than"), is a gap on its own.
+    """
+    by_id = {e.id: e for e in evidence}
+    sql = [e for e in evidence if e.kind == "sql"]
+    for part in parts:
+        terms = list(part.query.terms)
+        if not terms:
+            part.coverage, part.gap = 0.0, True
+            continue
+        weights = {t: idf.get(t, 0.0) * part.query.specific.get(t, 1.0) for t in terms}
+        passages = [by_id[i] for i in part.evidence_ids[:GAP_PASSAGES]]
+        views = [_passage_stems(e) for e in passages] + [set(e.stems) for e in sql]
+        anywhere = set().union(*views) if views else set()
+        best = max((coverage(terms, v, weights) for v in views), default=0.0)
+        for first, second in itertools.combinations(range(len(passages)), 2):
+            if passages[first].path == passages[second].path:
+                pair = views[first] | views[second]
+                best = max(best, PAIR_DISCOUNT * coverage(terms, pair, weights))
+        # The words must also meet: a few sentences under their headings, not one word
+        # in each corner of a long section.
+        # Held to a value (an amount, a date), not to an identifier: "which setting" is often
+        # answered by a sentence that names it in words.
+        wanted = answer_pattern(part.text, identifiers=False)
+        windows = [_window_coverage(terms, e, weights, wanted, part.text) for e in passages]
+        near = max(
+            [w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql],
+            default=0.0,
+        )
+        # Only a question that asks for a value is held to holding one.
+        typed = (
+            max([w[1] for w in windows] + [1.0 for _ in sql], default=0.0)
+            if wanted is not None
+            else 1.0
+        )
+        absent = [t for t in terms if t not in anywhere]
+        key_absent = [
+            t for t in absent if t in unknown and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
+        ]
+        texts = " ".join(e.text.lower() for e in passages)
+        unknown_names = [
+            i for i in part.query.identifiers if _code_token(i) and _code_token(i) not in texts
+        ]
+        part.coverage = round(best, 3)
+        part.section_coverage = round(near, 3)
+        part.typed_coverage = round(typed, 3)
+        # Name what matters most first: the specific words no passage mentions.
+        missing = sorted(absent, key=lambda t: weights[t], reverse=True)
+        part.missing = unknown_names + _words_for(
+            part, [t for t in missing if t in key_absent] or missing[:2]
+        )
+        part.decisive = unknown_names + _words_for(part, key_absent)
+        part.absent = [
+            (part.query.words.get(t, t), part.query.specific.get(t, 1.0), t in unknown)
+            for t in absent
+        ]
+        part.gap = best < GAP_COVERAGE or typed < GAP_TYPED or bool(part.decisive)
+        part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
+
+
+def _code_token(identifier: str) -> str:
+    """The most specific token of a code span: the flag of "npm install --legacy-peer-deps"."""
+    tokens = identifier.split()
+    flags = [t for t in tokens if t.startswith("-") or "." in t or "_" in t]
+    return max(flags or tokens[-1:], key=len) if len(tokens) > 1 else identifier
+
+
+def _window_coverage(
+    terms: list[str],
+    item: Evidence,
+    weights: dict[str, float],
+    wanted: re.Pattern[str] | None,
+    question: str,
+) -> tuple[float, float]:
+    """The best coverage of a few consecutive sentences, list items or rows in context,
+    and the best among windows that hold the kind of value asked for (1.0 if none is asked).
+    """
+    context = set(stems(f"{item.path} {item.heading_path}"))
+    pieces = [text for text, _, _ in split_units(item.text)] or [""]
+    units = [set(stems(text)) for text in pieces]
+    best = typed = 0.0
+    for start in range(len(units)):
+        value = coverage(terms, context.union(*units[start : start + WINDOW_UNITS]), weights)
+        best = max(best, value)
+        if wanted is None or _answers(
+            wanted, " ".join(pieces[start : start + WINDOW_UNITS]), question
+        ):
+            typed = max(typed, value)
+    return best, typed
+
+
+def _passage_stems(item: Evidence) -> set[str]:
+    return set(item.stems) | set(stems(item.path or ""))
+
+
+def _words_for(part: Part, missing_stems: list[str]) -> list[str]:
+    """The question's own words for the stems nothing covered."""
+    original: dict[str, str] = {}
+    for word in words(part.text + " " + " ".join(part.query.match_words)):
+        if word not in STOPWORDS:
+            original.setdefault(stem(word), word)
+    return [original.get(s, s) for s in missing_stems]
+
+
+def combine_model_gaps(parts: list[Part], statements: list[str]) -> None:
+    """The model path's gap decision, from the detector's and the model's own.
+
+    The model has read the evidence, so its "the documents do not cover ..." makes a gap and
+    its silence lifts the detector's doubt about a part whose words the passages only partly
+    hold (the detector's commonest mistake). A name or code token found in no document
+    (``part.decisive``) stays a gap whatever the model wrote: an answer to it can only be
+    about something else. Each statement goes to the part whose terms it shares most.
+    """
+    said: dict[int, list[str]] = {p.id: [] for p in parts}
+    for statement in statements:
+        found = set(stems(statement))
+        target = max(parts, key=lambda p: len(found & set(p.query.terms)))
+        said[target.id].append(statement)
+    for part in parts:
+        part.model_statements = said[part.id]
+        by_model, by_detector = bool(said[part.id]), bool(part.decisive)
+        part.gap = by_model or by_detector
+        part.partial = part.partial and part.gap
+        part.gap_source = (
+            "detector+model"
+            if by_model and by_detector
+            else "model"
+            if by_model
+            else "detector"
+            if by_detector
+            else None
+        )
+
+
+def gap_statement(part: Part) -> str:
+    """What the documents do not cover, in the model's words when the model said it."""
+    if part.model_statements:
+        return CITATION.sub("", part.model_statements[0]).strip()
+    return gap_sentence(part)
