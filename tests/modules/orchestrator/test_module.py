@@ -247,7 +247,7 @@ class TestConcurrentRuns:
         # one stemmer that is not thread-safe: answers then depended on timing.
         def config(name: str) -> AppConfig:
             return AppConfig(
-                base_dir=Path(__file__).resolve().parents[2],
+                base_dir=Path(__file__).resolve().parents[3],
                 output_dir=tmp_path / name / "output",
                 index_dir=tmp_path / name / "index",
                 markdown_path="documents",

@@ -427,7 +427,7 @@ def test_a_worker_with_a_pipeline_it_cannot_load_does_not_start(tmp_path: Path) 
     }
     started = subprocess.run(
         [sys.executable, "-c", "import app.worker"],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[5],
         env=env,
         capture_output=True,
         text=True,
