@@ -285,3 +285,31 @@ class TestOverview:
         for line in lines:
             if "EUR" in line and "million" in line:
                 assert re.match(r"- \*\*(Warm Homes|Bright Streets|Solar Schools)\*\*", line), line
+
+
+class TestGapWords:
+    def test_missing_everyday_verbs_do_not_make_a_gap_but_a_missing_noun_does(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tool/cache.md": (
+                    "# Cache\n\n## Cleaning the cache\n\n"
+                    "Run `tool cache clean` to remove every cached wheel.\n"
+                ),
+                "tool/install.md": "# Install\n\nInstall the tool with the installer script.\n",
+            },
+        )
+        config = _config(tmp_path, root)
+        # "get rid of", "lying around": phrasing the documents say in other words.
+        _, bundle = _run(config, "How do I get rid of cached stuff lying around?", "g1")
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is False, plan[0]
+        # A noun the passages lack ("telemetry") still makes the part a gap.
+        _, bundle = _run(config, "How do I clean the telemetry cache uploads?", "g2")
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is True, plan[0]

@@ -41,6 +41,7 @@ PARTIAL_COVERAGE = 0.4
 
 
 GAP_TYPED = 0.5
+ABSENT_SPECIFIC = 0.4  # below: verbs and phrasing (specificity.NOT_A_NOUN caps verbs at 0.4)
 
 
 WINDOW_UNITS = 3
@@ -111,7 +112,13 @@ def assess_gaps(
             (part.query.words.get(t, t), part.query.specific.get(t, 1.0), t in unknown)
             for t in absent
         ]
-        part.gap = best < GAP_COVERAGE or typed < GAP_TYPED or bool(part.decisive)
+        # Low coverage makes a gap only when what the passages lack includes a word that
+        # names something (a noun, a name: specificity >= ABSENT_SPECIFIC); a question in
+        # everyday verbs and phrasing ("getting rid of", "hang on to") is not unanswered
+        # because the documents say it in other words.
+        lacks_a_name = any(part.query.specific.get(t, 1.0) >= ABSENT_SPECIFIC for t in absent)
+        low = best < GAP_COVERAGE and lacks_a_name
+        part.gap = low or typed < GAP_TYPED or bool(part.decisive)
         part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
 
 
