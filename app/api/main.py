@@ -139,7 +139,6 @@ async def _files_backend(
     await anyio.to_thread.run_sync(store.open)
     _freeze_start_up_objects()
     executor = ThreadExecutor(store, config, pipeline)
-    executor.add_delta_listener(events.delta)
     stream = FileRunStream(store, events, bus)
     app_metrics.bind(store=store, executor=executor, stream=stream)
     watcher = OutputWatcher(store, events, bus, force_polling=config.watch_force_polling)

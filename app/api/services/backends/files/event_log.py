@@ -65,7 +65,8 @@ class EventLog:
         return item
 
     def listener(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """For FileRunStore.add_listener: each status and progress change becomes an event."""
+        """For FileRunStore.add_listener: each status and progress change, and each piece of
+        an answer, becomes an event."""
         if kind == "status" and payload.get("status") == "queued":
             # A run is only ever queued when it is created, in a folder just made with an
             # exclusive mkdir: its numbering starts at 1 (even if this process numbered an
@@ -73,10 +74,6 @@ class EventLog:
             with self._lock:
                 self._next[run_id] = 1
         self.record(run_id, kind, payload)
-
-    def delta(self, run_id: str, text: str) -> None:
-        """For ThreadExecutor.add_delta_listener: a piece of the answer."""
-        self.record(run_id, "answer_delta", {"run_id": run_id, "text": text})
 
     def forget(self, run_id: str) -> None:
         """For FileRunStore.add_removal_listener: a run id used again starts at event 1."""

@@ -31,7 +31,6 @@ from app.api.services.errors import (
 )
 from app.api.services.run_executor import (
     SHUTDOWN_ERROR,
-    DeltaListener,
     Job,
     JobRunner,
     load_pipeline,
@@ -73,16 +72,9 @@ class ThreadExecutor:
         self._waiting = 0  # slots taken: reserved by a POST, or held by a queued run
         self._running = 0
         self._closed = False
-        self._delta_listeners: list[DeltaListener] = []
-        self._runner = JobRunner(store, config, self.pipeline, self._delta)
-
-    def add_delta_listener(self, listener: DeltaListener) -> None:
-        """``listener(run_id, text)`` for each piece of an answer as it is written."""
-        self._delta_listeners.append(listener)
-
-    def _delta(self, run_id: str, text: str) -> None:
-        for listener in self._delta_listeners:
-            listener(run_id, text)
+        # Answer pieces go through the store, as state changes do (and as on Redis): one
+        # writer orders a run's events, whatever their kind.
+        self._runner = JobRunner(store, config, self.pipeline, store.append_delta)
 
     @property
     def queued(self) -> int:

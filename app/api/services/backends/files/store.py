@@ -288,6 +288,19 @@ class FileRunStore:
             ),
         )
 
+    def append_delta(self, run_id: str, text: str) -> None:
+        """A piece of a running run's answer, told to the listeners (events.jsonl, the bus)
+        under the run's own lock, so it takes its place among the run's other events."""
+        with self._lock:
+            state = self._runs.get(run_id)
+            if state is None or state.status != "running":
+                return
+            self._write_locks.acquire(run_id)
+        try:
+            self._notify(run_id, "answer_delta", {"run_id": run_id, "text": text})
+        finally:
+            self._write_locks.release(run_id)
+
     def delete(self, run_id: str) -> None:
         """Remove a terminal run: from memory first, then its folder; RunActive while active.
 
