@@ -138,6 +138,22 @@ async def _wait_for_status(
         pytest.fail(f"run {run_id} did not reach {sorted(statuses)} in {timeout} s: {last}")
 
 
+def poll_status(
+    client: httpx.Client, run_id: str, statuses: set[str] | frozenset[str], timeout: float
+) -> dict[str, Any]:
+    """Poll /status until the run reaches one of ``statuses`` (bounded), for sync clients."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"/api/v1/runs/{run_id}/status")
+        assert response.status_code == 200, response.text
+        last = response.json()
+        if last["status"] in statuses:
+            return last
+        time.sleep(0.02)  # poll interval of a bounded loop, not synchronisation
+    pytest.fail(f"run {run_id} did not reach {sorted(statuses)} in {timeout} s: {last}")
+
+
 def wait_for_state_file(path: Path, status: str, *, timeout: float = 10.0) -> None:
     """Wait until a run's api_state.json says ``status``.
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import BLOCKING, GATED, REPO, TERMINAL, wait_for_state_file
+from tests.api.conftest import BLOCKING, GATED, REPO, TERMINAL, poll_status, wait_for_state_file
 
 pytestmark = pytest.mark.slow
 
@@ -33,21 +33,6 @@ QUESTIONS = {
     "done-2": "How many battery-electric trucks does Northwind run?",
     "done-3": "What does Verdant report about emissions?",
 }
-
-
-def _poll_status(
-    client: httpx.Client, run_id: str, statuses: set[str] | frozenset[str], timeout: float
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        response = client.get(f"{RUNS}/{run_id}/status")
-        assert response.status_code == 200, response.text
-        last = response.json()
-        if last["status"] in statuses:
-            return last
-        time.sleep(0.02)  # poll interval of a bounded loop, not synchronisation
-    pytest.fail(f"run {run_id} did not reach {sorted(statuses)} in {timeout} s: {last}")
 
 
 def _snapshot(client: httpx.Client, run_id: str) -> dict[str, Any]:
@@ -124,7 +109,7 @@ class TestKilledServers:
                 response = c.post(RUNS, json={"question": question, "run_id": run_id})
                 assert response.status_code == 202, response.text
             for run_id in QUESTIONS:
-                status = _poll_status(c, run_id, TERMINAL, timeout=30)
+                status = poll_status(c, run_id, TERMINAL, timeout=30)
                 assert status["status"] in {"completed", "completed_with_gaps"}, status
             before = {run_id: _snapshot(c, run_id) for run_id in QUESTIONS}
             _kill(server)
@@ -139,7 +124,7 @@ class TestKilledServers:
                 response = c.post(RUNS, json={"question": "q?", "run_id": run_id})
                 assert response.status_code == 202, response.text
             for run_id in ("doomed", "torn"):
-                _poll_status(c, run_id, {"running"}, timeout=10)
+                poll_status(c, run_id, {"running"}, timeout=10)
                 # /status answers from memory; the state file follows a moment later.
                 wait_for_state_file(output / run_id / "api_state.json", "running")
             _kill(server)
@@ -221,7 +206,7 @@ class TestKilledServers:
             for run_id in run_ids:
                 response = c.post(RUNS, json={"question": "q?", "run_id": run_id})
                 assert response.status_code == 202, response.text
-                _poll_status(c, run_id, {"completed"}, timeout=10)
+                poll_status(c, run_id, {"completed"}, timeout=10)
             before = {run_id: _snapshot(c, run_id) for run_id in ("good-1", "good-2")}
         state = tmp_path / "output" / "bad" / "api_state.json"
         raw = state.read_bytes()
@@ -246,7 +231,7 @@ class TestKilledServers:
             # The server still takes new runs next to the damaged one.
             response = c.post(RUNS, json={"question": "q?", "run_id": "after"})
             assert response.status_code == 202, response.text
-            _poll_status(c, "after", {"completed"}, timeout=10)
+            poll_status(c, "after", {"completed"}, timeout=10)
 
 
 # --------------------------------------------------------------------------- path safety
@@ -307,7 +292,7 @@ def hostile_server(uvicorn: Uvicorn, tmp_path: Path) -> Iterator[tuple[httpx.Cli
     with uvicorn(**env) as server, httpx.Client(base_url=server.base_url, timeout=10) as client:
         response = client.post(RUNS, json={"question": "q?", "run_id": "x"})
         assert response.status_code == 202, response.text
-        _poll_status(client, "x", {"completed"}, timeout=10)
+        poll_status(client, "x", {"completed"}, timeout=10)
         yield client, base
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -16,7 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import REPO, Server, _free_port, _stop, _wait_until_healthy
+from tests.api.conftest import (
+    REPO,
+    TERMINAL,
+    Server,
+    _free_port,
+    _stop,
+    _wait_until_healthy,
+    poll_status,
+)
 
 pytestmark = pytest.mark.slow  # real uvicorn and `python -m app` processes
 
@@ -46,14 +53,8 @@ def elsewhere(tmp_path: Path) -> dict[str, str]:
     return {"APP_BASE_DIR": str(base), "APP_OUTPUT_DIR": str(tmp_path / "output")}
 
 
-def _finish(client: httpx.Client, run_id: str, *, timeout: float = 20.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status: dict[str, object] = client.get(f"{RUNS}/{run_id}/status").json()
-        if status["status"] not in {"queued", "running"}:
-            return status
-        time.sleep(0.02)  # poll interval of a bounded wait
-    pytest.fail(f"run {run_id} did not finish in {timeout} s")
+def _finish(client: httpx.Client, run_id: str) -> dict[str, object]:
+    return poll_status(client, run_id, TERMINAL, timeout=20)
 
 
 class TestOneSetting:

@@ -6,12 +6,11 @@ whole), so a huge tree cannot make the listing slow to read or to render.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from app.config import AppConfig
-from app.modules.documents.corpus import MARKDOWN_SUFFIXES
+from app.modules.documents.corpus import MARKDOWN_SUFFIXES, iter_files
 from app.modules.retrieval.index import index_state
 
 MAX_FOLDERS = 200
@@ -36,20 +35,11 @@ def describe_documents(config: AppConfig) -> dict[str, Any]:
 
 def _folders(root: Path, name: str) -> list[dict[str, Any]]:
     """The root and every folder below it that holds markdown, each with its file count
-    (files in it and below it), hidden folders skipped as the indexer skips them."""
-    direct: dict[str, int] = {}
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        count = sum(
-            1
-            for f in filenames
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in MARKDOWN_SUFFIXES
-        )
-        below = Path(directory).relative_to(root).as_posix()
-        direct[name if below == "." else f"{name}/{below}"] = count
-    totals = dict.fromkeys(direct, 0)
-    for folder, count in direct.items():
-        parts = folder.split("/")
-        for depth in range(len(name.split("/")), len(parts) + 1):
-            totals["/".join(parts[:depth])] += count
-    return [{"path": p, "files": n} for p, n in totals.items() if n or p == name]
+    (files in it and below it): exactly the files the indexer reads (corpus.iter_files)."""
+    totals: dict[str, int] = {name: 0}
+    for corpus_file in iter_files(root, MARKDOWN_SUFFIXES):
+        folders = corpus_file.relative.split("/")[:-1]
+        for depth in range(len(folders) + 1):
+            path = "/".join([name, *folders[:depth]])
+            totals[path] = totals.get(path, 0) + 1
+    return [{"path": p, "files": n} for p, n in sorted(totals.items())]

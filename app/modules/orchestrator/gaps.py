@@ -185,15 +185,8 @@ def combine_model_gaps(parts: list[Part], statements: list[str]) -> None:
         by_model, by_detector = bool(said[part.id]), bool(part.decisive)
         part.gap = by_model or by_detector
         part.partial = part.partial and part.gap
-        part.gap_source = (
-            "detector+model"
-            if by_model and by_detector
-            else "model"
-            if by_model
-            else "detector"
-            if by_detector
-            else None
-        )
+        sources = [name for name, said in (("detector", by_detector), ("model", by_model)) if said]
+        part.gap_source = "+".join(sources) or None
 
 
 def gap_statement(part: Part) -> str:

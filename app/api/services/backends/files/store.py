@@ -101,50 +101,58 @@ class FileRunStore:
     def open(self) -> None:
         """Create ``output/``, finish what crashes left half done, load every run.
 
-        Removed: staging folders and temp files of processes that are gone, and run folders
-        with neither a state nor a run log (a delete, or a create of an older version, cut
-        short: the id is free again). Reconciled: active runs whose process is gone. What
-        was repaired is logged and counted (``repairs``, /metrics).
+        Removed: staging and trash folders of processes that are gone; run folders with
+        neither a state nor a run log (a delete, or a create of an older version, cut short:
+        the id is free again); temp files in the runs a crash interrupted (only those can
+        have any: a finished run's last write replaced its temp file). Reconciled: active
+        runs whose process is gone. One pass over output/; what was repaired is logged and
+        counted (``repairs``, /metrics).
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        self._remove_litter()
-        for run_id in self._run_dirs():
-            state = self._load(run_id, reconcile=True)
-            if state is not None:
-                self._runs[run_id] = state
-                self._index(state)
-        done = {kind: n for kind, n in self.repairs.items() if n}
-        if done:
-            log.warning("start-up repaired what crashes left: %s", done)
-
-    def _remove_litter(self) -> None:
         with os.scandir(self.root) as entries:
-            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-        for name, is_dir in names:
+            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        for name in names:
             prefix = next((p for p in (STAGING_PREFIX, TRASH_PREFIX) if name.startswith(p)), None)
-            if prefix is not None and is_dir:
+            if prefix is not None:
                 if not _owner_alive(name.removeprefix(prefix)):
                     shutil.rmtree(self.root / name, ignore_errors=True)
                     self.repairs["staging_removed"] += 1
                 continue
-            if not is_dir or not is_valid_run_id(name):
+            if not is_valid_run_id(name):
                 continue
-            folder = self.root / name
-            try:
-                files = os.listdir(folder)
-            except OSError:
+            state = self._load(name, reconcile=True)
+            if state is None:
+                self._remove_unfinished(name)
                 continue
-            for file in files:
-                match = _TEMP_FILE.fullmatch(file)
-                if match and process_start(int(match.group(1))) is None:
-                    with contextlib.suppress(OSError):
-                        (folder / file).unlink()
-                    self.repairs["temp_files_removed"] += 1
-            # No state and no run log: not a run (a delete, or an older version's create,
-            # cut short). A young one may be a `python -m app ask` about to write its log.
-            if STATE_FILE not in files and "run.json" not in files and _settled(folder):
-                shutil.rmtree(folder, ignore_errors=True)
-                self.repairs["unfinished_removed"] += 1
+            if state.finish_reason == "interrupted":  # a CLI run whose process died
+                self._remove_temp_files(name)
+            self._runs[name] = state
+            self._index(state)
+        done = {kind: n for kind, n in self.repairs.items() if n}
+        if done:
+            log.warning("start-up repaired what crashes left: %s", done)
+
+    def _remove_unfinished(self, run_id: str) -> None:
+        """A folder with no state and no run log is not a run. A young one may be a
+        `python -m app ask` about to write its log: it waits for the next start."""
+        folder = self.root / run_id
+        if not (folder / "run.json").exists() and _settled(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            self.repairs["unfinished_removed"] += 1
+
+    def _remove_temp_files(self, run_id: str) -> None:
+        """Temp files that processes now gone left in the run's folder."""
+        folder = self.root / run_id
+        try:
+            files = os.listdir(folder)
+        except OSError:
+            return
+        for file in files:
+            match = _TEMP_FILE.fullmatch(file)
+            if match and process_start(int(match.group(1))) is None:
+                with contextlib.suppress(OSError):
+                    (folder / file).unlink()
+                self.repairs["temp_files_removed"] += 1
 
     def close(self) -> None:
         """Let the threads of :meth:`acreate` end (after any write in flight)."""
@@ -614,6 +622,7 @@ class FileRunStore:
         the outcome run.json recorded, or interrupted. The terminal event is written before
         the state, so a crash here is finished by the next start, with the same end.
         """
+        self._remove_temp_files(state.run_id)
         with _folder_lock(self.root / state.run_id):
             on_disk = self._read_state(state.run_id)
             if on_disk is not None and on_disk.status in TERMINAL:

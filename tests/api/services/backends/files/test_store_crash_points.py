@@ -208,7 +208,7 @@ def test_litter_of_dead_processes_is_removed_and_counted(
 ) -> None:
     store, _ = _open(config)
     store.create("r1", RunOptions(question="q?"))
-    store.transition("r1", "stopped", finish_reason="cancelled")
+    store.transition("r1", "running")  # killed mid-run, while writing a file
     store.close()
     dead_pid = 2**22 + 7  # above any pid the kernel hands out by default
     (store.root / "r1" / f".api_state.json.{dead_pid}-3.tmp").write_text("{")
