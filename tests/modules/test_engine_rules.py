@@ -17,7 +17,7 @@ from app.modules.orchestrator.planner import plan_parts
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
 from app.modules.retrieval.retriever import Query, Ranked, rank
-from app.modules.retrieval.specificity import specificity
+from app.modules.retrieval.specificity import specificity, used_as_verbs
 from app.modules.retrieval.text import identifiers, words
 
 
@@ -313,3 +313,57 @@ class TestGapWords:
         plan = bundle["plan"]
         assert isinstance(plan, list)
         assert plan[0]["gap"] is True, plan[0]
+
+    def test_a_noun_used_as_a_verb_does_not_make_a_gap(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tool/bytecode.md": (
+                    "# Compiling bytecode\n\n"
+                    "Compiling Python source files to bytecode improves the startup time of "
+                    "container images. Use `--compile-bytecode` when installing.\n"
+                ),
+                "tool/install.md": "# Install\n\nInstall the tool with the installer script.\n",
+            },
+        )
+        config = _config(tmp_path, root)
+        # "boots" can be a noun, but "boots up" is a verb: phrasing, not a subject.
+        _, bundle = _run(config, "Can bytecode make my container boots up quicker?", "v1")
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is False, plan[0]
+        # Used as the thing asked about, the same word is a subject the documents lack.
+        _, bundle = _run(config, "Is bytecode compiled for boots and gloves?", "v2")
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is True, plan[0]
+
+
+class TestVerbsInContext:
+    @pytest.mark.parametrize(
+        ("question", "verb"),
+        [
+            ("so my container boots up quicker", "boots"),
+            ("how early do I need to kick off the paperwork", "kick"),
+            ("before it starts throwing away the oldest ones", "starts"),
+            ("before it starts throwing away the oldest ones", "throwing"),
+            ("a coworker is dealing with an emergency", "dealing"),
+            ("how many files does npm hang on to", "hang"),
+            ("how can I make it prefer reusing the existing one", "reusing"),
+        ],
+    )
+    def test_words_the_question_uses_as_verbs(self, question: str, verb: str) -> None:
+        assert verb in used_as_verbs(words(question))
+
+    @pytest.mark.parametrize(
+        ("question", "noun"),
+        [
+            ("what size are the boots for site visits", "boots"),
+            ("when does the tram project start", "project"),
+            ("which airport should I fly from", "airport"),
+            ("does the kick off meeting have a budget", "budget"),
+        ],
+    )
+    def test_nouns_stay_nouns(self, question: str, noun: str) -> None:
+        assert noun not in used_as_verbs(words(question))

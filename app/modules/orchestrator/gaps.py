@@ -17,6 +17,7 @@ from app.modules.llm.extractive import (
     split_units,
 )
 from app.modules.retrieval.retriever import coverage
+from app.modules.retrieval.specificity import NOT_A_NOUN
 from app.modules.retrieval.text import STOPWORDS, stem, stems, words
 
 # A part is a gap when its best passage covers less than this share of its weighted terms
@@ -41,7 +42,7 @@ PARTIAL_COVERAGE = 0.4
 
 
 GAP_TYPED = 0.5
-ABSENT_SPECIFIC = 0.4  # below: verbs and phrasing (specificity.NOT_A_NOUN caps verbs at 0.4)
+ABSENT_SPECIFIC = 0.4  # at or below: verbs and phrasing (specificity.NOT_A_NOUN caps verbs at 0.4)
 
 
 WINDOW_UNITS = 3
@@ -66,7 +67,7 @@ def assess_gaps(
         if not terms:
             part.coverage, part.gap = 0.0, True
             continue
-        weights = {t: idf.get(t, 0.0) * part.query.specific.get(t, 1.0) for t in terms}
+        weights = {t: idf.get(t, 0.0) * _subject_weight(part, t) for t in terms}
         passages = [by_id[i] for i in part.evidence_ids[:GAP_PASSAGES]]
         views = [_passage_stems(e) for e in passages] + [set(e.stems) for e in sql]
         anywhere = set().union(*views) if views else set()
@@ -116,10 +117,34 @@ def assess_gaps(
         # names something (a noun, a name: specificity >= ABSENT_SPECIFIC); a question in
         # everyday verbs and phrasing ("getting rid of", "hang on to") is not unanswered
         # because the documents say it in other words.
-        lacks_a_name = any(part.query.specific.get(t, 1.0) >= ABSENT_SPECIFIC for t in absent)
+        # Words borrowed from an earlier part ("it" -> what that part was about) help find
+        # passages; whether this part is answered is judged on its own words. A word the
+        # question uses as a verb ("boots up", "kick off") names nothing, whatever else it
+        # can be.
+        own = set(stems(part.text))
+        lacks_a_name = any(
+            _subject_weight(part, t) > ABSENT_SPECIFIC and not _a_quantity(t)
+            for t in absent
+            if t in own
+        )
         low = best < GAP_COVERAGE and lacks_a_name
         part.gap = low or typed < GAP_TYPED or bool(part.decisive)
         part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
+
+
+def _subject_weight(part: Part, term: str) -> float:
+    """How much a term says about what the part asks: its specificity, at most a verb's
+    (NOT_A_NOUN) where the question uses it as one ("boots up", "it starts"), whatever else
+    the word can be.
+    """
+    value = part.query.specific.get(term, 1.0)
+    return min(value, NOT_A_NOUN) if term in part.query.verbs else value
+
+
+def _a_quantity(term: str) -> bool:
+    """A bare number other than a year: the asker's own figure ("500 km away"), which the
+    documents state as a rule ("under 700 km"), not a thing they must name."""
+    return term.isdigit() and not (len(term) == 4 and term[:2] in {"19", "20"})
 
 
 def _code_token(identifier: str) -> str:

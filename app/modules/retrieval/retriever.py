@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from app.modules.retrieval.embedding import Vectors, embed
 from app.modules.retrieval.index import Hit, SectionIndex
-from app.modules.retrieval.specificity import specificity
+from app.modules.retrieval.specificity import specificity, used_as_verbs
 from app.modules.retrieval.text import (
     QUESTION_SCAFFOLD,
     STOPWORDS,
@@ -54,6 +54,8 @@ class Query:
     # term -> how much it says about the subject (0.1 phrasing .. 1.0 a name); see specificity
     specific: dict[str, float] = field(default_factory=dict)
     words: dict[str, str] = field(default_factory=dict)  # term -> the question's own word
+    # terms the question uses as verbs ("boots" in "my container boots up"): see used_as_verbs
+    verbs: frozenset[str] = frozenset()
 
     @classmethod
     def from_text(cls, text: str, *, extra: Sequence[str] = ()) -> Query:
@@ -89,6 +91,7 @@ class Query:
             },
             specific={t: specific.get(t, 1.0) for t in terms},
             words={t: own.get(t, t) for t in terms},
+            verbs=frozenset(stem(w) for w in used_as_verbs(words(text))) & frozenset(terms),
         )
 
 

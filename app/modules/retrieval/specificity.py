@@ -51,3 +51,48 @@ def specificity(word: str) -> float:
     if tags and not ({"NOUN", "PROPN"} & tags.keys()):
         rarity *= NOT_A_NOUN
     return max(MINIMUM, rarity)
+
+
+# What comes before a verb: a modal or "to", a subject pronoun, a form of "be" before an
+# -ing word; what comes after one: the particle of a phrasal verb ("boots up", "kick off").
+_BEFORE_VERB = frozenset(
+    "to can could will would should must may might do does did i you we they he she it".split()
+)
+_BE = frozenset("am is are was were be been being m re s keep keeps start starts stop".split())
+_PARTICLES = frozenset("up off away out down back".split())
+_DETERMINERS = frozenset("a an the my your our their his her its this that these those".split())
+
+
+def used_as_verbs(tokens: list[str]) -> set[str]:
+    """The words of a question (folded tokens, stop words kept) that it uses as verbs.
+
+    A word that can be either ("boots", "starts", "kick", "dealing") is a verb where the
+    words around it say so, and then names no subject: "my container boots up quicker" is
+    not about boots. Only words the lexicon knows as verbs qualify.
+    """
+    found: set[str] = set()
+    for i, word in enumerate(tokens):
+        tags = lemminflect.getAllLemmas(word)
+        if "VERB" not in tags:
+            continue
+        before = tokens[i - 1] if i else ""
+        two_before = tokens[i - 2] if i > 1 else ""
+        after = tokens[i + 1] if i + 1 < len(tokens) else ""
+        verb = (
+            before in _BEFORE_VERB
+            or (word.endswith("ing") and (before in _BE or _only_a_verb(before)))
+            or after in _PARTICLES
+            or (after == "on" and tokens[i + 2 : i + 3] == ["to"])
+            # "does npm hang", "can uv turn": an auxiliary, its subject, then the verb
+            or (two_before in _BEFORE_VERB - {"to"} and before not in _DETERMINERS)
+        )
+        if verb:
+            found.add(word)
+    return found
+
+
+def _only_a_verb(word: str) -> bool:
+    """ "prefer" in "prefer reusing": a word that is never a noun, so what follows is its object."""
+    tags = lemminflect.getAllLemmas(word) if word else {}
+    return "VERB" in tags and "NOUN" not in tags
+
