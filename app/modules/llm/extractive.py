@@ -89,6 +89,15 @@ _ASKS_MONEY = re.compile(
     r"|\bhow much .{0,40}\b(pay|paid|earn|charge|cost|spend)\b",
     re.IGNORECASE,
 )
+# "How long" is a duration or a length: a figure with its unit ("16 characters", "90 days"),
+# not any number nearby ("the last 24 passwords").
+_ASKS_LENGTH = re.compile(r"\bhow long\b", re.IGNORECASE)
+_MEASURE = re.compile(
+    r"\b\d[\d,.]*\s*(characters?|chars|letters|digits|bytes|[kmg]i?b|words|lines|pages|km|"
+    r"kilomet(?:er|re)s?|miles?|met(?:er|re)s?|feet|ms|milliseconds?|seconds?|minutes?|hours?|"
+    r"days?|weeks?|months?|years?)\b",
+    re.IGNORECASE,
+)
 _ASKS_NUMBER = re.compile(
     r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat (share|percentage|proportion|"
     r"fraction|number|amount|level|size|capacity|limit|maximum|minimum)\b|\bpercent\w*"
@@ -126,6 +135,8 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
     """What an answer to ``question`` must contain: an amount, a time, a name, an identifier."""
     if _ASKS_TIME.search(question):
         return _TIME
+    if _ASKS_LENGTH.search(question):
+        return _MEASURE
     if _ASKS_MONEY.search(question):
         return _MONEY
     if _ASKS_NUMBER.search(question):
@@ -135,6 +146,9 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
     if identifiers and _ASKS_IDENTIFIER.search(question):
         return _NAMED
     return None
+
+
+_LINK_TARGET = re.compile(r"\]\([^)\s]*\)|<?\bhttps?://\S+")
 
 
 def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
@@ -149,7 +163,9 @@ def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
         name = found.strip("`[(# ").lower()
         return wanted is not _NAMED or name not in lowered
 
-    return any(new(m.group(0)) for m in wanted.finditer(text))
+    # A link's address is not a value: "KB0024344](https://...?id=3611...)" holds no amount.
+    readable = _LINK_TARGET.sub("", text)
+    return any(new(m.group(0)) for m in wanted.finditer(readable))
 
 
 BROAD_WORDS = frozenset({"main", "key", "major", "all", "overview", "summary", "initiatives"})
@@ -388,10 +404,11 @@ class ExtractiveWriter:
         """The answer in the pieces it is streamed in (one block of markdown at a time)."""
         evidence = brief.by_id()
         several = len(brief.parts) > 1
+        said: set[str] = set()  # what an earlier part already said is not said again
         for part in brief.parts:
             if several:
                 yield f"**{part.text.rstrip('?')}?**\n\n"
-            yield from self._answer_part(part, brief, evidence)
+            yield from self._answer_part(part, brief, evidence, said)
         sql = [e for e in brief.evidence if e.kind == "sql" and e.rows]
         if sql:
             yield "## Data\n\n"
@@ -399,9 +416,10 @@ class ExtractiveWriter:
                 yield f"From table `{item.table}` [{item.id}]:\n\n{item.text}\n\n"
 
     def _answer_part(
-        self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]
+        self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence], said: set[str]
     ) -> Iterator[str]:
-        chosen = self.select(part, brief, evidence)
+        chosen = self.select(part, brief, evidence, exclude=frozenset(said))
+        said.update(u.text for u in chosen)
         if part.gap and not (part.partial and chosen):
             yield f"{gap_sentence(part)}\n\n"
             if chosen:
@@ -484,8 +502,16 @@ class ExtractiveWriter:
             yield _bullet(_cite(text, unit.evidence_id))
         yield "\n"
 
-    def select(self, part: Part, brief: AnswerBrief, evidence: dict[int, Evidence]) -> list[Unit]:
-        """The part's best units: scored, deduplicated, at most a few per section."""
+    def select(
+        self,
+        part: Part,
+        brief: AnswerBrief,
+        evidence: dict[int, Evidence],
+        *,
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[Unit]:
+        """The part's best units: scored, deduplicated, at most a few per section, none of
+        ``exclude`` (what earlier parts said)."""
         terms = list(part.query.terms)
         if not terms:
             return []
@@ -537,6 +563,8 @@ class ExtractiveWriter:
                 block_stems[block] |= unit_stems[index]
             question_stems = set(terms)
             for position, (text, kind, block) in enumerate(units):
+                if text in exclude:
+                    continue
                 own = unit_stems[position]
                 intro = block_stems[block] if kind != "sentence" else own
                 topic = block_stems[units[0][2]]  # a section's opening names its subject
