@@ -367,3 +367,26 @@ class TestVerbsInContext:
     )
     def test_nouns_stay_nouns(self, question: str, noun: str) -> None:
         assert noun not in used_as_verbs(words(question))
+
+
+class TestHowTo:
+    def test_a_how_do_i_question_leads_with_the_instruction(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tool/certificates.md": (
+                    "# Certificates\n\n## System certificates\n\n"
+                    "By default, the tool uses its bundled root certificates. Some companies "
+                    "keep their root certificate in the system certificate store.\n\n"
+                    "To use the system certificate store, pass the `--system-certs` flag.\n"
+                ),
+                "tool/install.md": "# Install\n\nInstall the tool with the installer script.\n",
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "How do I make the tool trust my company's root certificate from the system store?",
+            "h1",
+        )
+        assert answer.startswith("To use the system certificate store, pass"), answer

@@ -131,6 +131,17 @@ _NAMED = re.compile(
 )
 
 
+# "How do I ...?" is answered by an instruction: "To use system certificates, pass
+# `--system-certs`", "Run `uv self update`", "Email the form to ...".
+_ASKS_HOW_TO = re.compile(r"\bhow (?:do|can|should|would|could|must) (?:i|we|you)\b|\bhow to\b", re.I)
+_INSTRUCTION = re.compile(
+    r"^(?:to [^,]{3,80}, (?:\w+ ){0,3}?)?(?:run|use|pass|set|add|install|create|go|open|select|"
+    r"click|email|contact|submit|fill|ask|visit|enable|disable|configure|call|include|specify|"
+    r"provide|request|complete|register|sign|follow|download|upgrade|update|remove|delete)\b",
+    re.IGNORECASE,
+)
+
+
 def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str] | None:
     """What an answer to ``question`` must contain: an amount, a time, a name, an identifier."""
     if _ASKS_TIME.search(question):
@@ -296,6 +307,7 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
     return _with_lists([u for u in units if len(u[0]) > 2])
 
 
+HOW_TO_BONUS = 0.1
 LIST_ITEMS = 8  # items that travel with the sentence that introduces them
 
 
@@ -521,6 +533,7 @@ class ExtractiveWriter:
         top_score = max(evidence[i].score for i in section_ids) or 1.0
         # The question's most distinctive name ("Northwind", not "Scope") must be in view.
         wanted = answer_pattern(part.text)
+        how_to = bool(_ASKS_HOW_TO.search(part.text))
         attributes = [t for t in terms if t not in part.query.names]
         names = (
             {max(part.query.names, key=lambda n: brief.idf.get(n, 0.0))}
@@ -597,6 +610,8 @@ class ExtractiveWriter:
                     score += 0.2 * hits / len(part.query.identifiers)
                 if wanted is not None and _answers(wanted, plain, part.text):
                     score += 0.15  # the kind of thing asked for: an amount, a date, a name
+                elif how_to and _INSTRUCTION.match(plain.lstrip("*_ ")):
+                    score += HOW_TO_BONUS  # what to do, not a description of the thing
                 # A sentence that only restates the question answers nothing.
                 content = set(content_terms(plain))
                 if content and len(content - question_stems) / len(content) < 0.3:
