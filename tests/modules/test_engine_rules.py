@@ -390,3 +390,30 @@ class TestHowTo:
             "h1",
         )
         assert answer.startswith("To use the system certificate store, pass"), answer
+
+
+class TestNavigation:
+    def test_see_also_links_are_neither_the_best_evidence_nor_bullets(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "commands/tool-dedupe.md": (
+                    "# tool-dedupe\n\n## Description\n\n"
+                    "Dedupe reduces duplication in the package tree by moving packages up.\n\n"
+                    "## See Also\n\n"
+                    "* [tool dedupe packages](/commands/tool-dedupe)\n"
+                    "* [tool ls packages](/commands/tool-ls)\n"
+                    "* [tool update packages](/commands/tool-update)\n"
+                ),
+                "commands/tool-ls.md": (
+                    "# tool-ls\n\n## Description\n\nLists the installed packages.\n"
+                ),
+            },
+        )
+        config = _config(tmp_path, root)
+        answer, bundle = _run(config, "What does tool dedupe do to packages?", "n1")
+        evidence = bundle["evidence"]
+        assert isinstance(evidence, list)
+        assert evidence[0]["heading_path"].endswith("Description"), evidence[0]
+        assert "(/commands/" not in answer, answer

@@ -133,7 +133,9 @@ _NAMED = re.compile(
 
 # "How do I ...?" is answered by an instruction: "To use system certificates, pass
 # `--system-certs`", "Run `uv self update`", "Email the form to ...".
-_ASKS_HOW_TO = re.compile(r"\bhow (?:do|can|should|would|could|must) (?:i|we|you)\b|\bhow to\b", re.I)
+_ASKS_HOW_TO = re.compile(
+    r"\bhow (?:do|can|should|would|could|must) (?:i|we|you)\b|\bhow to\b", re.IGNORECASE
+)
 _INSTRUCTION = re.compile(
     r"^(?:to [^,]{3,80}, (?:\w+ ){0,3}?)?(?:run|use|pass|set|add|install|create|go|open|select|"
     r"click|email|contact|submit|fill|ask|visit|enable|disable|configure|call|include|specify|"
@@ -308,6 +310,7 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
 
 
 HOW_TO_BONUS = 0.1
+_LINK_ONLY = re.compile(r"^\s*(?:[-*]\s*)?\[[^\]\n]+\]\([^)\n]*\)\s*[.,;:]?\s*$")
 LIST_ITEMS = 8  # items that travel with the sentence that introduces them
 
 
@@ -576,8 +579,8 @@ class ExtractiveWriter:
                 block_stems[block] |= unit_stems[index]
             question_stems = set(terms)
             for position, (text, kind, block) in enumerate(units):
-                if text in exclude:
-                    continue
+                if text in exclude or _LINK_ONLY.match(text):
+                    continue  # said by an earlier part, or a bare link that says nothing
                 own = unit_stems[position]
                 intro = block_stems[block] if kind != "sentence" else own
                 topic = block_stems[units[0][2]]  # a section's opening names its subject

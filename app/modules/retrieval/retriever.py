@@ -13,7 +13,7 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.modules.retrieval.embedding import Vectors, embed
 from app.modules.retrieval.index import Hit, SectionIndex
@@ -180,6 +180,21 @@ def _within_best_files(
     return extra
 
 
+# "See Also", "Next steps": a list of links to other pages, which shares the page's words and
+# says nothing. It stays findable (a question about it still reaches it), far below content.
+NAVIGATION_PRIOR = 0.4
+_NAVIGATION = re.compile(
+    r"^(see also|related( pages| topics| links| reading)?|next steps|further reading|"
+    r"learn more|more information|references)$",
+    re.IGNORECASE,
+)
+
+
+def _navigation(hit: Hit) -> bool:
+    headings = hit.section.headings
+    return bool(headings) and bool(_NAVIGATION.match(headings[-1].strip(" #:*")))
+
+
 def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) -> list[Ranked]:
     """The ``k`` best sections for ``query``, diversified across files.
 
@@ -234,6 +249,9 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
         for hit, score, cov, found in scored
     ]
     ranked += _within_best_files(index, query, idf, vector, ranked, file_strength)
+    ranked = [
+        replace(r, score=r.score * NAVIGATION_PRIOR) if _navigation(r.hit) else r for r in ranked
+    ]
     ranked.sort(key=lambda r: r.score, reverse=True)
 
     chosen: list[Ranked] = []

@@ -95,4 +95,3 @@ def _only_a_verb(word: str) -> bool:
     """ "prefer" in "prefer reusing": a word that is never a noun, so what follows is its object."""
     tags = lemminflect.getAllLemmas(word) if word else {}
     return "VERB" in tags and "NOUN" not in tags
-
