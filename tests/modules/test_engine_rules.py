@@ -417,3 +417,33 @@ class TestNavigation:
         assert isinstance(evidence, list)
         assert evidence[0]["heading_path"].endswith("Description"), evidence[0]
         assert "(/commands/" not in answer, answer
+
+
+class TestListsUnderHeadings:
+    def test_a_list_question_gets_the_whole_list_its_heading_names(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "using/scripts.md": (
+                    "# Scripts\n\n## Life cycle order\n\n"
+                    "Scripts run in a fixed order for each command.\n\n"
+                    "### tool publish\n\n* `prepublish`\n* `prepack`\n* `postpack`\n"
+                    "* `postpublish`\n\n"
+                    "### tool install\n\n* `preinstall`\n* `install`\n* `postinstall`\n\n"
+                    "### A note on uninstall scripts\n\n"
+                    "Uninstall lifecycle scripts are not run by the tool publish command.\n"
+                ),
+                "using/config.md": "# Config\n\nScripts can be disabled with a setting.\n",
+            },
+        )
+        config = _config(tmp_path, root)
+        answer, bundle = _run(config, "Which lifecycle scripts does tool publish run?", "l1")
+        evidence = bundle["evidence"]
+        assert isinstance(evidence, list)
+        # The section whose heading the question names in full leads the evidence ...
+        assert evidence[0]["heading_path"].endswith("tool publish"), evidence[0]
+        # ... and its list travels whole, not as one stray item.
+        for script in ("prepublish", "prepack", "postpack", "postpublish"):
+            assert f"`{script}`" in answer, answer
+        assert "preinstall" not in answer, answer

@@ -335,6 +335,32 @@ def _with_lists(units: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]
     return out
 
 
+# "Which lifecycle scripts ...", "what kinds of leave", "in what order": several things.
+_ASKS_LIST = re.compile(
+    r"\b(?:which|what)\s+(?:[\w/-]+\s+){0,2}?(?!(?:does|has|was|this)\b)[a-z]+[^su\W]s\s+(?:do|does|did|can|could|should|"
+    r"would|will|must|are|is|have|has|i|we|you|the|in|for|of|to|that|at|on)\b|\blist\b|\ball the\b"
+    r"|\bin what order\b|\b(?:kinds?|types?|sorts?) of\b",
+    re.IGNORECASE,
+)
+
+
+def _with_opening_list(
+    units: list[tuple[str, str, int]], heading_path: str
+) -> list[tuple[str, str, int]]:
+    """A section that is only a list under its heading ("npm publish": prepublishOnly,
+    prepack, ...) is answered by the whole list, introduced by the heading."""
+    if not units or units[0][1] != "item" or not heading_path:
+        return units
+    block = units[0][2]
+    items = [text for text, kind, b in units if kind == "item" and b == block][:LIST_ITEMS]
+    if len(items) < 2:
+        return units
+    heading = _MARKUP.sub("", _LINK_TARGET.sub("]", heading_path.rsplit(" > ", maxsplit=1)[-1]))
+    heading = heading.replace("[", "").replace("]", "").strip()
+    listed = "\n".join(f"- {text}" for text in items)
+    return [(f"{heading}:\n{listed}", "sentence", 0), *units]
+
+
 def _table(rows: list[list[str]]) -> str:
     header, *body = rows
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -537,6 +563,7 @@ class ExtractiveWriter:
         # The question's most distinctive name ("Northwind", not "Scope") must be in view.
         wanted = answer_pattern(part.text)
         how_to = bool(_ASKS_HOW_TO.search(part.text))
+        asks_list = bool(_ASKS_LIST.search(part.text))
         attributes = [t for t in terms if t not in part.query.names]
         names = (
             {max(part.query.names, key=lambda n: brief.idf.get(n, 0.0))}
@@ -567,6 +594,8 @@ class ExtractiveWriter:
             names_here = bool(names & in_view)
             any_name_here = not part.query.names or bool(set(part.query.names) & in_view)
             units = split_units(item.text)
+            if asks_list:
+                units = _with_opening_list(units, item.heading_path or "")
             unit_stems = [set(stems(u[0])) for u in units]
             # "The premium is 1.2 cents per litre." answers through its paragraph; a list
             # item or table row through its block and the sentence that introduces it.

@@ -195,6 +195,20 @@ def _navigation(hit: Hit) -> bool:
     return bool(headings) and bool(_NAVIGATION.match(headings[-1].strip(" #:*")))
 
 
+HEADING_MATCH = 1.25
+
+
+def _heading_named(hit: Hit, query: Query, idf: dict[str, float]) -> bool:
+    headings = hit.section.headings
+    if len(headings) < 2:
+        return False  # a page's title is its file's subject, weighed already
+    own = set(stems(_LINK_TARGET.sub("", headings[-1])))
+    return len(own) >= 2 and own <= set(query.terms) and any(idf.get(t, 0.0) > 0 for t in own)
+
+
+_LINK_TARGET = re.compile(r"\]\([^)]*\)")
+
+
 def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) -> list[Ranked]:
     """The ``k`` best sections for ``query``, diversified across files.
 
@@ -251,6 +265,12 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
     ranked += _within_best_files(index, query, idf, vector, ranked, file_strength)
     ranked = [
         replace(r, score=r.score * NAVIGATION_PRIOR) if _navigation(r.hit) else r for r in ranked
+    ]
+    # A section whose own heading the question names in full ("npm publish" under "Life Cycle
+    # Operation Order") documents exactly that: its place is with the best.
+    ranked = [
+        replace(r, score=r.score * HEADING_MATCH) if _heading_named(r.hit, query, idf) else r
+        for r in ranked
     ]
     ranked.sort(key=lambda r: r.score, reverse=True)
 
