@@ -447,3 +447,36 @@ class TestListsUnderHeadings:
         for script in ("prepublish", "prepack", "postpack", "postpublish"):
             assert f"`{script}`" in answer, answer
         assert "preinstall" not in answer, answer
+
+
+class TestWhatIsAsked:
+    @pytest.mark.parametrize(
+        ("question", "answer", "other"),
+        [
+            # "what's the default number" asks for a figure as "what number" does
+            (
+                "What's the default number of concurrent downloads?",
+                "Up to 50 downloads run at once.",
+                "Downloads run concurrently.",
+            ),
+            # a year, not "every week"
+            ("In what year was the first version released?", "It shipped in 2024.", "Weekly."),
+            # "how long" wants a figure with its unit, not any number nearby
+            (
+                "How long does my password have to be?",
+                "Passwords must be 16 characters.",
+                "Your last 24 passwords may not be reused.",
+            ),
+            # a link's address holds no value
+            (
+                "What is the maximum number of retries?",
+                "At most 5 retries are made.",
+                "See [the retry guide](https://example.com/kb?id=361130&rank=1).",
+            ),
+        ],
+    )
+    def test_the_kind_of_value_asked_for(self, question: str, answer: str, other: str) -> None:
+        wanted = answer_pattern(question)
+        assert wanted is not None
+        assert _answers(wanted, answer, question)
+        assert not _answers(wanted, other, question)

@@ -99,11 +99,15 @@ _MEASURE = re.compile(
     re.IGNORECASE,
 )
 _ASKS_NUMBER = re.compile(
-    r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat (share|percentage|proportion|"
+    r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat(?:'s|’s| is| are| was)?(?: the)?"
+    r"(?: \w+)? (share|percentage|proportion|"
     r"fraction|number|amount|level|size|capacity|limit|maximum|minimum)\b|\bpercent\w*"
     r"|\b(status|http|exit|return|error) codes?\b|\bport\b",
     re.IGNORECASE,
 )
+# "In what year ...?" is answered by a year, not by "every week" or "in March".
+_ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\bwhat year\b", re.IGNORECASE)
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 _ASKS_TIME = re.compile(
     r"\bwhen\b|\bwhat (date|year|day|month|time)\b|\bhow (often|frequently)\b|\bby when\b|"
     r"\bdeadline\b",
@@ -146,6 +150,8 @@ _INSTRUCTION = re.compile(
 
 def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str] | None:
     """What an answer to ``question`` must contain: an amount, a time, a name, an identifier."""
+    if _ASKS_YEAR.search(question):
+        return _YEAR
     if _ASKS_TIME.search(question):
         return _TIME
     if _ASKS_LENGTH.search(question):
