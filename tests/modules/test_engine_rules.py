@@ -480,3 +480,32 @@ class TestWhatIsAsked:
         assert wanted is not None
         assert _answers(wanted, answer, question)
         assert not _answers(wanted, other, question)
+
+    def test_a_list_question_is_outlined_by_the_headings_that_name_it(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tts/onboarding.md": (
+                    "# Onboarding at TTS\n\n## Topics for the first week\n\n"
+                    "### Taking leave\n\nTTS staff take leave through the HR system.\n\n"
+                    "### Laptops\n\nEvery TTS employee gets a laptop.\n\n"
+                    "### Security\n\nTTS staff complete security training.\n"
+                ),
+                "benefits/leave.md": (
+                    "# Leave\n\n## Types of leave\n\n"
+                    "### Annual leave\n\nYou may use annual leave for any reason.\n\n"
+                    "### Sick leave\n\nSick leave covers medical appointments.\n\n"
+                    "#### Advanced sick leave\n\nYou can request up to 240 hours in advance.\n\n"
+                    "#### Donated sick leave\n\nColleagues can donate hours.\n\n"
+                    "### Court leave\n\nJury duty is marked as court leave.\n\n"
+                    "### Military leave\n\nReservists get 15 days of military leave a year.\n"
+                ),
+            },
+        )
+        config = _config(tmp_path, root)
+        question = "What are all the kinds of leave I can take as a TTS employee?"
+        answer, _ = _run(config, question, "o1")
+        for kind in ("Annual leave", "Sick leave", "Court leave", "Military leave"):
+            assert kind in answer, answer
+        assert "laptop" not in answer, answer

@@ -92,6 +92,7 @@ _TEMPLATE_HEADINGS = frozenset(
 
 
 MAX_OUTLINE = 8
+MAX_LISTED = 12  # headings that each name what is asked about: the list itself
 
 
 def _outline(
@@ -106,18 +107,58 @@ def _outline(
     """
     names = set(part.query.names)
     key = max(names, key=lambda n: idf.get(n, 0.0)) if names else None
-    best = next(
+
+    def named(r: Ranked) -> bool:
+        return key is None or key in set(stems(f"{r.hit.section.path} {r.hit.section.title}"))
+
+    # Of the best few passages, the one whose document lists what is asked about: "kinds of
+    # leave" is outlined by the headings "Annual leave", "Sick leave", ... of the leave
+    # policy, not by the onboarding checklist whose one item mentions leave. A document
+    # named by the question's name ("Harbor") is preferred, unless another lists far more.
+    terms = _subject_terms(part, idf)
+    outlines = [(r, _outline_of(index, r, terms)) for r in ranked[:OUTLINE_CANDIDATES]]
+    scored = [
         (
-            r
-            for r in ranked
-            if key is None or key in set(stems(f"{r.hit.section.path} {r.hit.section.title}"))
-        ),
-        None,
-    )
-    if best is None:
+            _named_share(outline, part, idf)
+            + (NAMED_DOCUMENT if named(r) else 0.0)
+            - OUTLINE_RANK_COST * position,
+            outline,
+        )
+        for position, (r, outline) in enumerate(outlines)
+        if outline
+    ]
+    if not scored:
         return []
+    return max(scored, key=lambda s: s[0])[1]
+
+
+OUTLINE_CANDIDATES = 5
+OUTLINE_RANK_COST = 0.05
+NAMED_DOCUMENT = 0.5
+
+
+def _named_share(outline: list[tuple[str, Hit]], part: Part, idf: dict[str, float]) -> float:
+    """The share of an outline's headings that name a subject word of the question."""
+    terms = _subject_terms(part, idf)
+    named = sum(1 for heading, _ in outline if terms & set(stems(heading)))
+    return named / len(outline)
+
+
+def _subject_terms(part: Part, idf: dict[str, float]) -> set[str]:
+    return {t for t in part.query.terms if idf.get(t, 0.0) > 0}
+
+
+def _outline_of(
+    index: SectionIndex, best: Ranked, terms: set[str] = frozenset()
+) -> list[tuple[str, Hit]]:
+    """The distinctive sub-headings around one passage: walk up from it until a level has
+    at least two. A level further up whose headings name what is asked about more often
+    ("Annual leave", "Sick leave", "Court leave" under "Types of leave") is the list asked
+    for, rather than the two sub-headings next to the passage."""
     sections = index.file_sections(best.hit.section.path)
     headings = best.hit.section.headings
+    first: list[tuple[str, Hit]] = []
+    listed: list[tuple[str, Hit]] = []
     for depth in range(len(headings), -1, -1):
         prefix = headings[:depth]
         groups: dict[str, Hit] = {}
@@ -130,6 +171,12 @@ def _outline(
             for name, hit in groups.items()
             if not set(words(name)) <= _TEMPLATE_HEADINGS | STOPWORDS
         ]
-        if len(distinctive) >= 2:
-            return distinctive[:MAX_OUTLINE]
-    return []
+        if len(distinctive) < 2:
+            continue
+        first = first or distinctive[:MAX_OUTLINE]
+        named = [(name, hit) for name, hit in distinctive if terms & set(stems(name))]
+        if len(named) >= 2 and len(named) >= len(distinctive) / 2 and len(named) > len(listed):
+            listed = named[:MAX_LISTED]
+        if not terms:
+            break
+    return listed or first
