@@ -149,7 +149,7 @@ def _subject_terms(part: Part, idf: dict[str, float]) -> set[str]:
 
 
 def _outline_of(
-    index: SectionIndex, best: Ranked, terms: set[str] = frozenset()
+    index: SectionIndex, best: Ranked, terms: frozenset[str] | set[str] = frozenset()
 ) -> list[tuple[str, Hit]]:
     """The distinctive sub-headings around one passage: walk up from it until a level has
     at least two. A level further up whose headings name what is asked about more often
