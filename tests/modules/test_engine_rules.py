@@ -509,3 +509,29 @@ class TestWhatIsAsked:
         for kind in ("Annual leave", "Sick leave", "Court leave", "Military leave"):
             assert kind in answer, answer
         assert "laptop" not in answer, answer
+
+
+class TestTables:
+    def test_rows_of_one_table_are_one_table_in_order_and_none_is_dropped_as_a_repeat(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "commands/stage.md": (
+                    "# stage\n\n## 2FA requirements by subcommand\n\n"
+                    "| Command | Requires 2FA | Notes |\n|---|---|---|\n"
+                    "| `stage publish` | No | Defers 2FA to approval |\n"
+                    "| `stage approve` | Yes | Prompts for 2FA to publish the staged package |\n"
+                    "| `stage reject` | Yes | Prompts for 2FA to remove the staged package |\n"
+                    "| `stage list` | No | Lists staged packages |\n"
+                ),
+                "commands/other.md": "# other\n\nNothing about stages here.\n",
+            },
+        )
+        config = _config(tmp_path, root)
+        answer, _ = _run(config, "Which stage subcommands prompt for 2FA?", "t1")
+        assert answer.count("| Command | Requires 2FA | Notes |") == 1, answer
+        approve, reject = answer.find("`stage approve`"), answer.find("`stage reject`")
+        assert 0 <= approve < reject, answer

@@ -400,16 +400,17 @@ def _points(units: list[Unit]) -> Iterator[str]:
         if bullets:
             yield "".join(bullets) + "\n"
             bullets = []
-        header, rows = unit.text.split("\n", 2)[:2], [unit.text.split("\n", 2)[2]]
-        index += 1
-        while (
-            index < len(units)
-            and units[index].kind == "row"
-            and units[index].evidence_id == unit.evidence_id
-            and units[index].text.split("\n", 2)[:2] == header
-        ):
-            rows.append(units[index].text.split("\n", 2)[2])
-            index += 1
+        header = unit.text.split("\n", 2)[:2]
+        # Every chosen row of this table, wherever it ranked, in the table's own order.
+        same = [
+            u
+            for u in units[index:]
+            if u.kind == "row"
+            and u.evidence_id == unit.evidence_id
+            and u.text.split("\n", 2)[:2] == header
+        ]
+        units = units[:index] + [u for u in units[index:] if u not in same]
+        rows = [u.text.split("\n", 2)[2] for u in sorted(same, key=lambda u: u.position)]
         yield _cite("\n".join([*header, *rows]), unit.evidence_id) + "\n\n"
     if bullets:
         yield "".join(bullets) + "\n"
@@ -480,8 +481,11 @@ class ExtractiveWriter:
             yield from self._overview(part, evidence, chosen)
             return
         lead, *rest = chosen
-        yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
-        yield from _points(rest)
+        if lead.kind == "row":  # a table answers: one table, its rows in order, then the rest
+            yield from _points(chosen)
+        else:
+            yield f"{_cite(lead.text, lead.evidence_id)}\n\n"
+            yield from _points(rest)
         if part.gap:  # answered in part: what was found first, then what was not
             yield f"{gap_sentence(part)}\n\n"
 
@@ -700,7 +704,7 @@ class ExtractiveWriter:
                 break
             if per_section.get(unit.evidence_id, 0) >= (2 if broad else 3):
                 continue
-            if any(_similar(bag, other) for _, other in chosen):
+            if any(_similar(bag, other) and not _other_rows(unit, seen) for seen, other in chosen):
                 continue
             chosen.append((unit, bag))
             per_section[unit.evidence_id] = per_section.get(unit.evidence_id, 0) + 1
@@ -729,6 +733,15 @@ _COMMON_CAPITALISED = frozenset(
         "strategy overview introduction summary appendix programme program progress"
     )
 )
+
+
+def _other_rows(a: Unit, b: Unit) -> bool:
+    """Two rows of one table about different things ("approve: Yes", "reject: Yes"): alike
+    in words by construction, and both facts."""
+    if a.kind != "row" or b.kind != "row" or a.evidence_id != b.evidence_id:
+        return False
+    first = [u.text.split("\n", 2)[-1].strip("| ").split("|")[0].strip() for u in (a, b)]
+    return first[0] != first[1]
 
 
 def _similar(a: set[str], b: set[str]) -> bool:
