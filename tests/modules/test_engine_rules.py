@@ -535,3 +535,21 @@ class TestTables:
         assert answer.count("| Command | Requires 2FA | Notes |") == 1, answer
         approve, reject = answer.find("`stage approve`"), answer.find("`stage reject`")
         assert 0 <= approve < reject, answer
+
+    def test_a_why_question_leads_with_the_reason(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tools/chat.md": (
+                    "# Chat messages\n\n## Deleting messages\n\n"
+                    "You cannot delete chat messages, including direct messages. "
+                    "Chat messages are kept because they are federal records subject to "
+                    "public records requests.\n"
+                ),
+                "tools/email.md": "# Email\n\nEmail is for messages outside the team.\n",
+            },
+        )
+        config = _config(tmp_path, root)
+        answer, _ = _run(config, "Why can't I delete chat messages, even direct ones?", "w1")
+        assert answer.startswith("Chat messages are kept because"), answer

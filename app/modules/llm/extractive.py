@@ -148,6 +148,16 @@ _INSTRUCTION = re.compile(
 )
 
 
+# "Why ...?" is answered by a reason: "because", "subject to FOIA", "to prevent ...".
+_ASKS_WHY = re.compile(r"\bwhy\b", re.IGNORECASE)
+_REASON = re.compile(
+    r"\b(because|since|due to|so that|in order to|as a result|required (by|under)|subject to|"
+    r"the reason|reasons?|otherwise|this means|means that|to (avoid|prevent|ensure|protect|"
+    r"comply|keep))\b",
+    re.IGNORECASE,
+)
+
+
 def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str] | None:
     """What an answer to ``question`` must contain: an amount, a time, a name, an identifier."""
     if _ASKS_YEAR.search(question):
@@ -573,6 +583,7 @@ class ExtractiveWriter:
         # The question's most distinctive name ("Northwind", not "Scope") must be in view.
         wanted = answer_pattern(part.text)
         how_to = bool(_ASKS_HOW_TO.search(part.text))
+        why = bool(_ASKS_WHY.search(part.text))
         asks_list = bool(_ASKS_LIST.search(part.text))
         attributes = [t for t in terms if t not in part.query.names]
         names = (
@@ -654,6 +665,8 @@ class ExtractiveWriter:
                     score += 0.15  # the kind of thing asked for: an amount, a date, a name
                 elif how_to and _INSTRUCTION.match(plain.lstrip("*_ ")):
                     score += HOW_TO_BONUS  # what to do, not a description of the thing
+                elif why and _REASON.search(plain):
+                    score += HOW_TO_BONUS  # a reason, not a restatement of the rule
                 # A sentence that only restates the question answers nothing.
                 content = set(content_terms(plain))
                 if content and len(content - question_stems) / len(content) < 0.3:
