@@ -60,6 +60,13 @@ class TestPlanner:
         assert "leave" in second.context
         assert first.context == ()
 
+    def test_a_question_in_function_words_about_the_subject_before_is_a_part(self) -> None:
+        first, second = plan_parts(
+            "Which password manager are we supposed to use, and where do I get it?"
+        )
+        assert second.text == "where do I get it?"
+        assert "password" in second.context
+
 
 class TestUnits:
     def test_a_sentence_ending_in_a_colon_carries_its_list(self) -> None:
@@ -246,6 +253,25 @@ class TestDamping:
             ranked = rank(index, query, k=3, idf=index.idf(query.forms))
         # Damped like any other file's, the runner-up section would fall behind the pages.
         assert [r.hit.section.path for r in ranked].count("guide/cache.md") == 2
+
+    def test_sections_as_strong_as_the_best_are_not_damped(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        files = {
+            "policy/passwords.md": "# Passwords\n\n"
+            + "".join(
+                f"## {n}. Password rule {n}\n\nPassword manager rule {n}: the password "
+                f"manager keeps password {n}.\n\n"
+                for n in range(1, 4)
+            )
+        }
+        for n in range(6):
+            files[f"other/page{n}.md"] = f"# Page {n}\n\nA password for page {n}.\n"
+        _write(root, files)
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(root, max_chars=1800, overlap_chars=0)
+            query = Query.from_text("Which password manager rule applies?")
+            ranked = rank(index, query, k=3, idf=index.idf(query.forms))
+        assert [r.hit.section.path for r in ranked] == ["policy/passwords.md"] * 3
 
 
 class TestEmphasis:

@@ -27,6 +27,7 @@ _SENTENCE_BREAK = re.compile(r"(?<=[?;])\s*|\n+|(?<=\.)\s+(?=[A-Z])")
 _NAME = r"[A-Z][\w'’&-]*(?:\s+(?:of\s+|for\s+|the\s+)?[A-Z][\w'’&-]*)*"
 _PAIR = re.compile(rf"({_NAME})\s*(?:,\s*)?(?:and|vs\.?|versus|or)\s+({_NAME})")
 _COMPARE = re.compile(r"\b(compare|comparison|versus|vs\.?|differ\w*|between|both)\b", re.I)
+_ASKS_ABOUT_IT = re.compile(r"^(where|when|how|who|why)\b.*\b(it|them|one|that)\W*$", re.I)
 _PRONOUN = re.compile(r"\b(it|its|they|their|them|this|these|those|that)\b", re.I)
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’&-]+")
 
@@ -123,6 +124,10 @@ def plan_parts(question: str) -> list[PlannedPart]:
             clause = raw.strip(" ,;")
             if clause and content_terms(clause):
                 clauses.extend(_comparison_parts(clause) or [clause])
+            elif clauses and _ASKS_ABOUT_IT.match(clause or ""):
+                # "..., and where do I get it?": a question of its own about the subject
+                # before, in words that are all function words.
+                clauses.append(clause)
     if not clauses:
         return [PlannedPart(question.strip(), broad=is_broad(question))]
     # Too many fragments means the splitter misread the question: keep it whole.

@@ -38,6 +38,7 @@ RRF_K = 60  # tuned on the dev halves (benchmarks/corpora), as is DENSE_WEIGHT
 DENSE_WEIGHT = 0.7  # below 1: exact terms decide in reference docs; meaning breaks ties
 _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
 SAME_FILE_DAMPING = 0.72
+NEAR_TOP = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +201,9 @@ HEADING_MATCH = 1.25
 
 def _heading_named(hit: Hit, query: Query, idf: dict[str, float]) -> bool:
     headings = hit.section.headings
-    if len(headings) < 2:
+    if not headings or fold(headings[-1]) == fold(hit.section.title):
         return False  # a page's title is its file's subject, weighed already
-    own = set(stems(_LINK_TARGET.sub("", headings[-1])))
+    own = {s for s in stems(_LINK_TARGET.sub("", headings[-1])) if not s.isdigit()}
     return len(own) >= 2 and own <= set(query.terms) and any(idf.get(t, 0.0) > 0 for t in own)
 
 
@@ -279,9 +280,15 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
     pool = list(ranked)
     lead = ranked[0].hit.section.path if ranked else ""
 
+    best_score = ranked[0].score if ranked else 0.0
+
     def damped(r: Ranked) -> float:
         # The best file's second section is not damped: the right page's key section is
-        # often its runner-up, and it must not lose its place to far weaker pages.
+        # often its runner-up, and it must not lose its place to far weaker pages. Nor is
+        # any section as strong as the best: three sections of one page that all match
+        # ("1. Use a password manager") are three answers, not repeats.
+        if r.score >= NEAR_TOP * best_score:
+            return r.score
         seen = per_file[r.hit.section.path]
         return r.score * SAME_FILE_DAMPING ** (
             max(seen - 1, 0) if r.hit.section.path == lead else seen
