@@ -61,7 +61,7 @@ class TestPlanner:
         assert first.context == ()
 
     def test_a_question_in_function_words_about_the_subject_before_is_a_part(self) -> None:
-        first, second = plan_parts(
+        _, second = plan_parts(
             "Which password manager are we supposed to use, and where do I get it?"
         )
         assert second.text == "where do I get it?"

@@ -131,7 +131,8 @@ _ASKS_IDENTIFIER = re.compile(
 )
 _NAMED = re.compile(
     r"`[^`\n]+`|(?<![\w-])--?[a-z][\w-]+|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z][a-z]+[A-Z]\w*"
-    r"|\[(?:[^\]\s]+\s?){1,4}\]\(|(?<=[a-z,;] )[A-Z][\w-]*[a-z]\b|#[a-z][\w-]+|\b[\w.-]+\.(?:gov|com|org|io)\b"
+    r"|\[(?:[^\]\s]+\s?){1,4}\]\(|(?<=[a-z,;] )[A-Z][\w-]*[a-z]\b|#[a-z][\w-]+"
+    r"|\b[\w.-]+\.(?:gov|com|org|io)\b"
 )
 
 
