@@ -579,3 +579,34 @@ class TestTables:
         config = _config(tmp_path, root)
         answer, _ = _run(config, "Why can't I delete chat messages, even direct ones?", "w1")
         assert answer.startswith("Chat messages are kept because"), answer
+
+    def test_a_named_subject_without_what_is_asked_about_it_is_a_gap(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "verdant/ostervale.md": (
+                    "# Verdant at Ostervale Dairy\n\n"
+                    "Verdant's Ostervale Dairy runs a biogas digester. Ostervale Dairy "
+                    "processes milk from Verdant's members.\n"
+                ),
+                "verdant/members.md": "# Verdant members\n\nVerdant has 120 member farms.\n",
+                **{
+                    f"harbor/district{n}.md": (
+                        f"# Harbor district {n}\n\nHarbor runs {n + 2} bus lines in district {n}.\n"
+                    )
+                    for n in range(8)
+                },
+            },
+        )
+        config = _config(tmp_path, root)
+        question = "What target has Verdant set for cutting water consumption at Ostervale Dairy?"
+        _, bundle = _run(config, question, "a1")
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is True, plan[0]
+        # What is asked about the subject is there: no gap.
+        _, bundle = _run(config, "What does Verdant's Ostervale Dairy run?", "a2")
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is False, plan[0]

@@ -46,6 +46,7 @@ ABSENT_SPECIFIC = 0.4  # at or below: verbs and phrasing (specificity.NOT_A_NOUN
 
 
 WINDOW_UNITS = 3
+ATTRIBUTE_COVERAGE = 0.15  # of what is asked about a named subject, in its best passage
 
 
 def assess_gaps(
@@ -128,7 +129,16 @@ def assess_gaps(
             if t in own
         )
         low = best < GAP_COVERAGE and lacks_a_name
-        part.gap = low or typed < GAP_TYPED or bool(part.decisive)
+        # The passages name the subject ("Verdant", "Ostervale Dairy") and say nothing of what
+        # is asked about it ("water consumption target"): the names alone carried the
+        # coverage. An overview is answered by the subject's outline, so it is not held to it.
+        attributes = [t for t in terms if t not in part.query.names]
+        asked = (
+            max((coverage(attributes, v, weights) for v in views), default=0.0)
+            if part.query.names and attributes and not part.broad
+            else 1.0
+        )
+        part.gap = low or typed < GAP_TYPED or asked < ATTRIBUTE_COVERAGE or bool(part.decisive)
         part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
 
 
