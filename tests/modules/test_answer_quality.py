@@ -23,16 +23,19 @@ pytestmark = pytest.mark.slow  # the whole engine over four corpora (~15 s)
 
 # (corpus, half): minimum hit@5, MRR, key-fact recall and gap-on-unanswerable; maximum
 # false-gap rate. Measured 2026-12-07 (benchmarks/eval_corpora.py), less a small margin.
+# The 18F test half's gap floor fell from 0.4 to 0.2 when the gap check stopped flagging
+# questions for words used as verbs ("boots up") and for the asker's own figures: one more
+# of its five unanswerable questions passes (README, "Answer quality").
 FLOORS: dict[tuple[str, str], dict[str, float]] = {
-    ("npm", "dev"): {"hit_at_5": 0.95, "mrr": 0.9, "kfr": 0.55, "gap": 0.8, "false_gap": 0.2},
-    ("npm", "test"): {"hit_at_5": 0.85, "mrr": 0.7, "kfr": 0.6, "gap": 0.8, "false_gap": 0.4},
-    ("uv", "dev"): {"hit_at_5": 0.95, "mrr": 0.75, "kfr": 0.6, "gap": 0.6, "false_gap": 0.2},
-    ("uv", "test"): {"hit_at_5": 0.95, "mrr": 0.8, "kfr": 0.42, "gap": 1.0, "false_gap": 0.6},
+    ("npm", "dev"): {"hit_at_5": 0.95, "mrr": 0.95, "kfr": 0.78, "gap": 0.8, "false_gap": 0.12},
+    ("npm", "test"): {"hit_at_5": 0.85, "mrr": 0.72, "kfr": 0.75, "gap": 0.8, "false_gap": 0.32},
+    ("uv", "dev"): {"hit_at_5": 0.95, "mrr": 0.82, "kfr": 0.65, "gap": 1.0, "false_gap": 0.02},
+    ("uv", "test"): {"hit_at_5": 0.95, "mrr": 0.83, "kfr": 0.46, "gap": 1.0, "false_gap": 0.57},
     ("18f-handbook", "dev"): {
-        "hit_at_5": 0.9, "mrr": 0.7, "kfr": 0.34, "gap": 1.0, "false_gap": 0.2,
+        "hit_at_5": 0.9, "mrr": 0.72, "kfr": 0.55, "gap": 1.0, "false_gap": 0.06,
     },
     ("18f-handbook", "test"): {
-        "hit_at_5": 0.95, "mrr": 0.65, "kfr": 0.33, "gap": 0.4, "false_gap": 0.25,
+        "hit_at_5": 0.95, "mrr": 0.68, "kfr": 0.42, "gap": 0.2, "false_gap": 0.24,
     },
 }  # fmt: skip
 
@@ -69,9 +72,10 @@ def test_bundled_sample_is_no_worse_than_before(tmp_path: Path) -> None:
     assert summary["key_fact_recall"] >= 0.8, summary
     assert summary["false_gap_rate"] <= 0.04, summary
     assert summary["citation_validity"] == 1.0, summary
-    # Before: 1.0. Two of its seven unanswerable questions (stock options, water use) now
-    # pass the gap check: their every other word is covered (README, "Answer quality").
-    assert summary["gap_on_unanswerable"] >= 0.7, summary
+    # Before: 1.0. One of its seven unanswerable questions (stock options) passes the gap
+    # check: its every other word is covered (README, "Answer quality").
+    assert summary["gap_on_unanswerable"] >= 0.85, summary
+    assert summary["correct"] >= 0.85, summary
 
 
 def test_every_corpus_records_its_origin_and_licence() -> None:
