@@ -2,8 +2,8 @@
 
 Run by hand (not part of pytest)::
 
-    .venv/bin/python benchmarks/bench_api.py
-    .venv/bin/python benchmarks/bench_api.py --json /tmp/bench_api.json
+    .venv/bin/python -m benchmarks.bench_api
+    .venv/bin/python -m benchmarks.bench_api --json /tmp/bench_api.json
 
 Every server is ``sys.executable -m uvicorn <app> --host 127.0.0.1 --port <free port>
 --workers <--workers, 1> --log-level warning`` (the bare endpoint too, so that the ratios
@@ -41,22 +41,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -64,12 +59,17 @@ from typing import Any
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from app.api.services.run_store import STATE_FILE, RunState  # noqa: E402
-from app.config import AppConfig  # noqa: E402
+from app.api.services.run_store import STATE_FILE, RunState
+from app.config import AppConfig
+from benchmarks.common import (
+    percentile,
+    running,
+    server_env,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+from tests.support.processes import REPO as REPO_ROOT
 
 MB = 1_000_000
 SERVICE_APP = "app.api.main:app"
@@ -83,128 +83,8 @@ TARGET_STATUS_RATIO = 0.6
 TARGET_BIG_RATIO = 0.9  # "as fast as the others": within 10 % of the normal run
 TARGET_START_S = 3.0
 
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 60.0
-QUESTION = "How many battery-electric trucks did Northwind have at the end of 2024?"
-
-
-# ----------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def server_env(output_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("APP_") and k != "OPENAI_API_KEY"
-    }
-    env.update(APP_BASE_DIR=str(REPO_ROOT), APP_OUTPUT_DIR=str(output_dir), **extra)
-    return env
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    started: float  # perf_counter just before Popen
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 WORKERS = 1  # uvicorn --workers for every server; main() sets it from --workers
-
-
-def start_server(app: str, env: dict[str, str], log_path: Path) -> Server:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(WORKERS),
-        "--log-level",
-        "warning",
-    ]
-    log = log_path.open("ab")
-    try:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    finally:
-        log.close()
-    return Server(proc=proc, port=port, log_path=log_path, started=started)
-
-
-def wait_ready(server: Server, path: str, *, timeout_s: float = READY_TIMEOUT_S) -> float:
-    """Seconds from process start to the first 200 from ``path`` (polled every 10 ms)."""
-    deadline = time.perf_counter() + timeout_s
-    with httpx.Client(timeout=2.0) as client:
-        while time.perf_counter() < deadline:
-            if server.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {server.proc.returncode}:\n{server.log_tail()}"
-                )
-            try:
-                response = client.get(server.base + path)
-            except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code == 200:
-                return time.perf_counter() - server.started
-            time.sleep(0.01)
-    raise RuntimeError(f"server not ready after {timeout_s:g} s:\n{server.log_tail()}")
-
-
-def stop_server(server: Server, *, timeout_s: float = STOP_TIMEOUT_S) -> float:
-    """SIGTERM (uvicorn's graceful shutdown), SIGKILL after ``timeout_s``; seconds taken."""
-    began = time.perf_counter()
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            print(f"  server on port {server.port} still up after {timeout_s:g} s: killing it")
-            server.proc.kill()
-            server.proc.wait(10)
-    return time.perf_counter() - began
-
-
-@contextlib.contextmanager
-def running(app: str, env: dict[str, str], log_path: Path, ready_path: str) -> Iterator[Server]:
-    server = start_server(app, env, log_path)
-    try:
-        wait_ready(server, ready_path)
-        yield server
-    finally:
-        stop_server(server)
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
+QUESTION = "How many battery-electric trucks did Northwind have at the end of 2024?"
 
 
 # ----------------------------------------------------------------------------- 1. POST
@@ -248,19 +128,21 @@ def bench_post(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         f"from {args.clients} concurrent clients",
         flush=True,
     )
-    with running(SERVICE_APP, env, work / "post-server.log", "/readyz") as server:
+    with running(SERVICE_APP, env, work / "post-server.log", "/readyz", workers=WORKERS) as server:
         fill_began = time.perf_counter()
-        _, fill_codes, fill_ids = asyncio.run(_post_many(server.base, args.fill, 8, measure=False))
+        _, fill_codes, fill_ids = asyncio.run(
+            _post_many(server.base_url, args.fill, 8, measure=False)
+        )
         fill_s = time.perf_counter() - fill_began
         if fill_codes != {202: args.fill}:
-            raise RuntimeError(f"filling the queue failed: {fill_codes}\n{server.log_tail()}")
+            raise RuntimeError(f"filling the queue failed: {fill_codes}\n{server.log()}")
         statuses = {
-            run_id: httpx.get(f"{server.base}{RUNS}/{run_id}/status").json()["status"]
+            run_id: httpx.get(f"{server.base_url}{RUNS}/{run_id}/status").json()["status"]
             for run_id in (fill_ids[0], fill_ids[-1])
         }
         began = time.perf_counter()
         latencies, codes, _ = asyncio.run(
-            _post_many(server.base, args.posts, args.clients, measure=True)
+            _post_many(server.base_url, args.posts, args.clients, measure=True)
         )
         wall_s = time.perf_counter() - began
         print(
@@ -269,20 +151,22 @@ def bench_post(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             flush=True,
         )
         wrk = run_wrk(
-            f"{server.base}{RUNS}",
+            f"{server.base_url}{RUNS}",
             duration_s=args.wrk_duration,
             threads=2,
             connections=args.clients,
             script=POST_LUA,
         )
-        waiting = httpx.get(f"{server.base}{RUNS}", params={"status": "queued", "limit": 1})
+        waiting = httpx.get(f"{server.base_url}{RUNS}", params={"status": "queued", "limit": 1})
         queued_after = waiting.status_code == 200 and bool(waiting.json()["items"])
         stop_s = stop_server(server)  # records every queued run as stopped
     # The floor: the same body model parsed and validated by a bare FastAPI endpoint under
     # the same uvicorn and wrk, with no disk and no run. What POST costs above it is ours.
-    with running(BARE_APP, server_env(work / "bare-output"), work / "bare.log", "/bare") as bare:
+    with running(
+        BARE_APP, server_env(work / "bare-output"), work / "bare.log", "/bare", workers=WORKERS
+    ) as bare:
         bare_wrk = run_wrk(
-            f"{bare.base}/bare",
+            f"{bare.base_url}/bare",
             duration_s=args.wrk_duration,
             threads=2,
             connections=args.clients,
@@ -456,13 +340,17 @@ def bench_status(args: argparse.Namespace, work: Path, runs: dict[str, Any]) -> 
     warm = {**wrk, "duration_s": 2}
     results: dict[str, Any] = {}
     with (
-        running(BARE_APP, server_env(work / "bare-output"), work / "bare.log", "/bare") as bare,
-        running(SERVICE_APP, env, work / "status-server.log", "/readyz") as service,
+        running(
+            BARE_APP, server_env(work / "bare-output"), work / "bare.log", "/bare", workers=WORKERS
+        ) as bare,
+        running(
+            SERVICE_APP, env, work / "status-server.log", "/readyz", workers=WORKERS
+        ) as service,
     ):
         targets = {
-            "bare": f"{bare.base}/bare",
-            "status_normal": f"{service.base}{RUNS}/{runs['normal_run']}/status",
-            "status_big": f"{service.base}{RUNS}/{runs['big_run']}/status",
+            "bare": f"{bare.base_url}/bare",
+            "status_normal": f"{service.base_url}{RUNS}/{runs['normal_run']}/status",
+            "status_big": f"{service.base_url}{RUNS}/{runs['big_run']}/status",
         }
         for name, url in targets.items():
             check = httpx.get(url)
@@ -491,7 +379,7 @@ def bench_startup(args: argparse.Namespace, work: Path, runs: dict[str, Any]) ->
     seconds: list[float] = []
     stops: list[float] = []
     for attempt in range(args.starts):
-        server = start_server(SERVICE_APP, env, work / f"start-{attempt}.log")
+        server = start_server(SERVICE_APP, env, work / f"start-{attempt}.log", workers=WORKERS)
         try:
             seconds.append(wait_ready(server, "/readyz"))
         finally:

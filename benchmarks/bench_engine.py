@@ -2,9 +2,9 @@
 
 Run by hand (not part of pytest)::
 
-    .venv/bin/python benchmarks/bench_engine.py                  # 1,000 files, ~20 MB
-    .venv/bin/python benchmarks/bench_engine.py --files 200 --mb 4 --repeat 3
-    .venv/bin/python benchmarks/bench_engine.py --keep /tmp/bench --json /tmp/bench.json
+    .venv/bin/python -m benchmarks.bench_engine                  # 1,000 files, ~20 MB
+    .venv/bin/python -m benchmarks.bench_engine --files 200 --mb 4 --repeat 3
+    .venv/bin/python -m benchmarks.bench_engine --keep /tmp/bench --json /tmp/bench.json
 
 What it does:
 
@@ -46,13 +46,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from app.config import AppConfig
+from app.modules.orchestrator.module import run_pipeline
+from app.modules.retrieval.index import SectionIndex, SyncReport, index_path_for
 
-from app.config import AppConfig  # noqa: E402
-from app.modules.orchestrator.module import run_pipeline  # noqa: E402
-from app.modules.retrieval.index import SectionIndex, SyncReport, index_path_for  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 MB = 1_000_000
 T = TypeVar("T")

@@ -2,8 +2,8 @@
 
 Run by hand (not part of pytest)::
 
-    .venv/bin/python benchmarks/bench_events.py
-    .venv/bin/python benchmarks/bench_events.py --json /tmp/bench_events.json
+    .venv/bin/python -m benchmarks.bench_events
+    .venv/bin/python -m benchmarks.bench_events --json /tmp/bench_events.json
 
 Every server is ``sys.executable -m uvicorn app.api.main:app --host 127.0.0.1 --port <free
 port> --workers 1 --log-level warning``, started with the repository as its working
@@ -53,7 +53,6 @@ import re
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,15 +64,11 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.bench_api import (  # noqa: E402
+from benchmarks.common import (
     Server,
-    free_port,
     percentile,
     server_env,
+    start_server,
     stop_server,
     wait_ready,
 )
@@ -111,41 +106,9 @@ def raise_nofile() -> int:
     return int(soft)
 
 
-def start_server(env: dict[str, str], log_path: Path) -> Server:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        SERVICE_APP,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-    ]
-    log = log_path.open("ab")
-    try:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=raise_nofile,  # noqa: PLW1509 - only setrlimit, before exec
-        )
-    finally:
-        log.close()
-    return Server(proc=proc, port=port, log_path=log_path, started=started)
-
-
 @contextlib.contextmanager
 def running(env: dict[str, str], log_path: Path) -> Iterator[Server]:
-    server = start_server(env, log_path)
+    server = start_server(SERVICE_APP, env, log_path, preexec_fn=raise_nofile)
     try:
         wait_ready(server, "/readyz")
         yield server
@@ -174,19 +137,19 @@ def cpu_s(pid: int) -> float:
 
 
 def start_run(server: Server) -> str:
-    response = httpx.post(f"{server.base}{RUNS}", json={"question": QUESTION}, timeout=10.0)
+    response = httpx.post(f"{server.base_url}{RUNS}", json={"question": QUESTION}, timeout=10.0)
     if response.status_code != 202:
         raise RuntimeError(f"POST {RUNS}: {response.status_code} {response.text[:300]}")
     run_id = str(response.json()["run_id"])
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
-        status = httpx.get(f"{server.base}{RUNS}/{run_id}/status", timeout=10.0).json()
+        status = httpx.get(f"{server.base_url}{RUNS}/{run_id}/status", timeout=10.0).json()
         if status["status"] == "running":
             return run_id
         if status["status"] in TERMINAL:
-            raise RuntimeError(f"run {run_id} ended at once: {status}\n{server.log_tail()}")
+            raise RuntimeError(f"run {run_id} ended at once: {status}\n{server.log()}")
         time.sleep(0.02)
-    raise RuntimeError(f"run {run_id} did not start:\n{server.log_tail()}")
+    raise RuntimeError(f"run {run_id} did not start:\n{server.log()}")
 
 
 def order(
@@ -439,7 +402,7 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
 async def _fanout(
     args: argparse.Namespace, server: Server, run_id: str, run_dir: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    pid = server.proc.pid
+    pid = server.process.pid
     traffic = Traffic()
     result: dict[str, Any] = {"subscribers": args.subscribers, "triggers": args.triggers}
 
@@ -447,7 +410,7 @@ async def _fanout(
     # pool exist before the baseline is read.
     warm = await subscribe(server.port, run_id, 10, traffic)
     if not await wait_until(warm, traffic, lambda s: s.ready, 30.0):
-        raise RuntimeError(f"warm-up subscribers never became ready\n{server.log_tail()}")
+        raise RuntimeError(f"warm-up subscribers never became ready\n{server.log()}")
     close_all(warm)
     await asyncio.sleep(SETTLE_S)
     rss_before = [rss_kib(pid)]
@@ -464,7 +427,7 @@ async def _fanout(
         statuses = {s.status for s in subscribers}
         raise RuntimeError(
             f"only {sum(s.ready for s in subscribers)} of {len(subscribers)} subscribers "
-            f"became ready (HTTP statuses {statuses})\n{server.log_tail()}"
+            f"became ready (HTTP statuses {statuses})\n{server.log()}"
         )
     await asyncio.sleep(SETTLE_S)
     rss_with = [rss_kib(pid)]
@@ -611,7 +574,7 @@ def bench_cross(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         running(env, work / "cross-b.log") as server_b,
     ):
         run_id = start_run(server_a)
-        seen = httpx.get(f"{server_b.base}{RUNS}/{run_id}/status", timeout=10.0)
+        seen = httpx.get(f"{server_b.base_url}{RUNS}/{run_id}/status", timeout=10.0)
         if seen.status_code != 200:
             raise RuntimeError(f"server B does not see run {run_id}: {seen.status_code}")
         orders = [(args.cross_events, 0.075, "progress")]

@@ -2,8 +2,8 @@
 
 Run by hand (not part of pytest); it needs the Redis on 127.0.0.1:6379 (``--redis-url``)::
 
-    .venv/bin/python benchmarks/bench_scale.py
-    .venv/bin/python benchmarks/bench_scale.py --runs 300 --events 200 --json /tmp/scale.json
+    .venv/bin/python -m benchmarks.bench_scale
+    .venv/bin/python -m benchmarks.bench_scale --runs 300 --events 200 --json /tmp/scale.json
 
 Everything runs on 127.0.0.1 in real processes: uvicorn servers (one worker each, started
 with the repository as working directory) and Celery workers (``celery -A app.worker
@@ -30,10 +30,7 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,11 +44,8 @@ import httpx
 import redis
 from httpx_sse import connect_sse
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.bench_api import percentile, running, server_env  # noqa: E402
+from benchmarks.common import percentile, running, server_env
+from tests.support.processes import celery
 
 SERVICE_APP = "app.api.main:app"
 FAST_PIPELINE = "benchmarks.fast_pipeline:answer_at_once"
@@ -60,46 +54,6 @@ RUNS = "/api/v1/runs"
 TERMINAL = frozenset({"completed", "completed_with_gaps", "failed", "stopped"})
 WAIT_S = 300.0  # bound on any one phase
 WORKER_READY_S = 60.0
-
-
-@contextlib.contextmanager
-def celery_worker(env: dict[str, str], log_path: Path, name: str) -> Iterator[None]:
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "app.worker",
-        "worker",
-        "--pool",
-        "threads",
-        "--concurrency",
-        "1",
-        "--hostname",
-        f"{name}@%h",
-        "--loglevel",
-        "INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + WORKER_READY_S
-        while " ready." not in log_path.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker {name} did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)  # poll interval of a bounded readiness wait
-        yield
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -124,11 +78,19 @@ def deployment(
             urls = [
                 stack.enter_context(
                     running(SERVICE_APP, env, work / f"{kind}-node{n}.log", "/readyz")
-                ).base
+                ).base_url
                 for n in range(nodes)
             ]
             for n in range(workers):
-                stack.enter_context(celery_worker(env, work / f"{kind}-worker{n}.log", f"w{n}"))
+                stack.enter_context(
+                    celery(
+                        env,
+                        work / f"{kind}-worker{n}.log",
+                        f"w{n}",
+                        concurrency=1,
+                        timeout=WORKER_READY_S,
+                    )
+                )
             yield urls, output
     finally:
         if kind == "redis":

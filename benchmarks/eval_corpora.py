@@ -2,9 +2,9 @@
 
 Run by hand (not part of pytest)::
 
-    .venv/bin/python benchmarks/eval_corpora.py                      # test halves + sample
-    .venv/bin/python benchmarks/eval_corpora.py --split dev          # the halves to tune on
-    .venv/bin/python benchmarks/eval_corpora.py --out /tmp/now.json \\
+    .venv/bin/python -m benchmarks.eval_corpora                      # test halves + sample
+    .venv/bin/python -m benchmarks.eval_corpora --split dev          # the halves to tune on
+    .venv/bin/python -m benchmarks.eval_corpora --out /tmp/now.json \\
         --baseline benchmarks/results/answer-quality-before.json     # before/after columns
 
 The corpora are under ``benchmarks/corpora/<name>/`` (``docs/``, ``questions.jsonl``,

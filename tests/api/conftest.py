@@ -9,10 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from contextlib import (
@@ -21,7 +17,6 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +28,14 @@ from asgi_lifespan import LifespanManager
 from app.api.main import create_app
 from app.config import AppConfig
 from tests.api import gated_pipeline
+from tests.support.processes import (
+    ProcessFailed,
+    Service,
+    clean_env,
+    free_port,
+    start_uvicorn,
+    wait_http,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 GATED = "tests.api.gated_pipeline:gated_pipeline"
@@ -193,48 +196,7 @@ def error() -> Callable[[httpx.Response, int, str], dict[str, Any]]:
 # --------------------------------------------------------------------------- real uvicorn
 
 
-@dataclass
-class Server:
-    """A uvicorn process and where to reach it."""
-
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_healthy(server: Server, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=server.base_url, timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                pytest.fail(f"uvicorn exited with {server.process.returncode}:\n{server.log()}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet
-            time.sleep(0.05)  # poll interval of a bounded readiness loop
-    pytest.fail(f"uvicorn not healthy after {timeout} s:\n{server.log()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+Server = Service  # a uvicorn process, its base URL and its log (tests.support.processes)
 
 
 @contextmanager
@@ -242,7 +204,7 @@ def uvicorn_server(
     log_dir: Path, target: str = "app.api.main:app", **env_overrides: str
 ) -> Iterator[Server]:
     """Real uvicorn on a free port, serving ``target`` with only the given APP_* settings."""
-    with uvicorn_server_at(log_dir, _free_port(), target, env_overrides) as server:
+    with uvicorn_server_at(log_dir, free_port(), target, env_overrides) as server:
         yield server
 
 
@@ -251,33 +213,17 @@ def uvicorn_server_at(
     log_dir: Path, port: int, target: str, env_overrides: dict[str, str]
 ) -> Iterator[Server]:
     """Real uvicorn on ``port``: a server started again where its clients expect it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
-    env.update(env_overrides)
-    log_path = log_dir / f"uvicorn-{port}.log"
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                target,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO,  # so that tests.api.* imports in the server
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    server = start_uvicorn(
+        target, clean_env(**env_overrides), log_dir / f"uvicorn-{port}.log", port=port
+    )
     try:
-        _wait_until_healthy(server, timeout=20)
+        try:
+            wait_http(server, "/healthz", timeout=20)
+        except ProcessFailed as exc:
+            pytest.fail(str(exc))
         yield server
     finally:
-        _stop(process)
+        server.stop()
 
 
 @pytest.fixture
@@ -289,14 +235,14 @@ def uvicorn(tmp_path: Path) -> Iterator[Callable[..., AbstractContextManager[Ser
     The environment drops every APP_* and OPENAI_* variable of the test process, so the
     server sees only what the test passes. The process is always terminated (and reaped).
     """
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[Server] = []
 
     @contextmanager
     def run(target: str = "app.api.main:app", **env_overrides: str) -> Iterator[Server]:
         with uvicorn_server(tmp_path, target, **env_overrides) as server:
-            started.append(server.process)
+            started.append(server)
             yield server
 
     yield run
-    for process in started:  # a test that failed half-way still leaves no process behind
-        _stop(process)
+    for server in started:  # a test that failed half-way still leaves no process behind
+        server.stop()

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.api.conftest import REPO
+from tests.support.processes import ProcessFailed, Service, clean_env, start_celery, wait_log
 
 REDIS_URL = os.environ.get("APP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -47,82 +43,26 @@ def drop_keys(client: redis.Redis, prefix: str) -> None:
         client.delete(*keys)
 
 
-@dataclass
-class Worker:
-    """A Celery worker process and its log."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-
-def _wait_until_ready(worker: Worker, *, timeout: float) -> None:
-    # Celery logs "<name> ready." once it consumes from its queue.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if worker.process.poll() is not None:
-            pytest.fail(f"celery exited with {worker.process.returncode}:\n{worker.log()}")
-        if " ready." in worker.log_path.read_text(errors="replace"):
-            return
-        time.sleep(0.05)  # poll interval of a bounded readiness loop
-    pytest.fail(f"celery worker not ready after {timeout} s:\n{worker.log()}")
+Worker = Service  # a Celery worker process and its log (tests.support.processes)
 
 
 def stop_worker(worker: Worker, *, kill: bool = False) -> None:
-    process = worker.process
-    if process.poll() is not None:
-        return
+    """Cold shutdown (SIGQUIT: do not wait for held test runs), or SIGKILL: no goodbye."""
     if kill:
-        process.kill()
-        process.wait(timeout=10)
-        return
-    process.send_signal(signal.SIGQUIT)  # cold shutdown: do not wait for held test runs
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+        worker.kill()
+    else:
+        worker.stop(sig=signal.SIGQUIT)
 
 
 @contextmanager
 def celery_worker(log_dir: Path, name: str, env: dict[str, str]) -> Iterator[Worker]:
     """A real ``celery -A app.worker worker`` (threads pool) with ``env`` as its APP_* settings."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
-    full_env.update(env)
-    log_path = log_dir / f"celery-{name}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "app.worker",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "2",
-                "--hostname",
-                f"{name}@%h",
-                "--loglevel",
-                "INFO",
-                # Nothing here needs the cluster-wide chatter; it slows start-up.
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=REPO,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    worker = Worker(process, log_path)
+    worker = start_celery(clean_env(**env), log_dir / f"celery-{name}.log", name)
     try:
-        _wait_until_ready(worker, timeout=30)
+        try:
+            wait_log(worker, " ready.", timeout=30)
+        except ProcessFailed as exc:
+            pytest.fail(str(exc))
         yield worker
     finally:
         stop_worker(worker)

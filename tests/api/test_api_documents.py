@@ -5,7 +5,6 @@ Real uvicorn, the real offline engine, real folders outside the server's base di
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,11 +18,9 @@ from tests.api.conftest import (
     REPO,
     TERMINAL,
     Server,
-    _free_port,
-    _stop,
-    _wait_until_healthy,
     poll_status,
 )
+from tests.support.processes import ProcessFailed, clean_env, free_port, start_command, wait_http
 
 pytestmark = pytest.mark.slow  # real uvicorn and `python -m app` processes
 
@@ -177,30 +174,23 @@ class TestFrontDoor:
 @pytest.fixture
 def serve_command(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """`python -m app serve ...` as a person types it, on a free port."""
-    processes: list[subprocess.Popen[bytes]] = []
+    servers: list[Server] = []
 
     def start(*args: str, cwd: Path) -> Server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
-        env["APP_OUTPUT_DIR"] = str(tmp_path / "output")
-        port = _free_port()
-        log_path = tmp_path / f"serve-{port}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--port", str(port), *args],
-                cwd=cwd,
-                env={**env, "PYTHONPATH": str(REPO)},
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        processes.append(process)
-        server = Server(process, f"http://127.0.0.1:{port}", log_path)
-        _wait_until_healthy(server, timeout=30)
+        env = clean_env(APP_OUTPUT_DIR=str(tmp_path / "output"), PYTHONPATH=str(REPO))
+        port = free_port()
+        command = [sys.executable, "-m", "app", "serve", "--port", str(port), *args]
+        server = start_command(command, env, tmp_path / f"serve-{port}.log", port=port, cwd=cwd)
+        servers.append(server)
+        try:
+            wait_http(server, "/healthz", timeout=30)
+        except ProcessFailed as exc:
+            pytest.fail(str(exc))
         return server
 
     yield start
-    for process in processes:
-        _stop(process)
+    for server in servers:
+        server.stop()
 
 
 class TestServeCommand:

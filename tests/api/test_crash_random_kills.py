@@ -12,11 +12,7 @@ seed, KILLS cycles, every wait with a deadline.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +24,15 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.api.conftest import REPO, _free_port
+from tests.support.processes import (
+    REPO,
+    SERVICE_APP,
+    ProcessFailed,
+    Service,
+    clean_env,
+    start_uvicorn,
+    wait_http,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -51,48 +55,25 @@ class Cluster:
 
 
 @contextmanager
-def _server(
-    output: Path, log: Path, *, workers: int
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "OPENAI_"))}
-    env.update(
+def _server(output: Path, log: Path, *, workers: int) -> Iterator[Service]:
+    env = clean_env(
         APP_BASE_DIR=str(REPO),
         APP_OUTPUT_DIR=str(output),
         APP_PIPELINE="benchmarks.fast_pipeline:answer_at_once",
         APP_MAX_QUEUED="10000",
     )
-    with log.open("ab") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.api.main:app", "--port", str(port),
-             "--workers", str(workers)],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=handle,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    server = start_uvicorn(SERVICE_APP, env, log, workers=workers, new_session=True)
     try:
-        yield process, f"http://127.0.0.1:{port}"
+        yield server
     finally:
-        _kill(process)
+        server.kill_group()
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the server and its workers (one process group), and reap it."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(base_url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # poll interval of a bounded readiness loop
-    pytest.fail(f"server not ready:\n{log.read_text()[-3000:]}")
+def _wait_healthy(server: Service) -> None:
+    try:
+        wait_http(server, "/readyz", timeout=30)
+    except ProcessFailed as exc:
+        pytest.fail(str(exc))
 
 
 def _wait_for_log(log: Path, text: str, before: int) -> None:
@@ -192,12 +173,13 @@ def test_random_kills_leave_every_run_true(tmp_path: Path) -> None:
     for cycle in range(KILLS):
         workers = 2 if cycle % 3 == 2 else 1
         before = log.stat().st_size if log.exists() else 0
-        with _server(output, log, workers=workers) as (process, base_url):
+        with _server(output, log, workers=workers) as server:
+            base_url = server.base_url
             if cycle % 4 == 3:
                 # Killed while it starts: during the recovery of what the last kill left.
                 _wait_for_log(log, "Waiting for application startup", before)
                 continue
-            _wait_healthy(process, base_url, log)
+            _wait_healthy(server)
             _check(output, base_url, cluster)
             stop = threading.Event()
             clients = [
@@ -213,11 +195,11 @@ def test_random_kills_leave_every_run_true(tmp_path: Path) -> None:
             deadline = time.monotonic() + 20
             while len(cluster.accepted) < target and time.monotonic() < deadline:
                 time.sleep(0.002)  # poll interval: the kill comes after `target` accepts
-            _kill(process)
+            server.kill_group()
             stop.set()
             for thread in clients:
                 thread.join(timeout=20)
-    with _server(output, log, workers=2) as (process, base_url):
-        _wait_healthy(process, base_url, log)
-        _check(output, base_url, cluster)
+    with _server(output, log, workers=2) as server:
+        _wait_healthy(server)
+        _check(output, server.base_url, cluster)
     assert len(cluster.accepted) > 200

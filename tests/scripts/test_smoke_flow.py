@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import BLOCKING, REPO, _free_port
+from tests.api.conftest import BLOCKING, REPO
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +144,7 @@ class TestBrokenServer:
 
 
 def test_unreachable_server_exits_2(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     done = smoke("--base-url", url, "--question", QUESTION, "--out", str(tmp_path / "out"))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "UNREACHABLE" in done.stderr

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from tests.api.conftest import FILE_GATED, REPO, Server, _free_port, uvicorn_server_at
+from tests.api.conftest import FILE_GATED, REPO, Server, uvicorn_server_at
 from tests.api.gated_pipeline import FILE_GATED_ANSWER, RELEASE_FILE, delta_file, delta_text
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +118,7 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_events(
 ) -> None:
     output = tmp_path / "output"
     env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
-    port = _free_port()
+    port = free_port()
     app = "app.api.main:app"
     with uvicorn_server_at(tmp_path, port, app, {**env, "APP_PIPELINE": FILE_GATED}) as first:
         page.goto(first.base_url + "/demo/")
