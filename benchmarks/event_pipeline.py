@@ -23,8 +23,7 @@ import random
 import time
 from pathlib import Path
 
-from app.config import AppConfig
-from app.modules.orchestrator.module import OnEvent, Pipeline, PipelineResult, ShouldStop
+from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
 
 POLL_S = 0.005
 MAX_WAIT_S = 900.0  # a bound of its own, should nobody ever end the run
@@ -41,18 +40,10 @@ def _order(path: Path) -> tuple[int, float, str]:
     return count, interval, kind
 
 
-def emit_on_demand(
-    config: AppConfig,
-    question: str,
-    run_id: str,
-    *,
-    on_event: OnEvent | None = None,
-    should_stop: ShouldStop | None = None,
-) -> PipelineResult:
+@pipeline
+def emit_on_demand(call: RunCall) -> PipelineResult:
     began = time.monotonic()
-    run_dir = config.output_root / run_id
-    emit: OnEvent = on_event or (lambda _: None)
-    stop: ShouldStop = should_stop or (lambda: False)
+    run_dir, emit, stop = call.run_dir, call.emit, call.should_stop
 
     def progress(message: str, step: int) -> None:
         emit(
@@ -91,12 +82,8 @@ def emit_on_demand(
                 emit({"type": "answer_delta", "text": label})
         n += 1
     return PipelineResult(
-        run_id=run_id,
+        run_id=call.run_id,
         status=status,
         finish_reason=reason,
         seconds=round(time.monotonic() - began, 4),
     )
-
-
-# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
-_emit_on_demand: Pipeline = emit_on_demand

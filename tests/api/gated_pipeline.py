@@ -21,14 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.config import AppConfig
-from app.modules.atomic_file import write_json_atomic, write_text_atomic
-from app.modules.orchestrator.module import (
-    OnEvent,
-    Pipeline,
-    PipelineError,
-    PipelineResult,
-    ShouldStop,
-)
+from app.modules.atomic_file import write_text_atomic
+from app.modules.orchestrator.module import PipelineError, PipelineResult, RunCall, pipeline
 
 Behaviour = Literal[
     "complete",  # write final.md and context_bundle.json, end completed
@@ -88,81 +82,54 @@ def _gate_for(run_id: str) -> Gate:
         return found
 
 
-def _never() -> bool:
-    return False
-
-
-def gated_pipeline(
-    config: AppConfig,
-    question: str,
-    run_id: str,
-    *,
-    on_event: OnEvent | None = None,
-    should_stop: ShouldStop | None = None,
-) -> PipelineResult:
-    """run_pipeline's signature; behaves as the run's gate says."""
-    g = _gate_for(run_id)
-    stop = should_stop or _never
-    emit = on_event or (lambda _event: None)
+@pipeline
+def gated_pipeline(call: RunCall) -> PipelineResult:
+    """Behaves as the run's gate says."""
+    g = _gate_for(call.run_id)
     with _lock:
         g.calls += 1
-        g.config, g.question = config, question
-    emit(_progress("gate", "Waiting for the test to release the run", 1))
+        g.config, g.question = call.config, call.question
+    call.emit(_progress("gate", "Waiting for the test to release the run", 1))
     g.started.set()
     if g.behaviour == "block":
-        while not stop():
+        while not call.should_stop():
             g.stopped.wait(POLL_S)  # never set here: a bounded pause between checks
-        return _stopped(g, run_id)
+        return _stopped(g, call.run_id)
     while not g.release.wait(POLL_S):
-        if stop():
-            return _stopped(g, run_id)
+        if call.should_stop():
+            return _stopped(g, call.run_id)
 
-    run_dir = config.output_root / run_id
     if g.behaviour == "pipeline_error":
         raise PipelineError(g.error_code, g.message)
     if g.behaviour == "crash":
         raise RuntimeError(CRASH_MESSAGE)
-    emit(_progress("save", "Saving the answer and its evidence", 2))
-    final_path = run_dir / "final.md"
-    write_text_atomic(final_path, f"# Answer\n\n{question} The answer is 42 [1].\n")
+    call.emit(_progress("save", "Saving the answer and its evidence", 2))
+    answer = f"# Answer\n\n{call.question} The answer is 42 [1].\n"
     if g.behaviour == "fail_after_writing":
+        write_text_atomic(call.run_dir / "final.md", answer)
         raise PipelineError(g.error_code, g.message)
     with_gaps = g.behaviour == "complete_with_gaps"
-    bundle_path = run_dir / "context_bundle.json"
-    write_json_atomic(
-        bundle_path,
-        {
-            "run_id": run_id,
-            "question": question,
-            "evidence": [{"id": 1, "source": "documents/reports/fleet.md", "text": "42"}],
-            "citations": [{"marker": "[1]", "evidence_id": 1}],
-            "gaps": [{"part": 2, "text": "the unanswerable part"}] if with_gaps else [],
-        },
-    )
-    status, reason = (
-        ("completed_with_gaps", "answered_with_gaps") if with_gaps else ("completed", "answered")
-    )
-    return PipelineResult(
-        run_id,
-        status,
-        reason,
-        final_output_path=final_path,
-        context_bundle_path=bundle_path,
-        evidence_count=1,
-    )
+    gaps = [{"part": 2, "text": "the unanswerable part"}] if with_gaps else []
+    return call.save(answer, _bundle(call, gaps), with_gaps=with_gaps)
 
 
-def blocking_pipeline(
-    config: AppConfig,
-    question: str,
-    run_id: str,
-    *,
-    on_event: OnEvent | None = None,
-    should_stop: ShouldStop | None = None,
-) -> PipelineResult:
+def _bundle(call: RunCall, gaps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "run_id": call.run_id,
+        "question": call.question,
+        "evidence": [{"id": 1, "source": "documents/reports/fleet.md", "text": "42"}],
+        "citations": [{"marker": "[1]", "evidence_id": 1}],
+        "gaps": gaps,
+    }
+
+
+@pipeline
+def blocking_pipeline(call: RunCall) -> PipelineResult:
     """A run that never finishes on its own: it stops when should_stop() says so."""
-    gate(run_id, "block")
-    return gated_pipeline(config, question, run_id, on_event=on_event, should_stop=should_stop)
+    gate(call.run_id, "block")
+    return gated_pipeline(
+        call.config, call.question, call.run_id, on_event=call.emit, should_stop=call.should_stop
+    )
 
 
 RELEASE_FILE = "release"
@@ -178,57 +145,29 @@ def delta_text(number: int) -> str:
     return f"Piece {number}. "
 
 
-def file_gated_pipeline(
-    config: AppConfig,
-    question: str,
-    run_id: str,
-    *,
-    on_event: OnEvent | None = None,
-    should_stop: ShouldStop | None = None,
-) -> PipelineResult:
+@pipeline
+def file_gated_pipeline(call: RunCall) -> PipelineResult:
     """A run steered through files in ``output/<run_id>/`` (works in a server subprocess).
 
     It reports progress ``gate`` and waits. Each file ``delta-<n>`` (n = 1, 2, ...) lets it
     emit the n-th answer_delta, in order; ``release`` lets it finish ``completed``, with a last
     delta, so that the deltas add up to final.md. It checks ``should_stop`` while it waits.
     """
-    stop = should_stop or _never
-    emit = on_event or (lambda _event: None)
-    run_dir = config.output_root / run_id
-    emit(_progress("gate", "Waiting for the test to release the run", 1))
+    run_dir = call.run_dir
+    call.emit(_progress("gate", "Waiting for the test to release the run", 1))
     pieces: list[str] = []
     while True:
         while (run_dir / delta_file(len(pieces) + 1)).exists():
             pieces.append(delta_text(len(pieces) + 1))
-            emit({"type": "answer_delta", "text": pieces[-1]})
+            call.emit({"type": "answer_delta", "text": pieces[-1]})
         if (run_dir / RELEASE_FILE).exists():
             break
-        if stop():
-            return PipelineResult(run_id, "stopped", "cancelled")
+        if call.should_stop():
+            return PipelineResult(call.run_id, "stopped", "cancelled")
         time.sleep(POLL_S)  # a bounded pause between looks at the files
-    emit({"type": "answer_delta", "text": FILE_GATED_ANSWER})
-    emit(_progress("save", "Saving the answer and its evidence", 2))
-    final_path = run_dir / "final.md"
-    write_text_atomic(final_path, "".join(pieces) + FILE_GATED_ANSWER)
-    bundle_path = run_dir / "context_bundle.json"
-    write_json_atomic(
-        bundle_path,
-        {
-            "run_id": run_id,
-            "question": question,
-            "evidence": [{"id": 1, "source": "documents/reports/fleet.md", "text": "42"}],
-            "citations": [{"marker": "[1]", "evidence_id": 1}],
-            "gaps": [],
-        },
-    )
-    return PipelineResult(
-        run_id,
-        "completed",
-        "answered",
-        final_output_path=final_path,
-        context_bundle_path=bundle_path,
-        evidence_count=1,
-    )
+    call.emit({"type": "answer_delta", "text": FILE_GATED_ANSWER})
+    call.emit(_progress("save", "Saving the answer and its evidence", 2))
+    return call.save("".join(pieces) + FILE_GATED_ANSWER, _bundle(call, []))
 
 
 def _stopped(g: Gate, run_id: str) -> PipelineResult:
@@ -246,20 +185,6 @@ def _progress(stage: str, message: str, step: int) -> dict[str, Any]:
     }
 
 
-def malformed_pipeline(
-    config: AppConfig,
-    question: str,
-    run_id: str,
-    *,
-    on_event: OnEvent | None = None,
-    should_stop: ShouldStop | None = None,
-) -> Any:
+def malformed_pipeline(config: AppConfig, question: str, run_id: str, **_: object) -> Any:
     """A broken custom pipeline (APP_PIPELINE): returns something that is no result."""
     return object()
-
-
-# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
-_gated_pipeline: Pipeline = gated_pipeline
-_blocking_pipeline: Pipeline = blocking_pipeline
-_file_gated_pipeline: Pipeline = file_gated_pipeline
-_malformed_pipeline: Pipeline = malformed_pipeline

@@ -17,7 +17,7 @@ import pytest
 from app.api.logging_setup import RunIdFilter
 from app.api.services.backends.files.store import FileClaims
 from app.config import AppConfig
-from app.modules.orchestrator.module import OnEvent, Pipeline, PipelineResult, ShouldStop
+from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
 from tests.api import gated_pipeline
 from tests.api.conftest import ACCEPTED_KEYS, BLOCKING
 
@@ -30,18 +30,12 @@ PIPELINE_LOG = "tests.api.ops_pipeline"
 PIPELINE_MESSAGE = "the logging pipeline is at work"
 
 
-def logging_pipeline(
-    config: AppConfig,
-    question: str,
-    run_id: str,
-    *,
-    on_event: OnEvent | None = None,
-    should_stop: ShouldStop | None = None,
-) -> PipelineResult:
-    """run_pipeline's signature: logs one line from inside the run, then completes."""
+@pipeline
+def logging_pipeline(call: RunCall) -> PipelineResult:
+    """Logs one line from inside the run, then completes."""
     logging.getLogger(PIPELINE_LOG).warning(PIPELINE_MESSAGE)
     return gated_pipeline.gated_pipeline(
-        config, question, run_id, on_event=on_event, should_stop=should_stop
+        call.config, call.question, call.run_id, on_event=call.emit, should_stop=call.should_stop
     )
 
 
@@ -406,7 +400,3 @@ class TestRunIdInLogs:
         assert started[0]["level"] == "INFO"
         assert started[0]["logger"] == "app.api.services.backends.files.executor"
         assert any(e["run_id"] == "-" for e in entries)  # lines outside a run
-
-
-# Checked by mypy against the shape every pipeline has (app.modules.orchestrator.module).
-_logging_pipeline: Pipeline = logging_pipeline

@@ -89,6 +89,70 @@ class PipelineResult:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class RunCall:
+    """One call of a pipeline with its arguments in one value, the defaults filled in: what
+    a pipeline written with ``@pipeline`` receives (the test and benchmark pipelines)."""
+
+    config: AppConfig
+    question: str
+    run_id: str
+    emit: OnEvent
+    should_stop: ShouldStop
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.output_root / self.run_id
+
+    def save(
+        self, answer: str, bundle: dict[str, Any], *, with_gaps: bool = False
+    ) -> PipelineResult:
+        """final.md and context_bundle.json written atomically; the finished run's result."""
+        final, bundle_path = self.run_dir / "final.md", self.run_dir / "context_bundle.json"
+        write_text_atomic(final, answer)
+        write_json_atomic(bundle_path, bundle)
+        status, reason = (
+            ("completed_with_gaps", "answered_with_gaps")
+            if with_gaps
+            else ("completed", "answered")
+        )
+        return PipelineResult(
+            self.run_id,
+            status,
+            reason,
+            final_output_path=final,
+            context_bundle_path=bundle_path,
+            evidence_count=len(bundle.get("evidence", [])),
+        )
+
+
+def pipeline(body: Callable[[RunCall], PipelineResult]) -> Pipeline:
+    """A ``Pipeline`` from a function of one ``RunCall``: the shape ``APP_PIPELINE`` loads,
+    without writing out its signature again."""
+
+    def run(
+        config: AppConfig,
+        question: str,
+        run_id: str,
+        *,
+        on_event: OnEvent | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> PipelineResult:
+        call = RunCall(config, question, run_id, on_event or _ignore, should_stop or _never)
+        return body(call)
+
+    run.__name__, run.__qualname__, run.__doc__ = body.__name__, body.__qualname__, body.__doc__
+    return run
+
+
+def _ignore(_event: Event) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
 class _Stopped(Exception):
     pass
 
