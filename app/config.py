@@ -78,6 +78,22 @@ class AppConfig(BaseSettings):
     # A Celery worker refreshes a running run's heartbeat this often; a run whose heartbeat
     # is 3 intervals old is recorded failed/interrupted by the sweeper on the API nodes.
     heartbeat_s: float = Field(default=5.0, gt=0)
+    # Where API nodes send runs to Celery workers; unset: the Redis of APP_REDIS_URL. An
+    # amqp:// URL uses RabbitMQ (recommended in production: real acknowledgements, a
+    # durable quorum queue, publisher confirms). Run state and events stay in Redis.
+    broker_url: str | None = None
+    # A queued run is sent to the workers again when it has waited at least this long
+    # (unset: 3 heartbeats) and the queue shows its message is gone: a run queued after it
+    # has started, or no run is running at all. README "When a worker or the broker fails".
+    requeue_after_s: float | None = Field(default=None, gt=0)
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def requeue_grace_s(self) -> float:
+        return self.requeue_after_s or 3 * self.heartbeat_s
 
     # --- HTTP layer ---
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

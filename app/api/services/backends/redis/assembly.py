@@ -30,7 +30,7 @@ async def redis_backend(
 ) -> AsyncIterator[Backend]:
     """Beyond one machine: run state and events in Redis, runs on Celery workers."""
     # Imported here: the default backend needs neither redis nor celery at start-up.
-    from app.api.services.backends.redis.executor import CeleryExecutor, sweep_lost_runs  # noqa: PLC0415
+    from app.api.services.backends.redis.executor import CeleryExecutor, Sweeper, sweep  # noqa: PLC0415
     from app.api.services.backends.redis.store import RedisRunStore  # noqa: PLC0415
     from app.api.services.backends.redis.stream import RedisRunStream  # noqa: PLC0415
 
@@ -45,9 +45,8 @@ async def redis_backend(
     log.info("%s", await anyio.to_thread.run_sync(startup_summary, config))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(end_streams_on, shutdown, stream.close)
-        tasks.start_soon(
-            partial(sweep_lost_runs, store, interval_s=config.heartbeat_s, stop=shutdown)
-        )
+        sweeper = Sweeper(store, executor.celery, config)
+        tasks.start_soon(partial(sweep, sweeper, interval_s=config.heartbeat_s, stop=shutdown))
         start_retention(tasks, config, store, shutdown)
         try:
             yield store, executor, stream

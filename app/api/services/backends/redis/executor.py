@@ -29,16 +29,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from celery import Celery
+from kombu.entity import Exchange, Queue
 
 from app.api.logging_setup import run_context
-from app.api.services.backends.redis.store import RedisRunStore
+from app.api.services.backends.redis.store import HEARTBEAT_LIVES, RedisRunStore
 from app.api.services.errors import (
     QueueFull,
     RunAlreadyFinished,
@@ -75,23 +75,47 @@ VISIBILITY_MARGIN_S = 300
 
 def make_celery(config: AppConfig) -> Celery:
     """The Celery application of this deployment: broker, queue and delivery guarantees."""
-    app = Celery("answer", broker=config.redis_url, set_as_current=False)
+    broker = config.broker
+    app = Celery("answer", broker=broker, set_as_current=False)
+    queue = f"{config.redis_prefix}.runs"
     app.conf.update(
-        task_default_queue=f"{config.redis_prefix}.runs",
+        task_default_queue=queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
         # One run at a time per worker process: a prefetched run would wait behind a long one.
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": int(config.run_timeout_s) + VISIBILITY_MARGIN_S,
-            # The broker's keys share the deployment's prefix (several deployments, or test
-            # runs, in one Redis).
-            "global_keyprefix": f"{config.redis_prefix}:celery:",
-        },
+        broker_connection_max_retries=None,  # an outage is waited out, not given up on
         worker_hijack_root_logger=False,
     )
+    if broker.startswith(("amqp://", "amqps://", "pyamqp://")):
+        # RabbitMQ: a message whose consumer's connection dies is delivered again; the
+        # queue is a quorum queue (replicated, durable), and a send returns only once the
+        # broker has the message (publisher confirms).
+        app.conf.update(
+            task_queues=[
+                Queue(  # type: ignore[no-untyped-call]
+                    queue,
+                    Exchange(queue, type="direct", durable=True),  # type: ignore[no-untyped-call]
+                    routing_key=queue,
+                    queue_arguments={"x-queue-type": "quorum"},
+                    durable=True,
+                )
+            ],
+            broker_transport_options={"confirm_publish": True},
+            task_default_delivery_mode="persistent",
+            worker_detect_quorum_queues=True,
+        )
+    else:
+        app.conf.update(
+            broker_transport_options={
+                "visibility_timeout": int(config.run_timeout_s) + VISIBILITY_MARGIN_S,
+                # The broker's keys share the deployment's prefix (several deployments, or
+                # test runs, in one Redis).
+                "global_keyprefix": f"{config.redis_prefix}:celery:",
+            },
+        )
     return app
 
 
@@ -321,23 +345,71 @@ class CeleryExecutor:
         self.celery.close()
 
 
-async def sweep_lost_runs(store: RedisRunStore, *, interval_s: float, stop: anyio.Event) -> None:
-    """Record runs whose worker's heartbeat expired as failed/interrupted, until ``stop``."""
+class Sweeper:
+    """What every API node checks each heartbeat interval, so that no run is left behind.
+
+    - Lost runs: a running run whose worker's heartbeat expired is recorded
+      failed/interrupted (``worker_lost``); it is never run again silently. Heartbeats are
+      judged only ``HEARTBEAT_LIVES`` intervals after Redis became reachable again: an
+      outage stops every heartbeat, and a healthy worker needs one interval to beat again.
+    - Stranded runs: a queued run whose message the broker lost (a consumer frozen or
+      killed while holding it, a broker that dropped it) is sent again (see
+      ``RedisRunStore.stranded_runs``). A delivery of a run that an attempt has already
+      claimed does nothing (``WorkerRuntime.execute``), so a run runs at most once.
+    """
+
+    def __init__(self, store: RedisRunStore, celery: Celery, config: AppConfig) -> None:
+        self.store = store
+        self.celery = celery
+        self.config = config
+        self.judge_after = 0.0  # monotonic time before which no heartbeat is judged
+        self.reachable = True
+
+    def sweep(self) -> None:
+        """One pass (blocking: Redis and the broker are reached from a thread)."""
+        try:
+            if not self.reachable:
+                self.store.count()  # raises while Redis is still away
+                self.reachable = True
+                grace = HEARTBEAT_LIVES * self.config.heartbeat_s
+                self.judge_after = time.monotonic() + grace
+                log.info("sweeper: Redis is back; heartbeats are judged again in %.1f s", grace)
+            self._lost()
+            self._stranded()
+        except StoreUnavailable:
+            if self.reachable:
+                log.warning("sweeper: Redis is unreachable; heartbeats are not judged")
+            self.reachable = False
+            raise
+
+    def _lost(self) -> None:
+        if time.monotonic() < self.judge_after:
+            return
+        for run_id in self.store.lost_runs():
+            moved = self.store.try_transition(
+                run_id, "failed", expect=RUNNING, finish_reason="interrupted", error=LOST_ERROR
+            )
+            if moved is not None:
+                log.warning("run %s: its worker was lost; recorded failed/interrupted", run_id)
+
+    def _stranded(self) -> None:
+        for run_id in self.store.stranded_runs(grace_s=self.config.requeue_grace_s):
+            times = self.store.mark_resent(run_id)
+            try:
+                self.celery.send_task(TASK_NAME, args=[run_id], task_id=run_id)
+            except Exception:  # the broker is down: the next pass tries again
+                log.exception("run %s: could not be sent again", run_id)
+                continue
+            log.warning("run %s: queued with no worker on it; sent again (%d)", run_id, times)
+
+
+async def sweep(sweeper: Sweeper, *, interval_s: float, stop: anyio.Event) -> None:
+    """Run ``sweeper`` every ``interval_s`` until ``stop``."""
     while not stop.is_set():
         try:
-            for run_id in await anyio.to_thread.run_sync(store.lost_runs):
-                moved = await anyio.to_thread.run_sync(
-                    partial(
-                        store.try_transition,
-                        run_id,
-                        "failed",
-                        expect=RUNNING,
-                        finish_reason="interrupted",
-                        error=LOST_ERROR,
-                    )
-                )
-                if moved is not None:
-                    log.warning("run %s: its worker was lost; recorded failed/interrupted", run_id)
+            await anyio.to_thread.run_sync(sweeper.sweep)
+        except StoreUnavailable:
+            pass  # said once by the sweeper; the next pass tries again
         except Exception:  # a failed pass must not take the server down; the next one retries
             log.exception("sweeper: the pass failed")
         with anyio.move_on_after(interval_s):

@@ -8,6 +8,10 @@ Keys, each starting with APP_REDIS_PREFIX (``P``)::
     P:runs           sorted set: every run id, scored by creation time in microseconds
     P:counts         hash: runs per status (metrics, queue depth)
     P:running        set: the running runs (the sweeper's worklist)
+    P:queued         sorted set: the queued runs by creation time (the re-sender's worklist)
+    P:marks          sorted set: ``newest_started``, the creation time of the newest run
+                     that has started
+    P:resent         hash: run id -> ``<times>:<last time>`` a queued run was sent again
     P:hb:<id>        a running run's heartbeat; it expires when its worker stops beating
     P:cancel:<id>    a cancel request for a running run; its worker's should_stop sees it
     P:idem:<sha256>  an Idempotency-Key's run id ('' while the run is being created)
@@ -35,6 +39,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -395,6 +400,7 @@ class RedisRunStore:
                         pipe.zadd(self.key("runs"), {run_id: after.created_ns // 1000})
                     if old_status != after.status:
                         self._reindex(pipe, run_id, old_status, after.status)
+                        self._requeue_index(pipe, run_id, after, old_status)
                     pipe.execute()
                     return copy.copy(after)
                 except WatchError:
@@ -411,6 +417,56 @@ class RedisRunStore:
         elif old == "running":
             pipe.srem(self.key("running"), run_id)
             pipe.delete(self.key("hb", run_id), self.key("cancel", run_id))
+
+    def _requeue_index(self, pipe: Any, run_id: str, after: RunState, old: str | None) -> None:
+        """What the re-sending of stranded runs reads: the queued runs by creation time, and
+        the newest creation time of any run that has started."""
+        created_us = after.created_ns // 1000
+        if after.status == "queued":
+            pipe.zadd(self.key("queued"), {run_id: created_us})
+        elif old == "queued":
+            pipe.zrem(self.key("queued"), run_id)
+            pipe.hdel(self.key("resent"), run_id)
+        if after.status == "running":
+            pipe.zadd(self.key("marks"), {"newest_started": created_us}, gt=True)
+
+    def stranded_runs(self, *, grace_s: float, now_us: int | None = None) -> list[str]:
+        """Queued runs whose message to the workers is gone, due to be sent again.
+
+        A run is stranded when it has waited at least ``grace_s`` and the queue shows its
+        message is lost: a run queued after it has already started (the workers took the
+        queue past it), or no run is running at all (an idle worker would have taken it).
+        A run is sent again at most once per ``grace_s`` x 2^(times sent again), so a
+        deployment with no worker at all does not fill its broker.
+        """
+        now_us = now_us or time.time_ns() // 1000
+        with _unavailable(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(
+                self.key("queued"), "-inf", now_us - int(grace_s * 1e6), withscores=True
+            )
+            pipe.zscore(self.key("marks"), "newest_started")
+            pipe.scard(self.key("running"))
+            pipe.hgetall(self.key("resent"))
+            waiting, newest_started, running, resent = pipe.execute()
+        found = []
+        for run_id, created_us in waiting:
+            passed_by = newest_started is not None and newest_started > created_us
+            if not (passed_by or running == 0):
+                continue
+            times, _, last_us = resent.get(run_id, "0:0").partition(":")
+            due = int(last_us or 0) + int(grace_s * 1e6) * 2 ** int(times)
+            if int(times) == 0 or now_us >= due:
+                found.append(run_id)
+        return found
+
+    def mark_resent(self, run_id: str, *, now_us: int | None = None) -> int:
+        """Record that ``run_id``'s task was sent again; how many times it has been."""
+        now_us = now_us or time.time_ns() // 1000
+        with _unavailable():
+            raw = self.redis.hget(self.key("resent"), run_id) or "0:0"
+            times = int(raw.partition(":")[0]) + 1
+            self.redis.hset(self.key("resent"), run_id, f"{times}:{now_us}")
+        return times
 
     def _keep_on_disk(self, state: RunState) -> None:
         """A finished run's folder gets its events and final state, like the file backend's."""

@@ -1,0 +1,163 @@
+"""APP_BACKEND=redis under faults, with real processes: two API nodes, Celery workers, the
+real Redis and (for the RabbitMQ broker) the real RabbitMQ on loopback.
+
+A consumer that is frozen while it holds a run's message, then killed, takes the message
+with it: on the Redis broker the message has left the queue and is in no unacknowledged
+set; on RabbitMQ the broker delivers it again when the connection dies. Either way the run
+must still run, exactly once, on the workers that are left.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from kombu import Connection
+
+from tests.api.conftest import Server, uvicorn_server
+from tests.api.redis_support import (
+    REDIS_URL,
+    Worker,
+    celery_worker,
+    drop_keys,
+    new_prefix,
+    redis_client,
+    stop_worker,
+)
+
+pytestmark = pytest.mark.slow
+
+RUNS = "/api/v1/runs"
+RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
+FAST = "benchmarks.fast_pipeline:answer_at_once"
+TIMEOUT = 30.0
+
+
+def _wait(condition: object, what: str, *, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.05)  # poll interval of a bounded wait for a state
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _status(base_url: str, run_id: str) -> str:
+    return str(httpx.get(f"{base_url}{RUNS}/{run_id}/status", timeout=5).json()["status"])
+
+
+def _running_events(base_url: str, run_id: str) -> int:
+    """How many times the run was moved to running: once per execution."""
+    with httpx.stream("GET", f"{base_url}{RUNS}/{run_id}/events", timeout=10) as response:
+        text = "".join(response.iter_text())
+    return sum(
+        1
+        for block in text.split("\n\n")
+        if "event: status" in block and '"status":"running"' in block.replace(" ", "")
+    )
+
+
+class Deployment:
+    def __init__(self, tmp_path: Path, broker: str | None) -> None:
+        self.client = redis_client()
+        self.prefix = new_prefix()
+        self.log_dir = tmp_path / "logs"
+        self.log_dir.mkdir()
+        self.base = tmp_path / "base"
+        (self.base / "documents").mkdir(parents=True)
+        self.env = {
+            "APP_BACKEND": "redis",
+            "APP_EXECUTOR": "celery",
+            "APP_REDIS_URL": REDIS_URL,
+            "APP_REDIS_PREFIX": self.prefix,
+            "APP_BASE_DIR": str(self.base),
+            "APP_OUTPUT_DIR": str(self.base / "output"),
+            "APP_PIPELINE": FAST,
+            "APP_HEARTBEAT_S": "0.5",
+            "APP_REQUEUE_AFTER_S": "1",
+        }
+        if broker is not None:
+            self.env["APP_BROKER_URL"] = broker
+        self.broker = broker
+        self.stack = ExitStack()
+        self.nodes: list[Server] = []
+        self.workers: list[Worker] = []
+
+    def start_nodes(self) -> None:
+        for _ in range(2):
+            self.nodes.append(self.stack.enter_context(uvicorn_server(self.log_dir, **self.env)))
+
+    def add_worker(self, name: str) -> Worker:
+        worker = self.stack.enter_context(celery_worker(self.log_dir, name, self.env))
+        self.workers.append(worker)
+        return worker
+
+    def queue_length(self) -> int:
+        queue = f"{self.prefix}.runs"
+        if self.broker is None:
+            return int(self.client.llen(f"{self.prefix}:celery:{queue}"))
+        with Connection(self.broker) as connection:
+            channel = connection.default_channel
+            _, messages, _ = channel.queue_declare(queue=queue, passive=True)
+            return int(messages)
+
+    def close(self) -> None:
+        self.stack.close()
+        drop_keys(self.client, self.prefix)
+        if self.broker is not None:
+            with Connection(self.broker) as connection:
+                channel = connection.default_channel
+                channel.queue_delete(queue=f"{self.prefix}.runs")
+                channel.exchange_delete(exchange=f"{self.prefix}.runs")
+
+    def logs(self) -> str:
+        parts = [f"--- node {n.base_url}\n{n.log()}" for n in self.nodes]
+        parts += [f"--- worker {w.log_path.name}\n{w.log()}" for w in self.workers]
+        return "\n".join(parts)
+
+
+@pytest.fixture(params=["redis-broker", "rabbitmq-broker"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    made = Deployment(tmp_path, None if request.param == "redis-broker" else RABBIT_URL)
+    try:
+        made.start_nodes()
+        yield made
+    finally:
+        made.close()
+
+
+def test_a_run_whose_consumer_froze_and_died_holding_it_still_runs_once(
+    deployment: Deployment,
+) -> None:
+    frozen = deployment.add_worker("frozen")
+    frozen.process.send_signal(signal.SIGSTOP)  # idle, waiting on the broker: now it cannot read
+    try:
+        a, b = deployment.nodes[0].base_url, deployment.nodes[1].base_url
+        created = httpx.post(f"{a}{RUNS}", json={"question": "How many trucks?"}, timeout=10)
+        assert created.status_code == 202, created.text
+        run_id = created.json()["run_id"]
+        # The broker handed the message to the frozen consumer: it has left the queue.
+        _wait(lambda: deployment.queue_length() == 0, "the message to leave the queue")
+        assert _status(b, run_id) == "queued"
+    finally:
+        stop_worker(frozen, kill=True)  # it dies with the message, never having read it
+    lost_at = time.monotonic()
+    deployment.add_worker("w1")
+    deployment.add_worker("w2")
+    try:
+        _wait(lambda: _status(b, run_id) == "completed", f"run {run_id} to complete")
+    except pytest.fail.Exception:
+        pytest.fail(f"run {run_id} is {_status(b, run_id)}:\n{deployment.logs()}")
+    print(f"lost message -> completed in {time.monotonic() - lost_at:.2f} s")
+    assert _running_events(a, run_id) == 1
+    # The workers are still serving: a new run completes.
+    again = httpx.post(f"{b}{RUNS}", json={"question": "And now?"}, timeout=10).json()["run_id"]
+    _wait(lambda: _status(a, again) == "completed", f"run {again} to complete")
+    state = json.loads((deployment.base / "output" / run_id / "api_state.json").read_text())
+    assert state["status"] == "completed"
