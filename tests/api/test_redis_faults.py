@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 
 from tests.api.conftest import Server, uvicorn_server
 from tests.api.redis_support import (
