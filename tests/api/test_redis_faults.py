@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from kombu.connection import Connection
 
-from tests.api.conftest import Server, uvicorn_server
+from tests.api import gated_pipeline
+from tests.api.conftest import FILE_GATED, TERMINAL, Server, uvicorn_server
 from tests.api.redis_support import (
     REDIS_URL,
     Worker,
@@ -30,6 +32,7 @@ from tests.api.redis_support import (
     redis_client,
     stop_worker,
 )
+from tests.support.processes import Service, free_port, start_command
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +42,15 @@ FAST = "benchmarks.fast_pipeline:answer_at_once"
 TIMEOUT = 30.0
 
 
-def _wait(condition: object, what: str, *, timeout: float = TIMEOUT) -> None:
+def _wait(
+    condition: Callable[[], bool], what: str, *, timeout: float = TIMEOUT, logs: str = ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if callable(condition) and condition():
+        if condition():
             return
         time.sleep(0.05)  # poll interval of a bounded wait for a state
-    pytest.fail(f"timed out waiting for {what}")
+    pytest.fail(f"timed out waiting for {what}\n{logs}")
 
 
 def _status(base_url: str, run_id: str) -> str:
@@ -161,3 +166,82 @@ def test_a_run_whose_consumer_froze_and_died_holding_it_still_runs_once(
     _wait(lambda: _status(a, again) == "completed", f"run {again} to complete")
     state = json.loads((deployment.base / "output" / run_id / "api_state.json").read_text())
     assert state["status"] == "completed"
+
+
+class OwnRedis:
+    """A redis-server of this test's own on a free loopback port, with its data on disk
+    (append-only file), so that it can be stopped and started like a real outage without
+    touching the machine's shared Redis."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.service: Service | None = None
+
+    def start(self) -> None:
+        command = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
+            "--save", "",
+        ]  # fmt: skip
+        self.service = start_command(command, {}, self.folder / "redis.log", port=self.port)
+        client = redis.Redis(port=self.port)
+        _wait(lambda: _pings(client), "the own Redis to answer", timeout=10)
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()  # SIGTERM: redis-server flushes its append-only file and exits
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def outage(tmp_path: Path) -> Iterator[tuple[Deployment, OwnRedis]]:
+    own = OwnRedis(tmp_path / "redis")
+    own.start()
+    made = Deployment(tmp_path, None)
+    made.client = redis.Redis.from_url(own.url, decode_responses=True)
+    made.env |= {"APP_REDIS_URL": own.url, "APP_PIPELINE": FILE_GATED}
+    try:
+        made.start_nodes()
+        yield made, own
+    finally:
+        made.stack.close()  # its keys go with the Redis of its own
+        own.stop()
+
+
+def test_a_redis_outage_longer_than_three_heartbeats_loses_no_run_and_no_worker(
+    outage: tuple[Deployment, OwnRedis],
+) -> None:
+    deployment, own = outage
+    worker = deployment.add_worker("w1")
+    a, b = deployment.nodes[0].base_url, deployment.nodes[1].base_url
+    run_id = httpx.post(f"{a}{RUNS}", json={"question": "Q?"}, timeout=10).json()["run_id"]
+    _wait(lambda: _status(b, run_id) == "running", "the run to start", logs=deployment.logs())
+    own.stop()
+    # The outage: longer than three heartbeats (0.5 s each) by design, not a wait for a state.
+    time.sleep(2.5)
+    own.start()
+    (deployment.base / "output" / run_id / gated_pipeline.RELEASE_FILE).touch()
+    try:
+        _wait(lambda: _status(b, run_id) in TERMINAL, f"run {run_id} to end", timeout=60)
+    except pytest.fail.Exception:
+        pytest.fail(f"run {run_id} is {_status(b, run_id)}:\n{deployment.logs()}")
+    assert _status(b, run_id) == "completed", deployment.logs()
+    assert worker.process.poll() is None, worker.log()
+    again = httpx.post(f"{b}{RUNS}", json={"question": "And now?"}, timeout=10).json()["run_id"]
+    _wait(
+        lambda: _status(a, again) == "running",
+        "a new run to start",
+        logs=deployment.logs(),
+        timeout=60,
+    )
+    (deployment.base / "output" / again / gated_pipeline.RELEASE_FILE).touch()
+    _wait(lambda: _status(a, again) == "completed", f"run {again} to complete")

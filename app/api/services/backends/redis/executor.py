@@ -6,14 +6,23 @@ calls the same ``run_pipeline`` as the thread pool (through run_job.JobRunner), 
 the terminal state; progress and answer pieces go straight to the run's Redis stream, where
 any API node's event stream reads them.
 
-What a lost worker leaves behind is always defined:
+Redis holds the truth about a run; the broker only rings the bell. What a fault leaves
+behind is always defined:
 
-- ``acks_late`` + ``reject_on_worker_lost``: the message is acknowledged only after the run
-  has ended, so a worker that dies first leaves it to be delivered again. A delivery that
-  finds its run running (the lost worker's) or already finished does nothing.
+- A message is acknowledged when a worker takes it, before the run starts: a worker that
+  loses its broker connection while it runs a run holds no unacknowledged message, so it
+  reconnects and the run goes on. (With late acknowledgements, kombu's Redis transport
+  tries to put the held message back through the dead connection, ``AttributeError:
+  'NoneType' object has no attribute 'hostname'``, and the worker never consumes again:
+  celery/kombu#582, #970, still in kombu 5.7.0; tests/api/test_redis_faults.py.)
+- A run whose message was lost (taken by a consumer that froze or died before it claimed
+  the run, dropped by a broker) stays ``queued``: the sweeper on the API nodes sends it
+  again (``Sweeper``). A delivery that finds its run running or finished does nothing, so a
+  run is claimed, and executed, once.
 - While a run is running its worker refreshes a heartbeat key every APP_HEARTBEAT_S; the
-  sweeper on the API nodes records a run whose heartbeat has expired (3 intervals) as
-  ``failed/interrupted``, so no run stays "running" forever.
+  sweeper records a run whose heartbeat has expired (3 intervals) as
+  ``failed/interrupted`` (never a silent re-run), judging heartbeats only 3 intervals after
+  Redis is reachable again, so an outage does not make a healthy run lost.
 
 Cancelling a queued run moves it to stopped at once (the worker skips it); a running run
 gets a cancel key that the worker's ``should_stop`` reads, at most every CANCEL_POLL_S.
@@ -68,8 +77,8 @@ BROKER_ERROR = {
     "code": "broker_unavailable",
     "message": "the run could not be handed to a worker; start it again",
 }
-# The broker redelivers a message that is still unacknowledged after this long. With
-# acks_late a run is acknowledged when it ends, so this must outlast the longest run.
+# The Redis broker redelivers a message still unacknowledged after this long. Messages are
+# acknowledged when taken, so only one restored after a lost connection waits this out.
 VISIBILITY_MARGIN_S = 300
 
 
@@ -80,8 +89,8 @@ def make_celery(config: AppConfig) -> Celery:
     queue = f"{config.redis_prefix}.runs"
     app.conf.update(
         task_default_queue=queue,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        task_acks_late=False,
+        task_reject_on_worker_lost=False,
         task_ignore_result=True,
         # One run at a time per worker process: a prefetched run would wait behind a long one.
         worker_prefetch_multiplier=1,
@@ -135,8 +144,10 @@ def register_worker_task(app: Celery, config: AppConfig) -> None:
 
     app.task(
         name=TASK_NAME,
-        acks_late=True,
-        reject_on_worker_lost=True,
+        # Taken means acknowledged: the run's own state, not the message, says whether it
+        # has run (module docstring).
+        acks_late=False,
+        reject_on_worker_lost=False,
         # Redis unreachable before the run could start: the task comes back later instead
         # of being acknowledged as failed (which would leave the run queued for good).
         autoretry_for=(StoreUnavailable,),
