@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from httpx_sse import connect_sse
 from kombu.connection import Connection
 
 from tests.api import gated_pipeline
@@ -168,6 +170,31 @@ def test_a_run_whose_consumer_froze_and_died_holding_it_still_runs_once(
     assert state["status"] == "completed"
 
 
+class Follower(threading.Thread):
+    """An SSE client following one run to its end, as a browser would."""
+
+    def __init__(self, base_url: str, run_id: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{base_url}{RUNS}/{run_id}/events"
+        self.events: list[tuple[str, str | None]] = []
+        self.ids: list[int] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with (
+                httpx.Client(timeout=httpx.Timeout(10, read=90)) as client,
+                connect_sse(client, "GET", self.url) as source,
+            ):
+                for sse in source.iter_sse():
+                    if sse.event == "ping" or not sse.data:
+                        continue
+                    self.ids.append(int(sse.id))
+                    self.events.append((sse.event, json.loads(sse.data).get("status")))
+        except BaseException as exc:
+            self.error = exc
+
+
 class OwnRedis:
     """A redis-server of this test's own on a free loopback port, with its data on disk
     (append-only file), so that it can be stopped and started like a real outage without
@@ -225,6 +252,8 @@ def test_a_redis_outage_longer_than_three_heartbeats_loses_no_run_and_no_worker(
     a, b = deployment.nodes[0].base_url, deployment.nodes[1].base_url
     run_id = httpx.post(f"{a}{RUNS}", json={"question": "Q?"}, timeout=10).json()["run_id"]
     _wait(lambda: _status(b, run_id) == "running", "the run to start", logs=deployment.logs())
+    follower = Follower(b, run_id)  # an event stream open across the outage
+    follower.start()
     own.stop()
     # The outage: longer than three heartbeats (0.5 s each) by design, not a wait for a state.
     time.sleep(2.5)
@@ -235,6 +264,11 @@ def test_a_redis_outage_longer_than_three_heartbeats_loses_no_run_and_no_worker(
     except pytest.fail.Exception:
         pytest.fail(f"run {run_id} is {_status(b, run_id)}:\n{deployment.logs()}")
     assert _status(b, run_id) == "completed", deployment.logs()
+    follower.join(timeout=TIMEOUT)
+    assert follower.error is None, follower.error  # ended cleanly, not a torn body
+    assert follower.events[-1] == ("status", "completed"), follower.events
+    ids = follower.ids
+    assert ids == sorted(set(ids)), ids  # no gap-filling repeats, in order
     assert worker.process.poll() is None, worker.log()
     again = httpx.post(f"{b}{RUNS}", json={"question": "And now?"}, timeout=10).json()["run_id"]
     _wait(

@@ -9,19 +9,34 @@ stopping, so no stream outlives either by more than that.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncGenerator
 
+import anyio
+
 from app.api.services.backends.redis.store import RedisRunStore
-from app.api.services.errors import RunNotFound
+from app.api.services.errors import RunNotFound, StoreUnavailable
 from app.api.services.run_store import RunEvent, is_terminal
 
+log = logging.getLogger(__name__)
+
 BLOCK_MS = 1000
+OUTAGE_HOLD_S = 60.0  # how long a stream waits for Redis to come back before it ends
+OUTAGE_RETRY_S = 0.5
 
 
 class RedisRunStream:
-    def __init__(self, store: RedisRunStore, *, block_ms: int = BLOCK_MS) -> None:
+    def __init__(
+        self,
+        store: RedisRunStore,
+        *,
+        block_ms: int = BLOCK_MS,
+        outage_hold_s: float = OUTAGE_HOLD_S,
+    ) -> None:
         self.store = store
         self.block_ms = block_ms
+        self.outage_hold_s = outage_hold_s
         self._open = 0
         self._closed = False
 
@@ -44,8 +59,25 @@ class RedisRunStream:
         self._open += 1
         try:
             sent = last_event_id
+            unreachable_since: float | None = None
             while not self._closed:
-                events = await self.store.aread_events(run_id, after=sent, block_ms=self.block_ms)
+                try:
+                    events = await self.store.aread_events(
+                        run_id, after=sent, block_ms=self.block_ms
+                    )
+                except StoreUnavailable:
+                    # Redis is away: hold the connection (sse-starlette keeps pinging it)
+                    # and go on from the last event sent when Redis is back; after
+                    # OUTAGE_HOLD_S end the stream cleanly, and the client resumes with
+                    # Last-Event-ID. Never a torn body.
+                    now = time.monotonic()
+                    unreachable_since = unreachable_since or now
+                    if now - unreachable_since > self.outage_hold_s:
+                        log.warning("run %s: Redis unreachable; ending its event stream", run_id)
+                        return
+                    await anyio.sleep(OUTAGE_RETRY_S)  # the pace of looking for Redis again
+                    continue
+                unreachable_since = None
                 for event in events:
                     yield event
                     sent = event.id
@@ -57,10 +89,16 @@ class RedisRunStream:
                     state = await self.store.aget(run_id)
                 except RunNotFound:  # deleted while followed: the stream just ends
                     return
+                except StoreUnavailable:
+                    continue  # the next read finds Redis away and holds the stream
                 if state.terminal:
                     # It ended after the read timed out: its last events (the terminal one
                     # is written in the same transaction as the state) are in the stream.
-                    for event in await self.store.aevents_after(run_id, sent):
+                    try:
+                        last = await self.store.aevents_after(run_id, sent)
+                    except StoreUnavailable:
+                        continue
+                    for event in last:
                         yield event
                         sent = event.id
                         if is_terminal(event):
