@@ -49,7 +49,6 @@ from kombu.entity import Exchange, Queue
 from app.api.logging_setup import run_context
 from app.api.services.backends.redis.store import HEARTBEAT_LIVES, RedisRunStore
 from app.api.services.errors import (
-    QueueFull,
     RunAlreadyFinished,
     RunNotFound,
     ShuttingDown,
@@ -302,16 +301,12 @@ class CeleryExecutor:
     def submit(self, run_id: str, options: RunOptions) -> RunState:
         """Record the run and send its task; QueueFull (nothing written) when the queue is full.
 
-        The queue bound is read, then the run created: across nodes it can be exceeded by
-        the number of nodes posting at the same moment, never by more.
+        The queue bound is checked in the transaction that records the run, so all the nodes
+        together never queue more than APP_MAX_QUEUED.
         """
         if self._closed:
             raise ShuttingDown(retry_after_s=5)
-        waiting = self.queued
-        if waiting >= self.config.max_queued:
-            retry = max(1, min(60, waiting // max(1, self.config.max_workers)))
-            raise QueueFull(self.config.max_queued, retry_after_s=retry)
-        state = self.store.create(run_id, options)
+        state = self.store.create(run_id, options, max_queued=self.config.max_queued)
         try:
             self.celery.send_task(TASK_NAME, args=[run_id], task_id=run_id)
         except Exception as exc:

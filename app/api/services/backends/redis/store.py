@@ -53,6 +53,7 @@ from redis.exceptions import RedisError, WatchError
 from app.api.services.errors import (
     IllegalTransition,
     InvalidRequest,
+    QueueFull,
     RunActive,
     RunAlreadyExists,
     RunNotFound,
@@ -267,8 +268,12 @@ class RedisRunStore:
             return False
 
     # ------------------------------------------------------------------ writing
-    def create(self, run_id: str, options: RunOptions) -> RunState:
-        """Record ``run_id`` as queued; RunAlreadyExists when any node has it already."""
+    def create(
+        self, run_id: str, options: RunOptions, *, max_queued: int | None = None
+    ) -> RunState:
+        """Record ``run_id`` as queued; RunAlreadyExists when any node has it already, and
+        QueueFull when ``max_queued`` runs are waiting: the count is read in the same
+        transaction as the run is written, so every node together never exceeds it."""
         state = RunState.queued(run_id, options)
 
         def claim(before: RunState | None) -> tuple[RunState, str, dict[str, Any]]:
@@ -286,7 +291,7 @@ class RedisRunStore:
         except OSError as exc:
             raise StoreUnavailable(f"output/ is not writable: {exc.strerror}") from exc
         try:
-            self._change(run_id, claim)
+            self._change(run_id, claim, max_queued=max_queued)
         except BaseException:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # not ours after all: leave no folder behind
@@ -372,13 +377,24 @@ class RedisRunStore:
                 args=["answer_delta", data, json.dumps("running"), attempt],
             )
 
-    def _change(self, run_id: str, change: Change) -> RunState | None:
-        """Apply ``change`` to the run's current state in one WATCH/MULTI transaction."""
+    def _change(
+        self, run_id: str, change: Change, *, max_queued: int | None = None
+    ) -> RunState | None:
+        """Apply ``change`` to the run's current state in one WATCH/MULTI transaction (with
+        ``max_queued``, also watching the queue's count, so that a full queue refuses)."""
         run_key = self.key("run", run_id)
         with _unavailable(), self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(run_key)
+                    if max_queued is None:
+                        pipe.watch(run_key)
+                    else:
+                        pipe.watch(run_key, self.key("counts"))
+                        waiting = int(pipe.hget(self.key("counts"), "queued") or 0)
+                        if waiting >= max_queued:
+                            pipe.unwatch()
+                            retry = max(1, min(60, waiting // max(1, self.config.max_workers)))
+                            raise QueueFull(max_queued, retry_after_s=retry)
                     raw: dict[str, str] = pipe.hgetall(run_key)
                     before = _decode(run_id, raw) if raw else None
                     old_status = before.status if before is not None else None

@@ -22,6 +22,7 @@ from app.api.services.backends.redis.stream import RedisRunStream
 from app.api.services.errors import (
     IllegalTransition,
     InvalidRequest,
+    QueueFull,
     RunActive,
     RunAlreadyExists,
     RunNotFound,
@@ -453,3 +454,29 @@ def test_a_redis_claim_touches_only_its_own_pending_value(store: RedisRunStore) 
     theirs.record("run-b")
     assert claims.claimed_run("K") == "run-b"
     assert store.redis.ttl(claims._key("K")) == -1  # recorded claims do not expire
+
+
+def test_concurrent_creates_from_many_nodes_never_exceed_the_queue_bound(
+    store: RedisRunStore,
+) -> None:
+    # Twenty "nodes" (each its own store and connections) post at once into a queue of 5.
+    stores = [RedisRunStore(store.config) for _ in range(20)]
+    barrier = threading.Barrier(20)
+
+    def create(index: int) -> str:
+        barrier.wait(timeout=10)
+        try:
+            stores[index].create(f"bound-{index}", options(), max_queued=5)
+        except QueueFull:
+            return "full"
+        return "queued"
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(create, range(20)))
+    for each in stores:
+        each.close()
+    assert outcomes.count("queued") == 5, outcomes
+    assert store.count_by_status()["queued"] == 5
+    # Refused runs leave nothing behind: no key, no folder.
+    assert store.count() == 5
+    assert len([p for p in store.root.iterdir() if p.name.startswith("bound-")]) == 5
