@@ -8,7 +8,9 @@ Keys, each starting with APP_REDIS_PREFIX (``P``)::
     P:runs           sorted set: every run id, scored by creation time in microseconds
     P:counts         hash: runs per status (metrics, queue depth)
     P:running        set: the running runs (the sweeper's worklist)
-    P:queued         sorted set: the queued runs by creation time (the re-sender's worklist)
+    P:by-status:<s>  sorted set: the runs of status s by creation time (``?status=`` lists;
+                     the queued ones are the re-sender's worklist)
+    P:indexed        set once the per-status indexes hold every run
     P:marks          sorted set: ``newest_started``, the creation time of the newest run
                      that has started
     P:resent         hash: run id -> ``<times>:<last time>`` a queued run was sent again
@@ -246,10 +248,29 @@ class RedisRunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             self.redis.ping()
+            self._index_statuses()
         except RedisError as exc:
             raise RuntimeError(
                 f"APP_BACKEND=redis: Redis at {self.config.redis_url} cannot be reached: {exc}"
             ) from exc
+
+    def _index_statuses(self) -> None:
+        """Build the per-status indexes once for runs recorded before they existed."""
+        if not self.redis.set(self.key("indexed"), "by-status", nx=True):
+            return  # built already (by this or another node)
+        for start in range(0, int(self.redis.zcard(self.key("runs"))), LIST_BATCH):
+            ids = self.redis.zrange(
+                self.key("runs"), start, start + LIST_BATCH - 1, withscores=True
+            )
+            with self.redis.pipeline(transaction=False) as pipe:
+                for run_id, _ in ids:
+                    pipe.hget(self.key("run", run_id), "status")
+                statuses = pipe.execute()
+            with self.redis.pipeline(transaction=False) as pipe:
+                for (run_id, score), raw in zip(ids, statuses, strict=True):
+                    if raw is not None:
+                        pipe.zadd(self.key("by-status", json.loads(raw)), {run_id: int(score)})
+                pipe.execute()
 
     def close(self) -> None:
         self.redis.close()
@@ -435,13 +456,13 @@ class RedisRunStore:
             pipe.delete(self.key("hb", run_id), self.key("cancel", run_id))
 
     def _requeue_index(self, pipe: Any, run_id: str, after: RunState, old: str | None) -> None:
-        """What the re-sending of stranded runs reads: the queued runs by creation time, and
-        the newest creation time of any run that has started."""
+        """The runs of each status by creation time (``?status=`` lists and the re-sending of
+        stranded runs read them), and the newest creation time of any run that has started."""
         created_us = after.created_ns // 1000
-        if after.status == "queued":
-            pipe.zadd(self.key("queued"), {run_id: created_us})
-        elif old == "queued":
-            pipe.zrem(self.key("queued"), run_id)
+        if old is not None:
+            pipe.zrem(self.key("by-status", old), run_id)
+        pipe.zadd(self.key("by-status", after.status), {run_id: created_us})
+        if old == "queued":
             pipe.hdel(self.key("resent"), run_id)
         if after.status == "running":
             pipe.zadd(self.key("marks"), {"newest_started": created_us}, gt=True)
@@ -458,7 +479,10 @@ class RedisRunStore:
         now_us = now_us or time.time_ns() // 1000
         with _unavailable(), self.redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(
-                self.key("queued"), "-inf", now_us - int(grace_s * 1e6), withscores=True
+                self.key("by-status", "queued"),
+                "-inf",
+                now_us - int(grace_s * 1e6),
+                withscores=True,
             )
             pipe.zscore(self.key("marks"), "newest_started")
             pipe.scard(self.key("running"))
@@ -580,6 +604,7 @@ class RedisRunStore:
                         self.key("cancel", run_id),
                     )
                     pipe.zrem(self.key("runs"), run_id)
+                    pipe.zrem(self.key("by-status", state.status), run_id)
                     pipe.hincrby(self.key("counts"), state.status, -1)
                     pipe.execute()
                     break
@@ -643,6 +668,8 @@ class RedisRunStore:
     ) -> tuple[list[RunState], str | None]:
         """Runs newest first, ``limit`` at a time; the cursor continues after the last one."""
         after = _decode_cursor(cursor) if cursor else None
+        # A status has its own index: a filtered page reads only runs of that status.
+        index = self.key("runs") if status is None else self.key("by-status", status)
         found: list[tuple[RunState, int]] = []
         skip = 0  # only when a whole batch shares one score (runs created in the same µs)
         with _unavailable():
@@ -651,7 +678,7 @@ class RedisRunStore:
                 # not at an offset: runs created or deleted meanwhile shift nothing.
                 top = after[0] if after is not None else "+inf"
                 batch = self.redis.zrevrangebyscore(
-                    self.key("runs"), top, "-inf", start=skip, num=LIST_BATCH, withscores=True
+                    index, top, "-inf", start=skip, num=LIST_BATCH, withscores=True
                 )
                 if not batch:
                     break
