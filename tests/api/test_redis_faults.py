@@ -35,6 +35,7 @@ from tests.api.redis_support import (
     stop_worker,
 )
 from tests.support.processes import Service, free_port, start_command
+from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.slow
 
@@ -279,3 +280,44 @@ def test_a_redis_outage_longer_than_three_heartbeats_loses_no_run_and_no_worker(
     )
     (deployment.base / "output" / again / gated_pipeline.RELEASE_FILE).touch()
     _wait(lambda: _status(a, again) == "completed", f"run {again} to complete")
+
+
+def test_a_rabbitmq_outage_with_a_run_in_flight_loses_no_run_and_no_worker(
+    tmp_path: Path,
+) -> None:
+    with tcp_proxy("127.0.0.1", 5672) as proxy:
+        deployment = Deployment(tmp_path, f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+        deployment.env["APP_PIPELINE"] = FILE_GATED
+        try:
+            deployment.start_nodes()
+            worker = deployment.add_worker("w1")
+            a, b = deployment.nodes[0].base_url, deployment.nodes[1].base_url
+            run_id = httpx.post(f"{a}{RUNS}", json={"question": "Q?"}, timeout=10).json()["run_id"]
+            _wait(
+                lambda: _status(b, run_id) == "running", "the run to start", logs=deployment.logs()
+            )
+            proxy.cut()
+            # The outage: longer than three heartbeats (0.5 s each) by design.
+            time.sleep(2.5)
+            proxy.restore()
+            (deployment.base / "output" / run_id / gated_pipeline.RELEASE_FILE).touch()
+            _wait(lambda: _status(b, run_id) in TERMINAL, "the run to end", logs=deployment.logs())
+            assert _status(b, run_id) == "completed", deployment.logs()
+            assert _running_events(a, run_id) == 1
+            assert worker.process.poll() is None, worker.log()
+            again = httpx.post(f"{b}{RUNS}", json={"question": "Next?"}, timeout=10).json()
+            _wait(
+                lambda: _status(a, again["run_id"]) == "running",
+                "a new run to start",
+                logs=deployment.logs(),
+                timeout=60,
+            )
+            (deployment.base / "output" / again["run_id"] / gated_pipeline.RELEASE_FILE).touch()
+            _wait(lambda: _status(a, again["run_id"]) == "completed", "the new run to complete")
+        finally:
+            deployment.stack.close()
+            drop_keys(deployment.client, deployment.prefix)
+            with Connection(RABBIT_URL) as connection:
+                channel = connection.default_channel
+                channel.queue_delete(queue=f"{deployment.prefix}.runs")
+                channel.exchange_delete(exchange=f"{deployment.prefix}.runs")
