@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import tempfile
 import threading
@@ -43,9 +44,11 @@ from typing import Any
 import httpx
 import redis
 from httpx_sse import connect_sse
+from kombu.connection import Connection
 
 from benchmarks.common import percentile, running, server_env
-from tests.support.processes import celery
+from tests.support.processes import celery, free_port, start_celery, start_command, wait_log
+from tests.support.tcp_proxy import tcp_proxy
 
 SERVICE_APP = "app.api.main:app"
 FAST_PIPELINE = "benchmarks.fast_pipeline:answer_at_once"
@@ -58,21 +61,32 @@ WORKER_READY_S = 60.0
 
 @contextlib.contextmanager
 def deployment(
-    kind: str, work: Path, redis_url: str, pipeline: str, *, nodes: int, workers: int
-) -> Iterator[tuple[list[str], Path]]:
+    kind: str,
+    work: Path,
+    redis_url: str,
+    pipeline: str,
+    *,
+    nodes: int,
+    workers: int,
+    broker: str | None = None,
+    **settings: str,
+) -> Iterator[tuple[list[str], Path, dict[str, str]]]:
     """API nodes (their base URLs) and, for redis, Celery workers over one output/ (the
-    second value)."""
+    second value), with the environment they share (the third); ``broker``: APP_BROKER_URL
+    (RabbitMQ), else the Redis is the broker."""
     output = work / f"{kind}-{uuid.uuid4().hex[:6]}"
     extra = {"APP_PIPELINE": pipeline, "APP_MAX_QUEUED": "100000", "APP_LLM_PROVIDER": "extractive"}
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
-    if kind == "redis":
+    if kind != "files":
         extra |= {
             "APP_BACKEND": "redis",
             "APP_EXECUTOR": "celery",
             "APP_REDIS_URL": redis_url,
             "APP_REDIS_PREFIX": prefix,
         }
-    env = server_env(output, **extra)
+    if broker is not None:
+        extra["APP_BROKER_URL"] = broker
+    env = server_env(output, **extra, **settings)
     try:
         with contextlib.ExitStack() as stack:
             urls = [
@@ -91,14 +105,19 @@ def deployment(
                         timeout=WORKER_READY_S,
                     )
                 )
-            yield urls, output
+            yield urls, output, env
     finally:
-        if kind == "redis":
-            client = redis.Redis.from_url(redis_url)
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-            client.close()
+        if kind != "files":
+            with contextlib.suppress(redis.RedisError):
+                client = redis.Redis.from_url(redis_url)
+                keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+                if keys:
+                    client.delete(*keys)
+                client.close()
+        if broker is not None:
+            with contextlib.suppress(Exception), Connection(broker) as connection:
+                connection.default_channel.queue_delete(queue=f"{prefix}.runs")
+                connection.default_channel.exchange_delete(exchange=f"{prefix}.runs")
 
 
 # ----------------------------------------------------------------------------- 1. runs/s
@@ -206,32 +225,175 @@ def event_latency(post_url: str, follow_url: str, output: Path, events: int) -> 
     }
 
 
+# ----------------------------------------------------------------------------- 3-4. faults
+
+FAULT_SETTINGS = {"APP_HEARTBEAT_S": "0.5", "APP_REQUEUE_AFTER_S": "1"}
+FILE_GATED = "tests.api.gated_pipeline:file_gated_pipeline"
+OUTAGE_S = 3.0  # longer than three heartbeats
+
+
+def _until(condition: Any, what: str) -> float:
+    """Seconds until ``condition()`` holds (polled every 20 ms, bounded by WAIT_S)."""
+    began = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - began > WAIT_S:
+            raise RuntimeError(f"no {what} after {WAIT_S:g} s")
+        time.sleep(0.02)  # poll interval of a bounded wait
+    return time.perf_counter() - began
+
+
+def _status(url: str, run_id: str) -> str:
+    return str(httpx.get(f"{url}{RUNS}/{run_id}/status", timeout=10).json()["status"])
+
+
+def _post(url: str) -> str:
+    return str(httpx.post(f"{url}{RUNS}", json={"question": "q"}, timeout=10).json()["run_id"])
+
+
+def lost_message(work: Path, redis_url: str, broker: str | None, kind: str) -> dict[str, Any]:
+    """A consumer frozen while it waits on the broker, handed a run's message, then killed;
+    two fresh workers: seconds from the kill until the run is running, then completed."""
+    with deployment(
+        f"lost-{kind}", work, redis_url, FAST_PIPELINE, nodes=1, workers=0, broker=broker,
+        **FAULT_SETTINGS,
+    ) as (urls, _, env):  # fmt: skip
+        frozen = start_celery(env, work / f"lost-{kind}-frozen.log", "frozen")
+        wait_log(frozen, " ready.", timeout=WORKER_READY_S)
+        frozen.process.send_signal(signal.SIGSTOP)
+        run_id = _post(urls[0])
+        _until(lambda: _queue_length(env) == 0, "the message to leave the queue")
+        frozen.kill()
+        killed = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            for n in range(2):
+                log = work / f"lost-{kind}-w{n}.log"
+                stack.enter_context(celery(env, log, f"w{n}", timeout=WORKER_READY_S))
+            _until(lambda: _status(urls[0], run_id) != "queued", "start")
+            running_s = time.perf_counter() - killed
+            _until(lambda: _status(urls[0], run_id) == "completed", "completion")
+            return {
+                "to_running_s": round(running_s, 2),
+                "to_completed_s": round(time.perf_counter() - killed, 2),
+            }
+
+
+def _queue_length(env: dict[str, str]) -> int:
+    """Messages waiting in the deployment's run queue, on whichever broker it uses."""
+    queue = f"{env['APP_REDIS_PREFIX']}.runs"
+    if "APP_BROKER_URL" not in env:
+        client = redis.Redis.from_url(env["APP_REDIS_URL"])
+        return int(client.llen(f"{env['APP_REDIS_PREFIX']}:celery:{queue}"))
+    with Connection(env["APP_BROKER_URL"]) as connection:
+        _, messages, _ = connection.default_channel.queue_declare(queue=queue, passive=True)
+        return int(messages)
+
+
+def _in_flight(urls: list[str], output: Path, cut: Any, restore: Any) -> dict[str, Any]:
+    run_id = _post(urls[0])
+    _until(lambda: _status(urls[0], run_id) == "running", "start")
+    cut()
+    time.sleep(OUTAGE_S)  # the outage itself: a duration, not a wait for a state
+    restore()
+    back = time.perf_counter()
+    (output / run_id / "release").touch()
+    _until(lambda: _status(urls[0], run_id) in TERMINAL, "end of the run in flight")
+    in_flight = time.perf_counter() - back
+    if _status(urls[0], run_id) != "completed":
+        raise RuntimeError(f"the run in flight ended {_status(urls[0], run_id)}")
+    new = _post(urls[0])
+    _until(lambda: _status(urls[0], new) == "running", "a new run to start")
+    (output / new / "release").touch()
+    _until(lambda: _status(urls[0], new) == "completed", "a new run to complete")
+    return {
+        "in_flight_completed_s": round(in_flight, 2),
+        "new_run_completed_s": round(time.perf_counter() - back, 2),
+    }
+
+
+def redis_outage(work: Path) -> dict[str, Any]:
+    folder = work / "own-redis"
+    folder.mkdir()
+    port = free_port()
+    command = [
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+    ]  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start() -> Any:
+        server = start_command(command, {}, folder / "redis.log", port=port)
+        _until(lambda: _pings(url), "Redis")
+        return server
+
+    servers = [start()]
+    try:
+        with deployment(
+            "outage-redis", work, url, FILE_GATED, nodes=2, workers=1, **FAULT_SETTINGS
+        ) as (urls, output, _):
+            return _in_flight(urls, output, servers[-1].stop, lambda: servers.append(start()))
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _pings(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url).ping())
+    except redis.RedisError:
+        return False
+
+
+def rabbitmq_outage(work: Path, redis_url: str, rabbitmq_url: str) -> dict[str, Any]:
+    with tcp_proxy("127.0.0.1", 5672) as proxy:
+        broker = rabbitmq_url.replace(":5672/", f":{proxy.port}/")
+        with deployment(
+            "outage-rabbitmq", work, redis_url, FILE_GATED, nodes=2, workers=1, broker=broker,
+            **FAULT_SETTINGS,
+        ) as (urls, output, _):  # fmt: skip
+            return _in_flight(urls, output, proxy.cut, proxy.restore)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672//")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     results: dict[str, Any] = {}
     try:
-        for kind, workers in (("files", 0), ("redis", 2)):
+        for kind, workers, broker in (
+            ("files", 0, None),
+            ("redis", 2, None),
+            ("rabbitmq", 2, args.rabbitmq_url),
+        ):
             print(f"[1{kind[0]}] runs/s, {kind}: {args.runs} runs, {args.clients} clients")
             with deployment(
-                kind, work, args.redis_url, FAST_PIPELINE, nodes=1, workers=workers
-            ) as (urls, _):
+                kind, work, args.redis_url, FAST_PIPELINE, nodes=1, workers=workers, broker=broker
+            ) as (urls, _, _):
                 results[f"runs_{kind}"] = runs_per_second(urls[0], args.runs, args.clients)
             print(f"    {results[f'runs_{kind}']}")
         for kind, workers in (("files", 0), ("redis", 2)):
             print(f"[2{kind[0]}] event latency, run posted on A, followed on B ({kind})")
             with deployment(
                 kind, work, args.redis_url, EVENT_PIPELINE, nodes=2, workers=workers
-            ) as (urls, output):
+            ) as (urls, output, _):
                 results[f"latency_{kind}"] = event_latency(urls[0], urls[1], output, args.events)
             print(f"    {results[f'latency_{kind}']}")
+        for kind, broker in (("redis", None), ("rabbitmq", args.rabbitmq_url)):
+            print(f"[3{kind[0]}] a lost message ({kind} broker): consumer frozen, then killed")
+            results[f"lost_{kind}"] = lost_message(work, args.redis_url, broker, kind)
+            print(f"    {results[f'lost_{kind}']}")
+        print("[4r] Redis (state and broker) stopped for 3 s with a run in flight")
+        results["outage_redis"] = redis_outage(work)
+        print(f"    {results['outage_redis']}")
+        print("[4q] RabbitMQ cut for 3 s (a proxy of this benchmark's own) with a run in flight")
+        results["outage_rabbitmq"] = rabbitmq_outage(work, args.redis_url, args.rabbitmq_url)
+        print(f"    {results['outage_rabbitmq']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ratio = results["runs_redis"]["runs_per_s"] / results["runs_files"]["runs_per_s"]
@@ -241,9 +403,25 @@ def main(argv: list[str] | None = None) -> int:
         f"  runs/s: files + 2 threads {results['runs_files']['runs_per_s']}, "
         f"redis + 2 Celery workers {results['runs_redis']['runs_per_s']} (x{ratio:.2f})"
     )
+    print(
+        f"  runs/s through 2 workers: Redis broker {results['runs_redis']['runs_per_s']}, "
+        f"RabbitMQ {results['runs_rabbitmq']['runs_per_s']}"
+    )
     for kind in ("files", "redis"):
         lat = results[f"latency_{kind}"]
         print(f"  event latency A->B ({kind}): p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+    for kind in ("redis", "rabbitmq"):
+        lost = results[f"lost_{kind}"]
+        print(
+            f"  lost message ({kind} broker): running again {lost['to_running_s']} s after the "
+            f"consumer died, completed at {lost['to_completed_s']} s"
+        )
+    for kind in ("redis", "rabbitmq"):
+        out = results[f"outage_{kind}"]
+        print(
+            f"  {kind} back -> the run in flight completed {out['in_flight_completed_s']} s, "
+            f"a new run completed {out['new_run_completed_s']} s later"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
