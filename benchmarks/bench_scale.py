@@ -21,6 +21,13 @@ count, every wait in time, and every process is stopped at the end.
    apart, each carrying the time it was emitted; latency = received - emitted (same clock).
    a. files: the run executes in A's thread pool, B reads it through its output/ watcher;
    b. redis: the run executes on a Celery worker, B reads the run's Redis stream.
+3. **A lost message**, on the Redis broker and on RabbitMQ (``--rabbitmq-url``): a worker
+   frozen (SIGSTOP) while it waits on the broker is handed a run's message, then killed;
+   two fresh workers start: seconds from the kill until the run is running, and completed.
+4. **Outages with a run in flight** (the file-gated test pipeline holds the run): the
+   deployment's own ``redis-server`` (state and broker) stopped for 3 s, or the RabbitMQ
+   behind a TCP proxy of the benchmark's own cut for 3 s: seconds from the service being
+   back until the run in flight completes, and until a run posted then completes.
 """
 
 from __future__ import annotations
