@@ -114,6 +114,10 @@ class Metrics:
         if started is not None:  # never ran here (cancelled while queued, reconciled): no time
             self.run_duration.labels(status=status).observe(now - started)
 
+    def observe_run(self, status: str, seconds: float) -> None:
+        """A run's duration measured elsewhere (a Celery worker's run, from Redis)."""
+        self.run_duration.labels(status=status).observe(seconds)
+
     def forget(self, run_id: str) -> None:
         """For FileRunStore.add_removal_listener."""
         with self._lock:

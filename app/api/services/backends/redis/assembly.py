@@ -39,13 +39,13 @@ async def redis_backend(
     freeze_start_up_objects()
     executor = CeleryExecutor(store, config)
     stream = RedisRunStream(store)
-    # Run durations are observed where runs execute (the workers), not here.
+    # Runs end on the workers; the sweeper brings their durations to this node's metrics.
     app_metrics.bind(store=store, executor=executor, stream=stream)
     log.info("answer service ready (redis at %s): %s runs known", config.redis_url, store.count())
     log.info("%s", await anyio.to_thread.run_sync(startup_summary, config))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(end_streams_on, shutdown, stream.close)
-        sweeper = Sweeper(store, executor.celery, config)
+        sweeper = Sweeper(store, executor.celery, config, app_metrics.observe_run)
         tasks.start_soon(partial(sweep, sweeper, interval_s=config.heartbeat_s, stop=shutdown))
         start_retention(tasks, config, store, shutdown)
         try:

@@ -358,16 +358,25 @@ class Sweeper:
       failed/interrupted (``worker_lost``); it is never run again silently. Heartbeats are
       judged only ``HEARTBEAT_LIVES`` intervals after Redis became reachable again: an
       outage stops every heartbeat, and a healthy worker needs one interval to beat again.
+    - Durations: runs end on the workers, so each pass takes the durations of runs that
+      ended into this node's ``answer_run_duration_seconds``.
     - Stranded runs: a queued run whose message the broker lost (a consumer frozen or
       killed while holding it, a broker that dropped it) is sent again (see
       ``RedisRunStore.stranded_runs``). A delivery of a run that an attempt has already
       claimed does nothing (``WorkerRuntime.execute``), so a run runs at most once.
     """
 
-    def __init__(self, store: RedisRunStore, celery: Celery, config: AppConfig) -> None:
+    def __init__(
+        self,
+        store: RedisRunStore,
+        celery: Celery,
+        config: AppConfig,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.store = store
         self.celery = celery
         self.config = config
+        self.observe = observe  # where ended runs' durations go (this node's metrics)
         self.judge_after = 0.0  # monotonic time before which no heartbeat is judged
         self.reachable = True
 
@@ -382,6 +391,9 @@ class Sweeper:
                 log.info("sweeper: Redis is back; heartbeats are judged again in %.1f s", grace)
             self._lost()
             self._stranded()
+            if self.observe is not None:
+                for status, seconds in self.store.take_durations():
+                    self.observe(status, seconds)
         except StoreUnavailable:
             if self.reachable:
                 log.warning("sweeper: Redis is unreachable; heartbeats are not judged")

@@ -13,6 +13,7 @@ Keys, each starting with APP_REDIS_PREFIX (``P``)::
     P:indexed        set once the per-status indexes hold every run
     P:marks          sorted set: ``newest_started``, the creation time of the newest run
                      that has started
+    P:durations      list: ``[status, seconds]`` of runs that ended, until a node takes them
     P:resent         hash: run id -> ``<times>:<last time>`` a queued run was sent again
     P:hb:<id>        a running run's heartbeat; it expires when its worker stops beating
     P:cancel:<id>    a cancel request for a running run; its worker's should_stop sees it
@@ -76,6 +77,7 @@ from app.modules.run_ids import is_valid_run_id
 
 log = logging.getLogger(__name__)
 
+DURATIONS_KEPT = 10_000  # ended runs' durations waiting for an API node to observe them
 # A heartbeat lives this many intervals: one late beat is not yet a lost worker.
 HEARTBEAT_LIVES = 3
 # A pending Idempotency-Key claim (no run id yet) expires by itself after this long, so a
@@ -438,6 +440,7 @@ class RedisRunStore:
                     if old_status != after.status:
                         self._reindex(pipe, run_id, old_status, after.status)
                         self._requeue_index(pipe, run_id, after, old_status)
+                        self._record_duration(pipe, after, old_status)
                     pipe.execute()
                     return copy.copy(after)
                 except WatchError:
@@ -466,6 +469,22 @@ class RedisRunStore:
             pipe.hdel(self.key("resent"), run_id)
         if after.status == "running":
             pipe.zadd(self.key("marks"), {"newest_started": created_us}, gt=True)
+
+    def _record_duration(self, pipe: Any, after: RunState, old: str | None) -> None:
+        """A run that ran and ended leaves its duration for the API nodes' metrics (runs end
+        on the workers, which serve no /metrics): ``take_durations`` reads them."""
+        if old != "running" or not after.terminal or not after.started_at:
+            return
+        ended = datetime.fromisoformat(after.completed_at or after.started_at)
+        seconds = (ended - datetime.fromisoformat(after.started_at)).total_seconds()
+        pipe.rpush(self.key("durations"), json.dumps([after.status, max(0.0, seconds)]))
+        pipe.ltrim(self.key("durations"), -DURATIONS_KEPT, -1)
+
+    def take_durations(self, limit: int = 1000) -> list[tuple[str, float]]:
+        """The durations of runs that ended since the last take (by any node), oldest first."""
+        with _unavailable():
+            raw = self.redis.lpop(self.key("durations"), limit) or []
+        return [(str(status), float(seconds)) for status, seconds in map(json.loads, raw)]
 
     def stranded_runs(self, *, grace_s: float, now_us: int | None = None) -> list[str]:
         """Queued runs whose message to the workers is gone, due to be sent again.

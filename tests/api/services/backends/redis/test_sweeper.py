@@ -167,3 +167,21 @@ def test_an_unreachable_redis_is_said_and_the_next_pass_goes_on(
     sweeper.sweep()
     assert (while_away, sweeper.reachable) == (False, True)
     assert sweeper.judge_after > time.monotonic()
+
+
+def test_runs_that_ended_on_workers_reach_the_nodes_metrics_once(
+    store: RedisRunStore, config: AppConfig
+) -> None:
+    seen: list[tuple[str, float]] = []
+    celery = make_celery(config)
+    sweeper = Sweeper(store, celery, config, lambda status, s: seen.append((status, s)))
+    _queued(store, "ran")
+    store.transition("ran", "running")
+    store.transition("ran", "completed", finish_reason="answered")
+    _queued(store, "never-ran")
+    store.transition("never-ran", "stopped", finish_reason="cancelled")
+    sweeper.sweep()
+    sweeper.sweep()  # taken once, by one node
+    celery.close()
+    assert [status for status, _ in seen] == ["completed"]
+    assert 0 <= seen[0][1] < 5
