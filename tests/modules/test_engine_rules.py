@@ -610,3 +610,28 @@ class TestTables:
         plan = bundle["plan"]
         assert isinstance(plan, list)
         assert plan[0]["gap"] is False, plan[0]
+
+    @pytest.mark.parametrize(
+        ("question", "asks_time"),
+        [
+            ("When does the office open?", True),
+            ("How much is it, and when is it due?", True),
+            ("What happens to the tool's environment when I clear the cache?", False),
+            ("Should I use --refresh when I want fresh data?", False),
+        ],
+    )
+    def test_when_asks_for_a_time_only_where_it_opens_the_question(
+        self, question: str, asks_time: bool
+    ) -> None:
+        wanted = answer_pattern(question)
+        assert (wanted is not None and _answers(wanted, "Every Monday.", question)) is asks_time
+
+
+class TestCodeIntroductions:
+    def test_a_sentence_naming_the_following_code_carries_it(self) -> None:
+        units = split_units(
+            "Create a file called `greet` with the following contents\n\n"
+            "```python\n#!/usr/bin/env -S uv run --script\nprint('hi')\n```\n"
+        )
+        assert units[0][0].startswith("Create a file called `greet`")
+        assert "#!/usr/bin/env -S uv run --script" in units[0][0]

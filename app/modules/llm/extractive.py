@@ -108,9 +108,11 @@ _ASKS_NUMBER = re.compile(
 # "In what year ...?" is answered by a year, not by "every week" or "in March".
 _ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\bwhat year\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+# "When" asks for a time where it opens the question ("When does ...", "..., and when is
+# ..."), not where it opens a clause of it ("what happens when I clear the cache?").
 _ASKS_TIME = re.compile(
-    r"\bwhen\b|\bwhat (date|year|day|month|time)\b|\bhow (often|frequently)\b|\bby when\b|"
-    r"\bdeadline\b",
+    r"^\W*when\b|(?:[,;:]|\band|\bor|\bby|\bsince|\buntil)\s+when\b"
+    r"|\bwhat (date|year|day|month|time)\b|\bhow (often|frequently)\b|\bdeadline\b",
     re.IGNORECASE,
 )
 _ASKS_NAME = re.compile(
@@ -244,6 +246,18 @@ def _balanced(sentence: str) -> str:
     return sentence
 
 
+# "Create a file called greet with the following contents" introduces the code after it as
+# surely as a sentence ending in ":" does.
+_INTRODUCES_CODE = re.compile(r"\b(?:the following|as follows|like this|looks like)\b", re.I)
+
+
+def _introduces(unit: tuple[str, str, int]) -> bool:
+    text, kind, _ = unit
+    if text.rstrip().endswith(":"):
+        return True
+    return kind == "sentence" and "\n" not in text and bool(_INTRODUCES_CODE.search(text))
+
+
 def split_units(text: str) -> list[tuple[str, str, int]]:
     """The citable units of a section's markdown in reading order, as (text, kind, block).
 
@@ -283,7 +297,7 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
                 in_fence = ""
                 # "Example of running ls:" followed by its code: the code is the answer,
                 # so it travels with the sentence that introduces it.
-                if units and units[-1][0].rstrip().endswith(":") and len(code) <= CODE_LINES:
+                if units and _introduces(units[-1]) and len(code) <= CODE_LINES:
                     text_, kind_, block_ = units[-1]
                     units[-1] = (text_ + "\n" + "\n".join(code), kind_, block_)
             continue
