@@ -23,19 +23,20 @@ pytestmark = pytest.mark.slow  # the whole engine over four corpora (~15 s)
 
 # (corpus, half): minimum hit@5, MRR, key-fact recall and gap-on-unanswerable; maximum
 # false-gap rate. Measured 2026-12-07 (benchmarks/eval_corpora.py), less a small margin.
-# The 18F test half's gap floor fell from 0.4 to 0.2 when the gap check stopped flagging
-# questions for words used as verbs ("boots up") and for the asker's own figures: one more
-# of its five unanswerable questions passes (README, "Answer quality").
+# "When" in a clause ("what happens when I clear the cache") no longer asks for a time: two
+# answerable questions stop being flagged, and one unanswerable question of the npm test
+# half and one of the 18F dev half, flagged only by that mistake, pass (README, "Answer
+# quality").
 FLOORS: dict[tuple[str, str], dict[str, float]] = {
     ("npm", "dev"): {"hit_at_5": 0.95, "mrr": 0.95, "kfr": 0.78, "gap": 0.8, "false_gap": 0.12},
-    ("npm", "test"): {"hit_at_5": 0.85, "mrr": 0.72, "kfr": 0.75, "gap": 0.8, "false_gap": 0.32},
+    ("npm", "test"): {"hit_at_5": 0.85, "mrr": 0.72, "kfr": 0.75, "gap": 0.6, "false_gap": 0.2},
     ("uv", "dev"): {"hit_at_5": 0.95, "mrr": 0.82, "kfr": 0.65, "gap": 1.0, "false_gap": 0.02},
     ("uv", "test"): {"hit_at_5": 0.95, "mrr": 0.83, "kfr": 0.46, "gap": 1.0, "false_gap": 0.57},
     ("18f-handbook", "dev"): {
-        "hit_at_5": 0.9, "mrr": 0.72, "kfr": 0.55, "gap": 1.0, "false_gap": 0.06,
+        "hit_at_5": 0.9, "mrr": 0.72, "kfr": 0.55, "gap": 0.8, "false_gap": 0.06,
     },
     ("18f-handbook", "test"): {
-        "hit_at_5": 0.95, "mrr": 0.68, "kfr": 0.42, "gap": 0.2, "false_gap": 0.24,
+        "hit_at_5": 0.95, "mrr": 0.68, "kfr": 0.42, "gap": 0.4, "false_gap": 0.18,
     },
 }  # fmt: skip
 
