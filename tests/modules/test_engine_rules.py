@@ -635,3 +635,14 @@ class TestCodeIntroductions:
         )
         assert units[0][0].startswith("Create a file called `greet`")
         assert "#!/usr/bin/env -S uv run --script" in units[0][0]
+
+    def test_a_settings_default_reads_with_the_sentence_that_says_what_it_is(self) -> None:
+        units = split_units(
+            "* Default: 900\n* Type: Number\n\n"
+            "The age of the cache, in seconds, before another registry request is made.\n"
+        )
+        texts = [text for text, _, _ in units]
+        assert (
+            "The age of the cache, in seconds, before another registry request is made "
+            "(Default: 900; Type: Number)." in texts
+        ), texts

@@ -337,7 +337,36 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
         paragraph.append(stripped.lstrip("> ").strip())
         last_kind = "paragraph"
     flush()
-    return _with_lists([u for u in units if len(u[0]) > 2])
+    return _with_properties(_with_lists([u for u in units if len(u[0]) > 2]))
+
+
+# "* Default: 900", "* Type: Number" opening a setting's section in reference docs: the
+# value a question asks for, which reads only with the sentence that says what it is of.
+_PROPERTY = re.compile(
+    r"^(?:default|type|values?|required|since|added in|deprecated|env(?:ironment)?(?: variable)?)"
+    r"\b[^:]{0,20}:\s*\S",
+    re.IGNORECASE,
+)
+PROPERTY_ITEMS = 4
+
+
+def _with_properties(units: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """A section that opens with a few "Default: ..." items gives them to its first sentence:
+    "The age of the cache, in seconds, ... (Default: 900; Type: Number)". The items stay
+    units of their own too."""
+    properties: list[str] = []
+    for text, kind, _ in units:
+        if kind != "item" or not _PROPERTY.match(_MARKUP.sub("", text)):
+            break
+        properties.append(text.strip())
+    if not properties or len(properties) > PROPERTY_ITEMS or len(units) <= len(properties):
+        return units
+    text, kind, block = units[len(properties)]
+    if kind != "sentence" or "\n" in text:
+        return units
+    joined = "; ".join(properties)
+    sentence = f"{text[:-1]} ({joined})." if text.endswith(".") else f"{text} ({joined})"
+    return [*units[: len(properties)], (sentence, kind, block), *units[len(properties) + 1 :]]
 
 
 HOW_TO_BONUS = 0.1
