@@ -268,6 +268,7 @@ def test_a_redis_outage_longer_than_three_heartbeats_loses_no_run_and_no_worker(
     follower.join(timeout=TIMEOUT)
     assert follower.error is None, follower.error  # ended cleanly, not a torn body
     assert follower.events[-1] == ("status", "completed"), follower.events
+    assert _running_events(a, run_id) == 1  # ran once: no second delivery ran it again
     ids = follower.ids
     assert ids == sorted(set(ids)), ids  # no gap-filling repeats, in order
     assert worker.process.poll() is None, worker.log()
