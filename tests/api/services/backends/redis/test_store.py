@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,36 +30,9 @@ from app.api.services.errors import (
 from app.api.services.idempotency import submit_once
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
-from tests.api.redis_support import REDIS_URL, drop_keys, new_prefix, redis_client
+from tests.api.redis_support import new_prefix
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def client() -> redis.Redis:
-    return redis_client()
-
-
-@pytest.fixture
-def config(tmp_path: Path, client: redis.Redis) -> Iterator[AppConfig]:
-    prefix = new_prefix()
-    yield AppConfig(
-        base_dir=tmp_path,
-        backend="redis",
-        executor="celery",
-        redis_url=REDIS_URL,
-        redis_prefix=prefix,
-        heartbeat_s=0.2,
-    )
-    drop_keys(client, prefix)
-
-
-@pytest.fixture
-def store(config: AppConfig) -> Iterator[RedisRunStore]:
-    made = RedisRunStore(config)
-    made.open()
-    yield made
-    made.close()
 
 
 def options(question: str = "How many trucks?") -> RunOptions:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,37 +21,13 @@ from app.api.services.errors import StoreUnavailable
 from app.api.services.run_store import RunOptions
 from app.config import AppConfig
 from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
-from tests.api.redis_support import REDIS_URL, drop_keys, new_prefix, redis_client
 
 GRACE_S = 0.3
 
 
 @pytest.fixture
-def client() -> redis.Redis:
-    return redis_client()
-
-
-@pytest.fixture
-def config(tmp_path: Path, client: redis.Redis) -> Iterator[AppConfig]:
-    prefix = new_prefix()
-    yield AppConfig(
-        base_dir=tmp_path,
-        backend="redis",
-        executor="celery",
-        redis_url=REDIS_URL,
-        redis_prefix=prefix,
-        heartbeat_s=0.1,
-        requeue_after_s=GRACE_S,
-    )
-    drop_keys(client, prefix)
-
-
-@pytest.fixture
-def store(config: AppConfig) -> Iterator[RedisRunStore]:
-    made = RedisRunStore(config)
-    made.open()
-    yield made
-    made.close()
+def settings() -> dict[str, Any]:
+    return {"heartbeat_s": 0.1, "requeue_after_s": GRACE_S}
 
 
 class Broker:
