@@ -494,6 +494,12 @@ class TestWhatIsAsked:
                 "Your last 24 passwords may not be reused.",
             ),
             # a link's address holds no value
+            # "where does it put" in a tool's documentation: a path, not any code
+            (
+                "Where does the tool put its cache on Linux?",
+                "A system cache directory, e.g., `$XDG_CACHE_HOME/tool` on Unix.",
+                "Run `tool cache clean` to remove every entry.",
+            ),
             (
                 "What is the maximum number of retries?",
                 "At most 5 retries are made.",

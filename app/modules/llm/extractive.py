@@ -98,6 +98,14 @@ _MEASURE = re.compile(
     r"days?|weeks?|months?|years?)\b",
     re.IGNORECASE,
 )
+# "Where does uv put its cache?" in a tool's documentation: a path under a home or a
+# variable ("$XDG_CACHE_HOME/uv", "~/.cache/uv", "%LOCALAPPDATA%\\uv").
+_ASKS_PLACE = re.compile(
+    r"\bwhere (?:does|do|is|are|will|would|can|should)\b.{0,60}\b(?:put|puts|store[sd]?|"
+    r"keep[s]?|save[sd]?|write[s]?|written|located|live[s]?|cache[sd]?)\b",
+    re.IGNORECASE,
+)
+_PATH = re.compile(r"(?<![\w/])(?:~|\$\{?\w+\}?|%\w+%)[/\\][\w./\\-]+")
 _ASKS_NUMBER = re.compile(
     r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat(?:'s|’s| is| are| was)?(?: the)?"
     r"(?: \w+)? (share|percentage|proportion|"
@@ -169,6 +177,8 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
         return _TIME
     if _ASKS_LENGTH.search(question):
         return _MEASURE
+    if identifiers and _ASKS_PLACE.search(question):
+        return _PATH
     if _ASKS_MONEY.search(question):
         return _MONEY
     if _ASKS_NUMBER.search(question):
