@@ -102,7 +102,8 @@ _MEASURE = re.compile(
 # variable ("$XDG_CACHE_HOME/uv", "~/.cache/uv", "%LOCALAPPDATA%\\uv").
 _ASKS_PLACE = re.compile(
     r"\bwhere (?:does|do|is|are|will|would|can|should)\b.{0,60}\b(?:put|puts|store[sd]?|"
-    r"keep[s]?|save[sd]?|write[s]?|written|located|live[s]?|cache[sd]?)\b",
+    r"keep[s]?|save[sd]?|write[s]?|written|located|live[s]?|cache[sd]?|end up|go|"
+    r"installed|placed)\b",
     re.IGNORECASE,
 )
 _PATH = re.compile(r"(?<![\w/])(?:~|\$\{?\w+\}?|%\w+%)[/\\][\w./\\-]+")
