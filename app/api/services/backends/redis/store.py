@@ -257,8 +257,11 @@ class RedisRunStore:
             ) from exc
 
     def _index_statuses(self) -> None:
-        """Build the per-status indexes once for runs recorded before they existed."""
-        if not self.redis.set(self.key("indexed"), "by-status", nx=True):
+        """Build the per-status indexes once for runs recorded before they existed.
+
+        The marker is set after the build, so a node stopped half-way leaves it to the next
+        one; two nodes building at once write the same entries."""
+        if self.redis.exists(self.key("indexed")):
             return  # built already (by this or another node)
         for start in range(0, int(self.redis.zcard(self.key("runs"))), LIST_BATCH):
             ids = self.redis.zrange(
@@ -273,6 +276,7 @@ class RedisRunStore:
                     if raw is not None:
                         pipe.zadd(self.key("by-status", json.loads(raw)), {run_id: int(score)})
                 pipe.execute()
+        self.redis.set(self.key("indexed"), "by-status")
 
     def close(self) -> None:
         self.redis.close()
