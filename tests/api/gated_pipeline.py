@@ -15,6 +15,7 @@ test creates in ``output/<run_id>/`` instead, so it works across processes.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ def blocking_pipeline(call: RunCall) -> PipelineResult:
 
 
 RELEASE_FILE = "release"
+CALLS_FILE = "calls"  # a file-gated run appends a line each time it is executed
 FILE_GATED_ANSWER = "The answer is 42 [1].\n"
 
 
@@ -154,6 +156,8 @@ def file_gated_pipeline(call: RunCall) -> PipelineResult:
     delta, so that the deltas add up to final.md. It checks ``should_stop`` while it waits.
     """
     run_dir = call.run_dir
+    with (run_dir / CALLS_FILE).open("a") as calls:  # one line per execution of the run
+        calls.write(f"{os.getpid()}\n")
     call.emit(_progress("gate", "Waiting for the test to release the run", 1))
     pieces: list[str] = []
     while True:

@@ -46,21 +46,27 @@ class TcpProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def _cut(self) -> None:
+        # Connections first: from Python 3.12.1 wait_closed() waits for them to end.
+        for writer in list(self._writers):
+            writer.transport.abort()  # a reset, as when the service's process is gone
+        self._writers.clear()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()  # a reset, as when the service's process is gone
-        self._writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)  # before connecting on: a cut meanwhile ends it too
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            self._writers.discard(writer)
             return
-        self._writers |= {writer, up_writer}
+        if writer not in self._writers:  # cut while connecting
+            up_writer.transport.abort()
+            return
+        self._writers.add(up_writer)
         await asyncio.gather(
             self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
         )

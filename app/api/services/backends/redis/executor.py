@@ -117,6 +117,10 @@ def make_celery(config: AppConfig) -> Celery:
         )
     else:
         app.conf.update(
+            # A worker reserves no message it cannot start at once: a reserved one would be
+            # unacknowledged, waiting behind a long run, and exposed to the restore through a
+            # dead connection that early acknowledgement avoids (module docstring).
+            worker_disable_prefetch=True,
             broker_transport_options={
                 "visibility_timeout": int(config.run_timeout_s) + VISIBILITY_MARGIN_S,
                 # The broker's keys share the deployment's prefix (several deployments, or
@@ -377,28 +381,34 @@ class Sweeper:
         self.celery = celery
         self.config = config
         self.observe = observe  # where ended runs' durations go (this node's metrics)
-        self.judge_after = 0.0  # monotonic time before which no heartbeat is judged
+        # A node that starts (perhaps with Redis, after an outage) gives the workers the
+        # same grace as one that saw Redis come back.
+        self.judge_after = time.monotonic() + HEARTBEAT_LIVES * config.heartbeat_s
         self.reachable = True
 
     def sweep(self) -> None:
-        """One pass (blocking: Redis and the broker are reached from a thread)."""
+        """One pass (blocking: Redis and the broker are reached from a thread).
+
+        Only a failed probe means Redis is away; a step that fails otherwise (an
+        out-of-memory Redis refusing a write, a broker refusing a send) is logged and the
+        other steps still run."""
         try:
-            if not self.reachable:
-                self.store.count()  # raises while Redis is still away
-                self.reachable = True
-                grace = HEARTBEAT_LIVES * self.config.heartbeat_s
-                self.judge_after = time.monotonic() + grace
-                log.info("sweeper: Redis is back; heartbeats are judged again in %.1f s", grace)
-            self._lost()
-            self._stranded()
-            if self.observe is not None:
-                for status, seconds in self.store.take_durations():
-                    self.observe(status, seconds)
+            self.store.count()  # a read: fails only when Redis cannot be reached
         except StoreUnavailable:
             if self.reachable:
                 log.warning("sweeper: Redis is unreachable; heartbeats are not judged")
             self.reachable = False
             raise
+        if not self.reachable:
+            self.reachable = True
+            grace = HEARTBEAT_LIVES * self.config.heartbeat_s
+            self.judge_after = time.monotonic() + grace
+            log.info("sweeper: Redis is back; heartbeats are judged again in %.1f s", grace)
+        for step in (self._lost, self._stranded, self._durations):
+            try:
+                step()
+            except Exception:  # one failed step must not skip the others
+                log.exception("sweeper: %s failed", step.__name__)
 
     def _lost(self) -> None:
         if time.monotonic() < self.judge_after:
@@ -412,13 +422,22 @@ class Sweeper:
 
     def _stranded(self) -> None:
         for run_id in self.store.stranded_runs(grace_s=self.config.requeue_grace_s):
-            times = self.store.mark_resent(run_id)
             try:
                 self.celery.send_task(TASK_NAME, args=[run_id], task_id=run_id)
-            except Exception:  # the broker is down: the next pass tries again
+            except Exception:  # the broker is away: the next pass tries again
                 log.exception("run %s: could not be sent again", run_id)
                 continue
+            times = self.store.mark_resent(run_id)
             log.warning("run %s: queued with no worker on it; sent again (%d)", run_id, times)
+
+    def _durations(self) -> None:
+        if self.observe is None:
+            return
+        for status, seconds in self.store.take_durations():
+            try:
+                self.observe(status, seconds)
+            except Exception:
+                log.exception("sweeper: a run duration could not be observed")
 
 
 async def sweep(sweeper: Sweeper, *, interval_s: float, stop: anyio.Event) -> None:

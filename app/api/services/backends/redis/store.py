@@ -417,12 +417,13 @@ class RedisRunStore:
                         pipe.watch(run_key)
                     else:
                         pipe.watch(run_key, self.key("counts"))
+                    raw: dict[str, str] = pipe.hgetall(run_key)
+                    if max_queued is not None and not raw:  # a taken id is a 409, not a 429
                         waiting = int(pipe.hget(self.key("counts"), "queued") or 0)
                         if waiting >= max_queued:
                             pipe.unwatch()
                             retry = max(1, min(60, waiting // max(1, self.config.max_workers)))
                             raise QueueFull(max_queued, retry_after_s=retry)
-                    raw: dict[str, str] = pipe.hgetall(run_key)
                     before = _decode(run_id, raw) if raw else None
                     old_status = before.status if before is not None else None
                     outcome = change(before)
@@ -628,6 +629,7 @@ class RedisRunStore:
                     )
                     pipe.zrem(self.key("runs"), run_id)
                     pipe.zrem(self.key("by-status", state.status), run_id)
+                    pipe.hdel(self.key("resent"), run_id)
                     pipe.hincrby(self.key("counts"), state.status, -1)
                     pipe.execute()
                     break

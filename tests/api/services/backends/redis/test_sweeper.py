@@ -139,6 +139,7 @@ def test_an_unreachable_redis_is_said_and_the_next_pass_goes_on(
     with pytest.raises(StoreUnavailable):
         sweeper.sweep()
     while_away = sweeper.reachable
+    sweeper.store.close()
     sweeper.store = store
     sweeper.sweep()
     assert (while_away, sweeper.reachable) == (False, True)
@@ -161,3 +162,14 @@ def test_runs_that_ended_on_workers_reach_the_nodes_metrics_once(
     celery.close()
     assert [status for status, _ in seen] == ["completed"]
     assert 0 <= seen[0][1] < 5
+
+
+def test_a_node_that_has_just_started_gives_heartbeats_the_same_grace(
+    store: RedisRunStore, sweeper: Sweeper, client: redis.Redis
+) -> None:
+    # A node started with Redis after an outage: every heartbeat expired meanwhile.
+    _queued(store, "busy")
+    store.transition("busy", "running")
+    client.delete(store.key("hb", "busy"))
+    sweeper.sweep()
+    assert store.get("busy").status == "running"
