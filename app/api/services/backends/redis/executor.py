@@ -14,7 +14,11 @@ behind is always defined:
   reconnects and the run goes on. (With late acknowledgements, kombu's Redis transport
   tries to put the held message back through the dead connection, ``AttributeError:
   'NoneType' object has no attribute 'hostname'``, and the worker never consumes again:
-  celery/kombu#582, #970, still in kombu 5.7.0; tests/api/test_redis_faults.py.)
+  celery/kombu#582, #970, still in kombu 5.7.0; tests/api/test_redis_faults.py.) A message
+  a worker has reserved but not started (one per execution slot) is still exposed to it;
+  ``worker_disable_prefetch`` would close that, but it cut runs/s through two workers from
+  ~130 to 2.3 here, so it is not set: RabbitMQ, where the broker itself delivers such a
+  message again, is the broker to use in production.
 - A run whose message was lost (taken by a consumer that froze or died before it claimed
   the run, dropped by a broker) stays ``queued``: the sweeper on the API nodes sends it
   again (``Sweeper``). A delivery that finds its run running or finished does nothing, so a
@@ -117,10 +121,6 @@ def make_celery(config: AppConfig) -> Celery:
         )
     else:
         app.conf.update(
-            # A worker reserves no message it cannot start at once: a reserved one would be
-            # unacknowledged, waiting behind a long run, and exposed to the restore through a
-            # dead connection that early acknowledgement avoids (module docstring).
-            worker_disable_prefetch=True,
             broker_transport_options={
                 "visibility_timeout": int(config.run_timeout_s) + VISIBILITY_MARGIN_S,
                 # The broker's keys share the deployment's prefix (several deployments, or
