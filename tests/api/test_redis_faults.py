@@ -178,6 +178,7 @@ class Follower(threading.Thread):
         self.events: list[tuple[str, str | None]] = []
         self.ids: list[int] = []
         self.error: BaseException | None = None
+        self.receiving = threading.Event()  # set once the stream is open and delivering
 
     def run(self) -> None:
         try:
@@ -190,6 +191,7 @@ class Follower(threading.Thread):
                         continue
                     self.ids.append(int(sse.id))
                     self.events.append((sse.event, json.loads(sse.data).get("status")))
+                    self.receiving.set()
         except BaseException as exc:
             self.error = exc
 
@@ -253,6 +255,7 @@ def test_a_redis_outage_longer_than_three_heartbeats_loses_no_run_and_no_worker(
     _wait(lambda: _status(b, run_id) == "running", "the run to start", logs=deployment.logs())
     follower = Follower(b, run_id)  # an event stream open across the outage
     follower.start()
+    assert follower.receiving.wait(TIMEOUT), follower.error  # open before Redis goes
     own.stop()
     # The outage: longer than three heartbeats (0.5 s each) by design, not a wait for a state.
     time.sleep(2.5)
