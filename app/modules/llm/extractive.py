@@ -17,7 +17,7 @@ from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.retriever import coverage
-from app.modules.retrieval.text import content_terms, stems
+from app.modules.retrieval.text import LINK_TARGET, content_terms, stems
 
 _ABBREVIATIONS = frozenset(
     [
@@ -191,9 +191,6 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
     return None
 
 
-_LINK_TARGET = re.compile(r"\]\([^)\s]*\)|<?\bhttps?://\S+")
-
-
 def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
     """Whether ``text`` holds the kind of thing asked for, other than what the question says."""
     asked = set(re.findall(r"\d+", question))
@@ -207,7 +204,7 @@ def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
         return wanted is not _NAMED or name not in lowered
 
     # A link's address is not a value: "KB0024344](https://...?id=3611...)" holds no amount.
-    readable = _LINK_TARGET.sub("", text)
+    readable = LINK_TARGET.sub("", text)
     return any(new(m.group(0)) for m in wanted.finditer(readable))
 
 
@@ -426,7 +423,7 @@ def _with_opening_list(
     items = [text for text, kind, b in units if kind == "item" and b == block][:LIST_ITEMS]
     if len(items) < 2:
         return units
-    heading = _MARKUP.sub("", _LINK_TARGET.sub("]", heading_path.rsplit(" > ", maxsplit=1)[-1]))
+    heading = _MARKUP.sub("", LINK_TARGET.sub("]", heading_path.rsplit(" > ", maxsplit=1)[-1]))
     heading = heading.replace("[", "").replace("]", "").strip()
     listed = "\n".join(f"- {text}" for text in items)
     return [(f"{heading}:\n{listed}", "sentence", 0), *units]

@@ -19,6 +19,7 @@ from app.modules.retrieval.embedding import Vectors, embed
 from app.modules.retrieval.index import Hit, SectionIndex
 from app.modules.retrieval.specificity import specificity, used_as_verbs
 from app.modules.retrieval.text import (
+    LINK_TARGET,
     QUESTION_SCAFFOLD,
     STOPWORDS,
     fold,
@@ -199,15 +200,20 @@ def _navigation(hit: Hit) -> bool:
 HEADING_MATCH = 1.25
 
 
+def _heading_prior(hit: Hit, query: Query, idf: dict[str, float]) -> float:
+    """What a section's own heading says of its place: a link list far below content; a
+    heading the question names in full ("npm publish" under "Life Cycle Operation Order")
+    documents exactly that, so its place is with the best."""
+    prior = NAVIGATION_PRIOR if _navigation(hit) else 1.0
+    return prior * HEADING_MATCH if _heading_named(hit, query, idf) else prior
+
+
 def _heading_named(hit: Hit, query: Query, idf: dict[str, float]) -> bool:
     headings = hit.section.headings
     if not headings or fold(headings[-1]) == fold(hit.section.title):
         return False  # a page's title is its file's subject, weighed already
-    own = {s for s in stems(_LINK_TARGET.sub("", headings[-1])) if not s.isdigit()}
+    own = {s for s in stems(LINK_TARGET.sub("", headings[-1])) if not s.isdigit()}
     return len(own) >= 2 and own <= set(query.terms) and any(idf.get(t, 0.0) > 0 for t in own)
-
-
-_LINK_TARGET = re.compile(r"\]\([^)]*\)")
 
 
 def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) -> list[Ranked]:
@@ -264,15 +270,7 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
         for hit, score, cov, found in scored
     ]
     ranked += _within_best_files(index, query, idf, vector, ranked, file_strength)
-    ranked = [
-        replace(r, score=r.score * NAVIGATION_PRIOR) if _navigation(r.hit) else r for r in ranked
-    ]
-    # A section whose own heading the question names in full ("npm publish" under "Life Cycle
-    # Operation Order") documents exactly that: its place is with the best.
-    ranked = [
-        replace(r, score=r.score * HEADING_MATCH) if _heading_named(r.hit, query, idf) else r
-        for r in ranked
-    ]
+    ranked = [replace(r, score=r.score * _heading_prior(r.hit, query, idf)) for r in ranked]
     ranked.sort(key=lambda r: r.score, reverse=True)
 
     chosen: list[Ranked] = []

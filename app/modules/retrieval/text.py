@@ -47,6 +47,11 @@ QUESTION_SCAFFOLD = frozenset(
 )
 
 
+# A markdown link's target or a bare URL: an address, never words or values a reader asks
+# about ("[KB0024344](https://...?id=3611...)", "[`npm publish`](/commands/npm-publish)").
+LINK_TARGET = re.compile(r"\]\([^)\s]*\)|<?\bhttps?://\S+")
+
+
 def fold(text: str) -> str:
     """Lower case without diacritics, as FTS5's unicode61 tokenizer folds."""
     decomposed = unicodedata.normalize("NFKD", text.lower())
