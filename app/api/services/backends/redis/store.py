@@ -443,42 +443,39 @@ class RedisRunStore:
                     if before is None:
                         pipe.zadd(self.key("runs"), {run_id: after.created_ns // 1000})
                     if old_status != after.status:
-                        self._reindex(pipe, run_id, old_status, after.status)
-                        self._requeue_index(pipe, run_id, after, old_status)
-                        self._record_duration(pipe, after, old_status)
+                        self._reindex(pipe, run_id, old_status, after)
                     pipe.execute()
                     return copy.copy(after)
                 except WatchError:
                     continue  # changed under us: read the new state and decide again
 
-    def _reindex(self, pipe: Any, run_id: str, old: str | None, new: str) -> None:
+    def _reindex(self, pipe: Any, run_id: str, old: str | None, after: RunState) -> None:
+        """Everything a change of status writes besides the run and its event: the counts,
+        the running set and heartbeat, the runs of each status by creation time (``?status=``
+        lists and the re-sending of stranded runs read them), the creation time of the
+        newest run that has started, and the duration of a run that ran and ended."""
+        new, created_us = after.status, after.created_ns // 1000
         if old is not None:
             pipe.hincrby(self.key("counts"), old, -1)
+            pipe.zrem(self.key("by-status", old), run_id)
         pipe.hincrby(self.key("counts"), new, 1)
+        pipe.zadd(self.key("by-status", new), {run_id: created_us})
+        if old == "queued":
+            pipe.hdel(self.key("resent"), run_id)
         if new == "running":
             pipe.sadd(self.key("running"), run_id)
             # Alive from the first moment: the sweeper never sees a running run without one.
             pipe.set(self.key("hb", run_id), "started", ex=self.heartbeat_ttl)
+            pipe.zadd(self.key("marks"), {"newest_started": created_us}, gt=True)
         elif old == "running":
             pipe.srem(self.key("running"), run_id)
             pipe.delete(self.key("hb", run_id), self.key("cancel", run_id))
+            self._record_duration(pipe, after)
 
-    def _requeue_index(self, pipe: Any, run_id: str, after: RunState, old: str | None) -> None:
-        """The runs of each status by creation time (``?status=`` lists and the re-sending of
-        stranded runs read them), and the newest creation time of any run that has started."""
-        created_us = after.created_ns // 1000
-        if old is not None:
-            pipe.zrem(self.key("by-status", old), run_id)
-        pipe.zadd(self.key("by-status", after.status), {run_id: created_us})
-        if old == "queued":
-            pipe.hdel(self.key("resent"), run_id)
-        if after.status == "running":
-            pipe.zadd(self.key("marks"), {"newest_started": created_us}, gt=True)
-
-    def _record_duration(self, pipe: Any, after: RunState, old: str | None) -> None:
+    def _record_duration(self, pipe: Any, after: RunState) -> None:
         """A run that ran and ended leaves its duration for the API nodes' metrics (runs end
         on the workers, which serve no /metrics): ``take_durations`` reads them."""
-        if old != "running" or not after.terminal or not after.started_at:
+        if not after.terminal or not after.started_at:
             return
         ended = datetime.fromisoformat(after.completed_at or after.started_at)
         seconds = (ended - datetime.fromisoformat(after.started_at)).total_seconds()
