@@ -51,10 +51,10 @@ from typing import Any
 import httpx
 import redis
 from httpx_sse import connect_sse
-from kombu.connection import Connection
 
 from benchmarks.common import percentile, running, server_env
-from tests.support.processes import celery, free_port, start_celery, start_command, wait_log
+from tests.support.brokers import drop_queue, queue_length
+from tests.support.processes import OwnRedis, celery, start_celery, wait_log
 from tests.support.tcp_proxy import tcp_proxy
 
 SERVICE_APP = "app.api.main:app"
@@ -121,10 +121,8 @@ def deployment(
                 if keys:
                     client.delete(*keys)
                 client.close()
-        if broker is not None:
-            with contextlib.suppress(Exception), Connection(broker) as connection:
-                connection.default_channel.queue_delete(queue=f"{prefix}.runs")
-                connection.default_channel.exchange_delete(exchange=f"{prefix}.runs")
+        with contextlib.suppress(Exception):
+            drop_queue(env)
 
 
 # ----------------------------------------------------------------------------- 1. runs/s
@@ -268,7 +266,7 @@ def lost_message(work: Path, redis_url: str, broker: str | None, kind: str) -> d
         wait_log(frozen, " ready.", timeout=WORKER_READY_S)
         frozen.process.send_signal(signal.SIGSTOP)
         run_id = _post(urls[0])
-        _until(lambda: _queue_length(env) == 0, "the message to leave the queue")
+        _until(lambda: queue_length(env) == 0, "the message to leave the queue")
         frozen.kill()
         killed = time.perf_counter()
         with contextlib.ExitStack() as stack:
@@ -282,17 +280,6 @@ def lost_message(work: Path, redis_url: str, broker: str | None, kind: str) -> d
                 "to_running_s": round(running_s, 2),
                 "to_completed_s": round(time.perf_counter() - killed, 2),
             }
-
-
-def _queue_length(env: dict[str, str]) -> int:
-    """Messages waiting in the deployment's run queue, on whichever broker it uses."""
-    queue = f"{env['APP_REDIS_PREFIX']}.runs"
-    if "APP_BROKER_URL" not in env:
-        client = redis.Redis.from_url(env["APP_REDIS_URL"])
-        return int(client.llen(f"{env['APP_REDIS_PREFIX']}:celery:{queue}"))
-    with Connection(env["APP_BROKER_URL"]) as connection:
-        _, messages, _ = connection.default_channel.queue_declare(queue=queue, passive=True)
-        return int(messages)
 
 
 def _in_flight(urls: list[str], output: Path, cut: Any, restore: Any) -> dict[str, Any]:
@@ -318,36 +305,15 @@ def _in_flight(urls: list[str], output: Path, cut: Any, restore: Any) -> dict[st
 
 
 def redis_outage(work: Path) -> dict[str, Any]:
-    folder = work / "own-redis"
-    folder.mkdir()
-    port = free_port()
-    command = [
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-    ]  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def start() -> Any:
-        server = start_command(command, {}, folder / "redis.log", port=port)
-        _until(lambda: _pings(url), "Redis")
-        return server
-
-    servers = [start()]
+    own = OwnRedis(work / "own-redis")
+    own.start()
     try:
         with deployment(
-            "outage-redis", work, url, FILE_GATED, nodes=2, workers=1, **FAULT_SETTINGS
+            "outage-redis", work, own.url, FILE_GATED, nodes=2, workers=1, **FAULT_SETTINGS
         ) as (urls, output, _):
-            return _in_flight(urls, output, servers[-1].stop, lambda: servers.append(start()))
+            return _in_flight(urls, output, own.stop, own.start)
     finally:
-        for server in servers:
-            server.stop()
-
-
-def _pings(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url).ping())
-    except redis.RedisError:
-        return False
+        own.stop()
 
 
 def rabbitmq_outage(work: Path, redis_url: str, rabbitmq_url: str) -> dict[str, Any]:

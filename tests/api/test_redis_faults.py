@@ -21,7 +21,6 @@ import httpx
 import pytest
 import redis
 from httpx_sse import connect_sse
-from kombu.connection import Connection
 
 from tests.api import gated_pipeline
 from tests.api.conftest import FILE_GATED, TERMINAL, Server, uvicorn_server
@@ -34,7 +33,8 @@ from tests.api.redis_support import (
     redis_client,
     stop_worker,
 )
-from tests.support.processes import Service, free_port, start_command
+from tests.support.brokers import drop_queue, queue_length
+from tests.support.processes import OwnRedis
 from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.slow
@@ -102,22 +102,12 @@ class Deployment:
         return worker
 
     def queue_length(self) -> int:
-        queue = f"{self.prefix}.runs"
-        if self.broker is None:
-            return int(self.client.llen(f"{self.prefix}:celery:{queue}"))
-        with Connection(self.broker) as connection:
-            channel = connection.default_channel
-            _, messages, _ = channel.queue_declare(queue=queue, passive=True)
-            return int(messages)
+        return queue_length(self.env)
 
     def close(self) -> None:
         self.stack.close()
         drop_keys(self.client, self.prefix)
-        if self.broker is not None:
-            with Connection(self.broker) as connection:
-                channel = connection.default_channel
-                channel.queue_delete(queue=f"{self.prefix}.runs")
-                channel.exchange_delete(exchange=f"{self.prefix}.runs")
+        drop_queue(self.env)
 
     def logs(self) -> str:
         parts = [f"--- node {n.base_url}\n{n.log()}" for n in self.nodes]
@@ -194,40 +184,6 @@ class Follower(threading.Thread):
                     self.receiving.set()
         except BaseException as exc:
             self.error = exc
-
-
-class OwnRedis:
-    """A redis-server of this test's own on a free loopback port, with its data on disk
-    (append-only file), so that it can be stopped and started like a real outage without
-    touching the machine's shared Redis."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir()
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.service: Service | None = None
-
-    def start(self) -> None:
-        command = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-            "--save", "",
-        ]  # fmt: skip
-        self.service = start_command(command, {}, self.folder / "redis.log", port=self.port)
-        client = redis.Redis(port=self.port)
-        _wait(lambda: _pings(client), "the own Redis to answer", timeout=10)
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()  # SIGTERM: redis-server flushes its append-only file and exits
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
@@ -319,7 +275,4 @@ def test_a_rabbitmq_outage_with_a_run_in_flight_loses_no_run_and_no_worker(
         finally:
             deployment.stack.close()
             drop_keys(deployment.client, deployment.prefix)
-            with Connection(RABBIT_URL) as connection:
-                channel = connection.default_channel
-                channel.queue_delete(queue=f"{deployment.prefix}.runs")
-                channel.exchange_delete(exchange=f"{deployment.prefix}.runs")
+            drop_queue(deployment.env)

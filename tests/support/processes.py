@@ -117,8 +117,9 @@ def start_command(
 ) -> Service:
     """Any command that serves HTTP on ``port`` ("python -m app serve --port N", as a person
     types it), started in ``cwd``."""
+    offset = log_path.stat().st_size if log_path.exists() else 0
     process, started = _spawn(command, env, log_path, cwd=cwd)
-    return Service(process, log_path, port, started)
+    return Service(process, log_path, port, started, offset)
 
 
 def start_uvicorn(
@@ -240,3 +241,29 @@ def celery(
         yield service
     finally:
         service.stop(sig=signal.SIGQUIT)
+
+
+class OwnRedis:
+    """A redis-server of a test's or benchmark's own on a free loopback port, its data on
+    disk (append-only file): it can be stopped and started like a real outage without
+    touching the machine's shared Redis."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.service: Service | None = None
+
+    def start(self, *, timeout: float = 10.0) -> None:
+        command = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
+            "--save", "",
+        ]  # fmt: skip
+        self.service = start_command(command, {}, self.folder / "redis.log", port=self.port)
+        wait_log(self.service, "Ready to accept connections", timeout=timeout)
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()  # SIGTERM: redis-server flushes its append-only file and exits

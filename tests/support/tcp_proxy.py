@@ -37,7 +37,7 @@ class TcpProxy:
         asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(timeout=10)
 
     def stop(self) -> None:
-        self.cut()
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()  # its self-pipe sockets, or they leak to the garbage collector
@@ -54,6 +54,14 @@ class TcpProxy:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    async def _shutdown(self) -> None:
+        """Cut, then end every connection's task, so none is destroyed pending."""
+        await self._cut()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)  # before connecting on: a cut meanwhile ends it too
