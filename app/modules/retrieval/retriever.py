@@ -61,11 +61,12 @@ class Query:
 
     @classmethod
     def from_text(cls, text: str, *, extra: Sequence[str] = ()) -> Query:
-        tokens = [w for w in words(text) if w not in STOPWORDS]
+        folded = words(text)
+        tokens = [w for w in folded if w not in STOPWORDS]
         tokens += [w for w in extra if w not in tokens]
         subject = [w for w in tokens if w not in QUESTION_SCAFFOLD and (len(w) > 1 or w.isdigit())]
-        terms = tuple(dict.fromkeys(stems(" ".join(subject))))
         ordered = stems(" ".join(subject))
+        terms = tuple(dict.fromkeys(ordered))
         bigrams = tuple(dict.fromkeys(itertools.pairwise(ordered)))
         capitalised = [w for w in _CAPITALISED.findall(text) if fold(w) not in STOPWORDS]
         # Borrowed context ("it" -> the organisation named before) helps find passages,
@@ -93,7 +94,7 @@ class Query:
             },
             specific={t: specific.get(t, 1.0) for t in terms},
             words={t: own.get(t, t) for t in terms},
-            verbs=frozenset(stem(w) for w in used_as_verbs(words(text))) & frozenset(terms),
+            verbs=frozenset(stem(w) for w in used_as_verbs(folded)) & frozenset(terms),
         )
 
 
