@@ -23,7 +23,7 @@ import random
 import time
 from pathlib import Path
 
-from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
+from app.modules.orchestrator.contract import PipelineResult, RunCall, pipeline
 
 POLL_S = 0.005
 MAX_WAIT_S = 900.0  # a bound of its own, should nobody ever end the run

@@ -7,7 +7,7 @@ no model: what is left to measure is queueing, state changes and events.
 
 from __future__ import annotations
 
-from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
+from app.modules.orchestrator.contract import PipelineResult, RunCall, pipeline
 
 ANSWER = "# Answer\n\nNorthwind ran 186 battery-electric trucks [1].\n"
 

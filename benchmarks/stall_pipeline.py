@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
+from app.modules.orchestrator.contract import PipelineResult, RunCall, pipeline
 
 POLL_S = 0.05
 MAX_WAIT_S = 3600.0  # a bound of its own, should nobody ever ask it to stop

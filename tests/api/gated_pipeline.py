@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from app.config import AppConfig
 from app.modules.atomic_file import write_text_atomic
-from app.modules.orchestrator.module import PipelineError, PipelineResult, RunCall, pipeline
+from app.modules.orchestrator.contract import PipelineError, PipelineResult, RunCall, pipeline
 
 Behaviour = Literal[
     "complete",  # write final.md and context_bundle.json, end completed

@@ -20,7 +20,14 @@ from tests.api.conftest import (
     Server,
     poll_status,
 )
-from tests.support.processes import ProcessFailed, clean_env, free_port, start_command, wait_http
+from tests.support.processes import (
+    ProcessFailed,
+    clean_env,
+    free_port,
+    start_command,
+    wait_http,
+    wait_log,
+)
 
 pytestmark = pytest.mark.slow  # real uvicorn and `python -m app` processes
 
@@ -165,6 +172,8 @@ class TestFrontDoor:
         self, uvicorn: StartServer, handbook: Path, elsewhere: dict[str, str]
     ) -> None:
         with uvicorn(**elsewhere, APP_DOCS=str(handbook)) as server:
+            # Logged once the roots are read, which does not hold up readiness.
+            wait_log(server, "backend: files+threads", timeout=10)
             log = server.log_path.read_text()
         assert "documents: 'handbook' (2 markdown files, not indexed yet)" in log
         assert "writer: offline extractive (no model)" in log

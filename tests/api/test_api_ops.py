@@ -17,7 +17,7 @@ import pytest
 from app.api.logging_setup import RunIdFilter
 from app.api.services.backends.files.store import FileClaims
 from app.config import AppConfig
-from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
+from app.modules.orchestrator.contract import PipelineResult, RunCall, pipeline
 from tests.api import gated_pipeline
 from tests.api.conftest import ACCEPTED_KEYS, BLOCKING
 

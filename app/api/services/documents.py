@@ -11,13 +11,16 @@ from typing import Any
 
 from app.config import AppConfig
 from app.modules.documents.corpus import MARKDOWN_SUFFIXES, iter_files
-from app.modules.retrieval.index import index_state
 
 MAX_FOLDERS = 200
 
 
 def describe_documents(config: AppConfig) -> dict[str, Any]:
     """``{"default": name, "roots": [{name, files, index, folders: [{path, files}]}]}``."""
+    # The index module brings numpy and the markdown parser: loaded by the first listing (or
+    # the engine), not before the server is ready.
+    from app.modules.retrieval.index import index_state  # noqa: PLC0415
+
     roots = []
     for name, path in config.root_paths().items():
         folders = _folders(path, name) if path.is_dir() else []

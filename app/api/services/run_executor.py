@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ from typing import Any, Protocol
 
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
-from app.modules.orchestrator.module import Pipeline, PipelineError, PipelineResult, run_pipeline
+from app.modules.orchestrator.contract import (
+    OnEvent,
+    Pipeline,
+    PipelineError,
+    PipelineResult,
+    ShouldStop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +188,36 @@ def _readable(exc: Exception) -> str:
     return text.splitlines()[0][:500]
 
 
+def builtin_pipeline(
+    config: AppConfig,
+    question: str,
+    run_id: str,
+    *,
+    on_event: OnEvent | None = None,
+    should_stop: ShouldStop | None = None,
+) -> PipelineResult:
+    """The engine's ``run_pipeline``, imported by the first run that needs it: the engine
+    (numpy, wordfreq, the openai client) is most of the server's import time, and a server
+    is ready before it is loaded (``warm_up_engine`` loads it off the event loop)."""
+    from app.modules.orchestrator.module import run_pipeline  # noqa: PLC0415
+
+    return run_pipeline(config, question, run_id, on_event=on_event, should_stop=should_stop)
+
+
+def warm_up_engine() -> None:
+    """Import the engine in a daemon thread, so that the first run does not wait for it."""
+    threading.Thread(
+        target=importlib.import_module,
+        args=("app.modules.orchestrator.module",),
+        name="engine-import",
+        daemon=True,
+    ).start()
+
+
 def load_pipeline(spec: str | None) -> Pipeline:
     """The built-in engine, or ``package.module:function`` from APP_PIPELINE."""
     if not spec:
-        return run_pipeline
+        return builtin_pipeline
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"APP_PIPELINE must look like 'package.module:function', not {spec!r}")

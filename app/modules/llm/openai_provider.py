@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import openai
-from openai.types.chat import ChatCompletionMessageParam
 
 from app.modules.evidence import AnswerBrief
 from app.modules.llm.base import LLMError, WriterStopped
+
+if TYPE_CHECKING:
+    # The openai package takes half a second to import: a server on the offline writer
+    # never pays it, and one with a model pays it when the first run writes (OpenAIWriter).
+    import openai
+    from openai.types.chat import ChatCompletionMessageParam
 
 PayloadLog = Callable[[str, dict[str, Any]], None]
 
@@ -128,6 +131,8 @@ class OpenAIWriter:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self._log = payload_log
+        import openai  # noqa: PLC0415 - see TYPE_CHECKING above
+
         # Local servers (Ollama, vLLM) accept any key, but the client insists on one.
         self._client = openai.OpenAI(
             base_url=base_url,
@@ -149,6 +154,8 @@ class OpenAIWriter:
         on_delta: Callable[[str], None],
         should_stop: Callable[[], bool],
     ) -> str:
+        import openai  # noqa: PLC0415 - imported by __init__ already; the name is local
+
         messages = build_messages(brief)
         model = self.model or ""
         if self._log:

@@ -24,7 +24,7 @@ from app.api.services.lifecycle import (
     startup_summary,
 )
 from app.api.services.metrics import Metrics
-from app.api.services.run_executor import load_pipeline
+from app.api.services.run_executor import load_pipeline, warm_up_engine
 from app.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,11 @@ async def files_backend(
     for forget in (events.forget, watcher.forget, app_metrics.forget, bus.end):
         store.add_removal_listener(forget)
     log.info("answer service ready: %s runs known", store.count())
-    log.info("%s", await anyio.to_thread.run_sync(startup_summary, config))
+    if not config.pipeline:
+        warm_up_engine()
     async with anyio.create_task_group() as tasks:
+        # Logged when it is known: reading the documents roots does not hold up readiness.
+        tasks.start_soon(_log_summary, config)
         tasks.start_soon(watcher.run, shutdown)
         tasks.start_soon(end_streams_on, shutdown, bus.close)
         start_retention(tasks, config, store, shutdown)
@@ -66,3 +69,7 @@ async def files_backend(
             bus.close()
             await anyio.to_thread.run_sync(executor.shutdown)
             await anyio.to_thread.run_sync(store.close)
+
+
+async def _log_summary(config: AppConfig) -> None:
+    log.info("%s", await anyio.to_thread.run_sync(startup_summary, config))

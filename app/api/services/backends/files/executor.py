@@ -38,7 +38,7 @@ from app.api.services.run_executor import (
 from app.api.services.run_status import ACTIVE
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
-from app.modules.orchestrator.module import Pipeline
+from app.modules.orchestrator.contract import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
+
 from app.api.services.backends.files.event_log import last_event
 from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExists, RunNotFound
 from app.api.services.faults import fault
@@ -50,7 +52,7 @@ from app.api.services.run_store import (
 )
 from app.api.services.threads import run_in_pool
 from app.config import AppConfig
-from app.modules.atomic_file import write_json_atomic
+from app.modules.atomic_file import write_bytes_atomic, write_json_atomic
 from app.modules.process_identity import is_alive, process_start, this_process
 from app.modules.run_ids import is_valid_run_id
 from app.modules.run_logger import utc_now
@@ -73,6 +75,13 @@ _staging_names = itertools.count()
 # not finished emptying it): start-up leaves it for the next start.
 SETTLE_S = 5.0
 IDEMPOTENCY_DIR = ".idempotency"
+# The finished runs as start-up last knew them, so that a start does not read and check
+# every run's state file again (ARCHITECTURE.md, Start-up). An entry is trusted only while
+# the run's state file is the same file, unchanged: same inode (every write of ours replaces
+# the file) and modification time (an edit in place); any other run is read from its
+# folder. Rebuilt when missing, unreadable or of another version.
+SUMMARY_FILE = ".runs-summary.json"
+SUMMARY_VERSION = 1
 LOCK_FILE = ".lock"
 CREATE_THREADS = 4  # new runs being written at once (threads.py)
 
@@ -96,6 +105,11 @@ class FileRunStore:
         self.claims = FileClaims(self.root)
         # What start-up found half done and finished or removed (logged; /metrics).
         self.repairs: dict[str, int] = dict.fromkeys(REPAIR_KINDS, 0)
+        self.summary_reads = 0  # run folders start-up read because the summary lacked them
+        self._summary_writer: threading.Thread | None = None
+        # Finished runs whose state file says so (what save_summary may record): a run
+        # finished in memory whose last write has not landed is not one of them.
+        self._finished_on_disk: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -109,8 +123,14 @@ class FileRunStore:
         counted (``repairs``, /metrics).
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        summary = self._read_summary()
         with os.scandir(self.root) as entries:
-            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+            names: list[str] = []
+            files: list[str] = []
+            for e in entries:
+                (names if e.is_dir(follow_symlinks=False) else files).append(e.name)
+        self._remove_temp_files_in(self.root, files)  # a summary write cut short
+        read = 0
         for name in names:
             prefix = next((p for p in (STAGING_PREFIX, TRASH_PREFIX) if name.startswith(p)), None)
             if prefix is not None:
@@ -120,6 +140,13 @@ class FileRunStore:
                 continue
             if not is_valid_run_id(name):
                 continue
+            known = summary.get(name)
+            if known is not None and known[0] == self._state_key(name):
+                self._runs[name] = known[1]
+                self._index(known[1])
+                self._finished_on_disk.add(name)
+                continue
+            read += 1
             state = self._load(name, reconcile=True)
             if state is None:
                 self._remove_unfinished(name)
@@ -128,9 +155,73 @@ class FileRunStore:
                 self._remove_temp_files(name)
             self._runs[name] = state
             self._index(state)
+            self._note_if_finished(state)
         done = {kind: n for kind, n in self.repairs.items() if n}
         if done:
             log.warning("start-up repaired what crashes left: %s", done)
+        self.summary_reads = read
+        if read or len(summary) != sum(s.terminal for s in self._runs.values()):
+            # Written off the start-up path: a crash before it costs the next start a read
+            # of the runs it lacks, nothing more.
+            self._summary_writer = threading.Thread(
+                target=self.save_summary, name="runs-summary", daemon=True
+            )
+            self._summary_writer.start()
+
+    def _state_key(self, run_id: str) -> tuple[int, int] | None:
+        """The identity and last change of the run's state file; None if it has none."""
+        try:
+            info = os.stat(f"{self.root}/{run_id}/{STATE_FILE}")
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
+
+    def _read_summary(self) -> dict[str, tuple[tuple[int, int], RunState]]:
+        """The summary file's runs by id, with the folder each was recorded from; empty when
+        the file is missing, damaged or of another version (every run is then read)."""
+        try:
+            data = json.loads((self.root / SUMMARY_FILE).read_bytes())
+            if data.get("version") != SUMMARY_VERSION:
+                return {}
+            # Written by save_summary from states this store had checked: rebuilt without
+            # checking each field again (that check was most of a start-up's time).
+            return {
+                run_id: ((ino, mtime_ns), RunState(**state))
+                for run_id, ino, mtime_ns, state in data["runs"]
+            }
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("%s unreadable (%s): every run is read from its folder", SUMMARY_FILE, exc)
+            return {}
+
+    def save_summary(self) -> None:
+        """Record the finished runs this store knows, each with its folder's identity now.
+
+        A finished run's state does not change again (only a delete removes it), so a state
+        file that is the same at the next start holds the state recorded here. A file whose
+        last write lands after it is looked at here differs by then: read again.
+        """
+        with self._lock:
+            finished = [
+                run.to_json()
+                for run_id in self._finished_on_disk
+                if (run := self._runs.get(run_id)) is not None and run.terminal
+            ]
+        rows: list[list[Any]] = []
+        for data in finished:
+            key = self._state_key(data["run_id"])
+            if key is not None:  # None: deleted meanwhile, or a CLI run (no state file)
+                rows.append([data["run_id"], *key, data])
+        try:
+            if not rows:  # nothing to remember: output/ holds only runs
+                (self.root / SUMMARY_FILE).unlink(missing_ok=True)
+                return
+            # Compact: read by machines only, and a tenth of the indented size.
+            payload = pydantic_core.to_json({"version": SUMMARY_VERSION, "runs": rows})
+            write_bytes_atomic(self.root / SUMMARY_FILE, payload)
+        except OSError as exc:
+            log.warning("%s not written (%s): the next start reads every run", SUMMARY_FILE, exc)
 
     def _remove_unfinished(self, run_id: str) -> None:
         """A folder with no state and no run log is not a run. A young one may be a
@@ -147,6 +238,9 @@ class FileRunStore:
             files = os.listdir(folder)
         except OSError:
             return
+        self._remove_temp_files_in(folder, files)
+
+    def _remove_temp_files_in(self, folder: Path, files: list[str]) -> None:
         for file in files:
             match = _TEMP_FILE.fullmatch(file)
             if match and process_start(int(match.group(1))) is None:
@@ -155,8 +249,12 @@ class FileRunStore:
                 self.repairs["temp_files_removed"] += 1
 
     def close(self) -> None:
-        """Let the threads of :meth:`acreate` end (after any write in flight)."""
+        """Let the threads of :meth:`acreate` end (after any write in flight), then record
+        the finished runs for the next start."""
         self._create_pool.shutdown(wait=True)
+        if self._summary_writer is not None:
+            self._summary_writer.join()
+        self.save_summary()
 
     def is_writable(self) -> bool:
         probe = self.root / f".ready-{os.getpid()}"
@@ -325,6 +423,7 @@ class FileRunStore:
                 raise RunActive(run_id, current.status)
             del self._runs[run_id]
             self._owned.discard(run_id)
+            self._finished_on_disk.discard(run_id)
             self._unindex(current)
             # Lock order store -> run, as in _pending_write.
             with self._write_locks.hold(run_id):
@@ -391,6 +490,7 @@ class FileRunStore:
             if fresh is None:
                 raise RunNotFound(run_id)
             self._runs[run_id] = fresh
+            self._note_if_finished(fresh)
             return copy.copy(fresh)
 
     async def aget(self, run_id: str) -> RunState:
@@ -470,6 +570,13 @@ class FileRunStore:
                         if run_id not in self._runs:
                             self._runs[run_id] = state
                             self._index(state)
+                            self._note_if_finished(state)
+
+    def _note_if_finished(self, state: RunState) -> None:
+        """Under the store lock, for a state just read: finished on disk, unless what was
+        read is a stand-in for a state file that could not be read (that may pass)."""
+        if state.terminal and (state.error or {}).get("code") != "state_unreadable":
+            self._finished_on_disk.add(state.run_id)
 
     def _index(self, state: RunState) -> None:
         """Called under the store lock (or before the store is shared)."""
@@ -513,6 +620,8 @@ class FileRunStore:
                 self._notify(run_id, *event)
                 fault("transition:event")
                 write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
+                with self._lock:
+                    self._finished_on_disk.add(run_id)
             else:
                 write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
                 fault("transition:state")

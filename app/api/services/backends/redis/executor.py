@@ -62,7 +62,7 @@ from app.api.services.run_executor import Job, JobRunner, load_pipeline
 from app.api.services.run_store import RunOptions, RunState
 from app.api.services.threads import thread_limiter
 from app.config import AppConfig
-from app.modules.orchestrator.module import Pipeline
+from app.modules.orchestrator.contract import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from app.api.services.backends.redis.store import RedisRunStore
 from app.api.services.errors import StoreUnavailable
 from app.api.services.run_store import RunOptions
 from app.config import AppConfig
-from app.modules.orchestrator.module import PipelineResult, RunCall, pipeline
+from app.modules.orchestrator.contract import PipelineResult, RunCall, pipeline
 
 GRACE_S = 0.3
 
