@@ -98,6 +98,7 @@ class Part:
     model_statements: list[str] = field(default_factory=list)  # the model's "not covered"
     # An overview's items, in order: (evidence id, the heading that names the item).
     outline: list[tuple[int, str]] = field(default_factory=list)
+    scene: str = ""  # the statements before the question (planner.PlannedPart.scene)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -10,15 +10,16 @@ import pytest
 
 from app.config import AppConfig
 from app.modules.documents.sections import split_markdown
-from app.modules.evidence import cited_ids
+from app.modules.evidence import Evidence, Part, cited_ids
 from app.modules.llm.extractive import _answers, _cite, answer_pattern, split_units
+from app.modules.orchestrator.gaps import assess_gaps
 from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import plan_parts
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
 from app.modules.retrieval.retriever import Query, Ranked, rank
 from app.modules.retrieval.specificity import specificity, used_as_verbs
-from app.modules.retrieval.text import identifiers, words
+from app.modules.retrieval.text import identifiers, stems, words
 
 
 class TestSpecificity:
@@ -652,3 +653,148 @@ class TestCodeIntroductions:
             "The age of the cache, in seconds, before another registry request is made "
             "(Default: 900; Type: Number)." in texts
         ), texts
+
+
+class TestSceneSetting:
+    """Statements before the question help find passages; the documents need not speak of
+    them for the question to be answered."""
+
+    @pytest.fixture
+    def root(self, tmp_path: Path) -> Path:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "reviews/complexity.md": (
+                    "# Reviewer guidance\n\n## Complexity\n\n"
+                    "If a method has greater than 3 arguments, it is potentially overly "
+                    "complex.\n"
+                ),
+                # The scene's words are the documents' words too, elsewhere: a real corpus
+                # knows "checklist", "parameter", "team"; it just does not answer with them.
+                "reviews/style.md": (
+                    "# Style\n\nEvery team keeps a checklist. Name each parameter clearly; "
+                    "long lists of calls are hard to read. Code smell: duplicated code.\n"
+                ),
+                "tool/layout.md": "# Project layout\n\nEach project lives in its own folder.\n",
+                "tool/config.md": (
+                    "# Configuration files\n\n`tool.toml` files take precedence over "
+                    "`pyproject.toml` files when both are present in a directory.\n"
+                ),
+            },
+        )
+        return root
+
+    def test_words_only_the_scene_uses_do_not_make_a_gap(self, tmp_path: Path, root: Path) -> None:
+        config = _config(tmp_path, root)
+        question = (
+            "Our team's checklist calls long parameter lists a smell. How many arguments "
+            "make a method potentially overly complex?"
+        )
+        answer, bundle = _run(config, question, "s1")
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is False, plan[0]
+        assert "greater than 3 arguments" in answer
+
+    def test_a_question_that_only_points_at_its_scene_is_judged_on_the_scene(
+        self, tmp_path: Path, root: Path
+    ) -> None:
+        config = _config(tmp_path, root)
+        # "Which one wins?" says nothing of its own: the scene is what it asks about, so a
+        # scene the documents do not know is still a gap.
+        _, bundle = _run(
+            config, "My folder has a tool.toml and a pyproject.toml. Which one wins?", "s2"
+        )
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is False, plan[0]
+        _, bundle = _run(
+            config, "My folder has a kubernetes helm chart and a terraform plan. Which wins?", "s3"
+        )
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["gap"] is True, plan[0]
+
+
+class TestCodeNamesInTheQuestion:
+    @pytest.fixture
+    def root(self, tmp_path: Path) -> Path:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "clients.md": (
+                    "# Clients\n\n## Base URLs\n\nA client's `base_url` is prepended to every "
+                    "relative URL it requests, so `client.get('/users')` needs no host. Each "
+                    "setting of the client applies to all its requests.\n"
+                ),
+                "quickstart.md": (
+                    "# Quickstart\n\nMake a request with `httpx.get('https://www.example.org/')`."
+                    "\n\n## Why clients\n\nA client reuses the underlying TCP connection.\n"
+                ),
+                "cache.md": "# Cache\n\nRun `tool cache prune` to remove unused entries.\n",
+            },
+        )
+        return root
+
+    def test_the_askers_own_url_is_not_a_name_the_documents_must_hold(
+        self, tmp_path: Path, root: Path
+    ) -> None:
+        _, bundle = _run(
+            _config(tmp_path, root),
+            "Which client setting makes client.get('/users') go to https://api.example.com/users?",
+            "c1",
+        )
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert all(not p["decisive"] for p in plan), plan
+
+    def test_the_index_finds_a_code_name_verbatim(self, tmp_path: Path, root: Path) -> None:
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(root, max_chars=1800, overlap_chars=0)
+            assert index.mentions("httpx.get")
+            assert index.mentions("BASE_URL")  # ASCII case folded
+            assert not index.mentions("--older-than")
+            assert not index.mentions("base%url")  # no wildcards: % and _ are literal
+            assert not index.mentions("b_se_url")
+
+    def test_a_code_name_is_missing_only_when_no_document_holds_it(self) -> None:
+        def part() -> Part:
+            text = "Why are clients faster than httpx.get in a loop?"
+            return Part(id=1, text=text, query=Query.from_text(text))
+
+        passage = Evidence(
+            id=1,
+            kind="section",
+            text="A client reuses the underlying TCP connection.",
+            score=1.0,
+            path="clients.md",
+            stems=frozenset(stems("A client reuses the underlying TCP connection.")),
+        )
+        # Not in the passages found for the question, but in a document: not missing.
+        found_elsewhere = part()
+        assess_gaps([found_elsewhere], [passage], {}, set(), lambda text: text == "httpx.get")
+        assert found_elsewhere.decisive == []
+        # In no document at all: a gap on its own.
+        nowhere = part()
+        assess_gaps([nowhere], [passage], {}, set(), lambda text: False)
+        assert nowhere.decisive == ["httpx.get"]
+        assert nowhere.gap
+
+
+class TestClauses:
+    @pytest.mark.parametrize(
+        ("question", "parts"),
+        [
+            (
+                "Which argument lets me write client.get('/users') and have it go to the API?",
+                1,
+            ),
+            ("Wait a minute to connect, but give up after 10 seconds otherwise. How?", 1),
+            ("What is the budget, and have they approved it?", 2),
+            ("What is the budget, but how is the plan funded?", 2),
+        ],
+    )
+    def test_a_clause_is_a_part_only_when_it_asks(self, question: str, parts: int) -> None:
+        assert len(plan_parts(question)) == parts

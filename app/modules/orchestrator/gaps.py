@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 from app.modules.evidence import CITATION, Evidence, Part
 from app.modules.llm.extractive import (
@@ -18,7 +19,7 @@ from app.modules.llm.extractive import (
 )
 from app.modules.retrieval.retriever import coverage
 from app.modules.retrieval.specificity import NOT_A_NOUN
-from app.modules.retrieval.text import STOPWORDS, stem, stems, words
+from app.modules.retrieval.text import STOPWORDS, content_terms, stem, stems, words
 
 # A part is a gap when its best passage covers less than this share of its weighted terms
 # (IDF x specificity: a coverage threshold works across corpora, where a BM25 cut-off
@@ -29,7 +30,7 @@ GAP_COVERAGE = 0.5
 GAP_PASSAGES = 6
 
 
-KEY_SPECIFICITY = 0.7
+KEY_SPECIFICITY = 0.9
 
 
 PAIR_DISCOUNT = 0.9  # two sections of one file together: good, not as good as one
@@ -47,10 +48,20 @@ ABSENT_SPECIFIC = 0.4  # at or below: verbs and phrasing (specificity.NOT_A_NOUN
 
 WINDOW_UNITS = 3
 ATTRIBUTE_COVERAGE = 0.15  # of what is asked about a named subject, in its best passage
+# A word only the scene-setting statements use ("Our checklist calls it a smell. How many
+# arguments ...?") weighs this share in coverage and never names what is missing.
+SCENE_WEIGHT = 0.35
+# A question whose own words say this little (specificities summed: "Which one wins?",
+# "Is that true?") asks about the scene it set.
+MIN_ASKED = 1.0
 
 
 def assess_gaps(
-    parts: list[Part], evidence: list[Evidence], idf: dict[str, float], unknown: set[str]
+    parts: list[Part],
+    evidence: list[Evidence],
+    idf: dict[str, float],
+    unknown: set[str],
+    mentioned: Callable[[str], bool] = lambda _: False,
 ) -> None:
     """Mark each part whose subject the best passages leave uncovered.
 
@@ -58,8 +69,8 @@ def assess_gaps(
     ("put", "right now", "roughly") cannot make a gap while its nouns and names can.
     Coverage is judged on the best passages (one section, or two sections of one file), not
     on a whole file: a huge changelog holds almost every word. A specific word that no
-    document contains ("ferries", "kubernetes"), or a code name no passage found has
-    ("--older-than"), is a gap on its own.
+    document contains ("ferries", "kubernetes"), or a code name no document has
+    ("--older-than"; ``mentioned`` looks one up), is a gap on its own.
     """
     by_id = {e.id: e for e in evidence}
     sql = [e for e in evidence if e.kind == "sql"]
@@ -68,7 +79,11 @@ def assess_gaps(
         if not terms:
             part.coverage, part.gap = 0.0, True
             continue
-        weights = {t: idf.get(t, 0.0) * _subject_weight(part, t) for t in terms}
+        scene_only = _scene_only(part) | _example_only(part)
+        weights = {
+            t: idf.get(t, 0.0) * _subject_weight(part, t) * (SCENE_WEIGHT if t in scene_only else 1)
+            for t in terms
+        }
         passages = [by_id[i] for i in part.evidence_ids[:GAP_PASSAGES]]
         views = [_passage_stems(e) for e in passages] + [set(e.stems) for e in sql]
         anywhere = set().union(*views) if views else set()
@@ -95,11 +110,20 @@ def assess_gaps(
         )
         absent = [t for t in terms if t not in anywhere]
         key_absent = [
-            t for t in absent if t in unknown and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
+            t
+            for t in absent
+            if t in unknown
+            and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
+            and t not in scene_only
         ]
         texts = " ".join(e.text.lower() for e in passages)
         unknown_names = [
-            i for i in part.query.identifiers if _code_token(i) and _code_token(i) not in texts
+            i
+            for i in part.query.identifiers
+            if _code_token(i)
+            and _code_token(i) not in texts
+            and not _EXAMPLE.search(i)
+            and not mentioned(_code_token(i))
         ]
         part.coverage = round(best, 3)
         part.section_coverage = round(near, 3)
@@ -122,7 +146,7 @@ def assess_gaps(
         # passages; whether this part is answered is judged on its own words. A word the
         # question uses as a verb ("boots up", "kick off") names nothing, whatever else it
         # can be.
-        own = set(stems(part.text))
+        own = set(stems(part.text)) - scene_only
         lacks_a_name = any(
             _subject_weight(part, t) > ABSENT_SPECIFIC and not _a_quantity(t)
             for t in absent
@@ -142,6 +166,29 @@ def assess_gaps(
         part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
 
 
+def _scene_only(part: Part) -> set[str]:
+    """Stems only the part's scene-setting statements use, not the question it asks."""
+    if not part.scene or not part.text.startswith(part.scene):
+        return set()
+    text = part.text[len(part.scene) :]
+    asked = set(stems(text))
+    if sum(part.query.specific.get(t, 0.0) for t in content_terms(text)) < MIN_ASKED:
+        return set()
+    return set(stems(part.scene)) - asked
+
+
+def _example_only(part: Part) -> set[str]:
+    """Stems only the asker's example URLs and hosts use ("https://api.example.com/users")."""
+    examples = [i for i in part.query.identifiers if _EXAMPLE.search(i)]
+    if not examples:
+        return set()
+    rest = _URL.sub(" ", part.text)
+    return set(stems(" ".join(examples))) - set(stems(rest))
+
+
+_URL = re.compile(r"\S*(?:://|\.example\.|example\.(?:com|org|net))\S*", re.IGNORECASE)
+
+
 def _subject_weight(part: Part, term: str) -> float:
     """How much a term says about what the part asks: its specificity, at most a verb's
     (NOT_A_NOUN) where the question uses it as one ("boots up", "it starts"), whatever else
@@ -155,6 +202,11 @@ def _a_quantity(term: str) -> bool:
     """A bare number other than a year: the asker's own figure ("500 km away"), which the
     documents state as a rule ("under 700 km"), not a thing they must name."""
     return term.isdigit() and not (len(term) == 4 and term[:2] in {"19", "20"})
+
+
+# The asker's own example data, not a name the documents must hold: a URL, or a host of the
+# domains reserved for examples (RFC 2606).
+_EXAMPLE = re.compile(r"://|(?:^|\.)example\.(?:com|org|net)\b|\.(?:example|test|invalid)\b")
 
 
 def _code_token(identifier: str) -> str:

@@ -209,7 +209,13 @@ def _answer(
     with logger.step("plan") as details:
         planned = plan_parts(question)
         parts = [
-            Part(id=i, text=p.text, query=Query.from_text(p.text, extra=p.context), broad=p.broad)
+            Part(
+                id=i,
+                text=p.text,
+                query=Query.from_text(p.text, extra=p.context),
+                broad=p.broad,
+                scene=p.scene,
+            )
             for i, p in enumerate(planned, start=1)
         ]
         details["parts"] = [p.text for p in parts]
@@ -233,7 +239,7 @@ def _answer(
             details["rows"] = sum(len(e.rows) for e in evidence if e.kind == "sql")
 
     unknown = set(index.unknown_terms({t: f for p in parts for t, f in p.query.forms.items()}))
-    assess_gaps(parts, evidence, idf, unknown)
+    assess_gaps(parts, evidence, idf, unknown, index.mentions)
 
     writer = make_writer(config, payload_log=_payload_log(config, run_dir))
     logger.data["engine"] = {

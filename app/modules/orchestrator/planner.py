@@ -19,8 +19,16 @@ _QUESTION_START = (
     r"what|how|when|where|which|who|whom|whose|why|is|are|was|were|does|do|did|has|have|had"
     r"|can|could|will|would|should|list|name|describe|explain|give|tell"
 )
+# "have" opens a question only with a subject and a participle ("and have you filed ..."),
+# not in "lets me write X and have it go to Y"; after "but" an imperative continues the
+# sentence ("..., but give up after 10 seconds") rather than asking something new.
+_HAVE_ASKS = r"ha(?:ve|s|d)\s+\w+\s+(?:\w+(?:ed|en|wn|ne)|got|been|made|done|had|set|put)\b"
+_NOT_HAVE = r"(?!ha(?:ve|s|d)\b)"
+_IMPERATIVES = r"list|name|describe|explain|give|tell"
 _CLAUSE_BREAK = re.compile(
-    rf"\s*(?:,\s*)?\b(?:and|as well as|also|plus|but)\s+(?=(?:{_QUESTION_START})\b)",
+    rf"\s*(?:,\s*)?\b(?:"
+    rf"(?:and|as well as|also|plus)\s+(?={_HAVE_ASKS}|{_NOT_HAVE}(?:{_QUESTION_START})\b)"
+    rf"|but\s+(?={_HAVE_ASKS}|{_NOT_HAVE}(?!(?:{_IMPERATIVES})\b)(?:{_QUESTION_START})\b))",
     re.IGNORECASE,
 )
 _SENTENCE_BREAK = re.compile(r"(?<=[?;])\s*|\n+|(?<=\.)\s+(?=[A-Z])")
@@ -37,6 +45,10 @@ class PlannedPart:
     text: str
     context: tuple[str, ...] = ()  # words borrowed from the rest of the question
     broad: bool = False  # asks for an overview ("the main initiatives"), not one fact
+    # The statements that set the scene before the question ("Our checklist calls long
+    # parameter lists a smell."): they help find passages, but the documents need not
+    # speak of them for the question to be answered.
+    scene: str = ""
 
 
 _BROAD = re.compile(
@@ -95,9 +107,9 @@ def _is_statement(sentence: str) -> bool:
     )
 
 
-def _sentences(question: str) -> list[str]:
-    """The question's sentences, each scene-setting statement joined to the one after it."""
-    sentences: list[str] = []
+def _sentences(question: str) -> list[tuple[str, str]]:
+    """The question's sentences, each with the scene-setting statements before it."""
+    sentences: list[tuple[str, str]] = []
     pending = ""
     for raw in _SENTENCE_BREAK.split(question.strip()):
         sentence = raw.strip()
@@ -106,20 +118,24 @@ def _sentences(question: str) -> list[str]:
         if _is_statement(sentence):
             pending = f"{pending} {sentence}".strip()
             continue
-        sentences.append(f"{pending} {sentence}".strip())
+        sentences.append((pending, sentence))
         pending = ""
     if pending:  # nothing but statements, or a statement last: it is what is asked about
         if sentences:
-            sentences[-1] = f"{sentences[-1]} {pending}"
+            scene, last = sentences[-1]
+            sentences[-1] = (scene, f"{last} {pending}")
         else:
-            sentences.append(pending)
+            sentences.append(("", pending))
     return sentences
 
 
 def plan_parts(question: str) -> list[PlannedPart]:
     """The parts of ``question`` in order; a simple question is one part."""
     clauses: list[str] = []
-    for sentence in _sentences(question):
+    scenes: dict[int, str] = {}  # clause index -> the statements before its sentence
+    for scene, asked in _sentences(question):
+        sentence = f"{scene} {asked}".strip()
+        first = len(clauses)
         for raw in _CLAUSE_BREAK.split(sentence):
             clause = raw.strip(" ,;")
             if clause and content_terms(clause):
@@ -128,16 +144,18 @@ def plan_parts(question: str) -> list[PlannedPart]:
                 # "..., and where do I get it?": a question of its own about the subject
                 # before, in words that are all function words.
                 clauses.append(clause)
+        if scene and len(clauses) > first and clauses[first].startswith(scene):
+            scenes[first] = scene
     if not clauses:
         return [PlannedPart(question.strip(), broad=is_broad(question))]
     # Too many fragments means the splitter misread the question: keep it whole.
     if len(clauses) > MAX_PARTS:
-        return [PlannedPart(question.strip(), broad=is_broad(question))]
+        return [PlannedPart(question.strip(), broad=is_broad(question), scene=scenes.get(0, ""))]
 
     parts: list[PlannedPart] = []
     previous_names: list[str] = []
     previous_subject: list[str] = []
-    for clause in clauses:
+    for index, clause in enumerate(clauses):
         names = _names(clause)
         own = {w.lower() for w in words(clause)}
         borrowed: list[str] = []
@@ -148,7 +166,7 @@ def plan_parts(question: str) -> list[PlannedPart]:
             # subject of the clause before.
             borrowed = previous_subject
         context = tuple(w for w in dict.fromkeys(borrowed) if w not in own)
-        parts.append(PlannedPart(clause, context, is_broad(clause)))
+        parts.append(PlannedPart(clause, context, is_broad(clause), scenes.get(index, "")))
         previous_names = names or previous_names
         previous_subject = [
             w for w in words(clause) if w not in STOPWORDS and w not in _SCAFFOLD

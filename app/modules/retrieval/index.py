@@ -349,6 +349,19 @@ class SectionIndex:
         ).fetchall()
         return [self._hit(row, -float(row[8])) for row in rows]
 
+    def mentions(self, text: str) -> bool:
+        """Whether any section holds ``text`` verbatim (ASCII case folded): a code name
+        ("httpx.get", "--older-than") that tokens cannot look up. A scan of every section:
+        for the few names the passages found do not hold."""
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        row = self._db.execute(
+            "SELECT 1 FROM sections_fts WHERE body LIKE ?1 ESCAPE '\\' OR heading LIKE ?1"
+            " ESCAPE '\\' OR lead LIKE ?1 ESCAPE '\\' LIMIT 1",
+            (pattern,),
+        ).fetchone()
+        return row is not None
+
     def vectors(self) -> tuple[npt.NDArray[np.int64], Vectors]:
         """Every section's id and unit vector, kept in memory until the index changes."""
         generation = self._meta("generation") or ""
