@@ -38,6 +38,10 @@ class EventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self._lock = threading.Lock()  # guards _subscriptions against off-loop readers
+        # Bumped, and the event set, whenever the set of followed runs changes (a first
+        # subscriber, a last one gone): what the output/ watcher watches follows it.
+        self.version = 0
+        self.followed_changed = threading.Event()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver on ``loop`` (the server's event loop), whichever thread publishes."""
@@ -75,6 +79,16 @@ class EventBus:
                 self._remove(subscription)
                 _close(subscription)
 
+    def _changed(self) -> None:
+        """Under the lock."""
+        self.version += 1
+        self.followed_changed.set()
+
+    def followed(self) -> tuple[int, list[str]]:
+        """The runs someone follows here, with the version of that set."""
+        with self._lock:
+            return self.version, list(self._subscriptions)
+
     def has_subscribers(self, run_id: str) -> bool:
         with self._lock:
             return bool(self._subscriptions.get(run_id))
@@ -88,6 +102,8 @@ class EventBus:
         """A subscription for the ``async with`` block; always removed on the way out."""
         subscription = Subscription(run_id, asyncio.Queue(maxsize=self.queue_size))
         with self._lock:
+            if run_id not in self._subscriptions:
+                self._changed()
             self._subscriptions[run_id].add(subscription)
         try:
             yield subscription
@@ -101,6 +117,7 @@ class EventBus:
                 subs.discard(subscription)
                 if not subs:
                     del self._subscriptions[subscription.run_id]
+                    self._changed()
 
     def end(self, run_id: str) -> None:
         """End the streams of one run (it was deleted); safe from any thread."""

@@ -1,22 +1,23 @@
 """Events written by other processes sharing ``output/``, published on this process's bus.
 
-One ``watchfiles.watch`` per process, in a thread of its own (each costs an inotify
-instance; the kernel allows about 128 instances per user), shared by every stream. Not
-``awatch``: it sets up its watches on the event loop, one per run folder, which held the
-loop for 0.2 s with 10,000 runs (and would for seconds with 100,000) just as the server
-began to answer. It only looks at runs
-that someone here is following and that another process owns, reads only the new complete
-lines of their events.jsonl (a byte offset per run), and publishes them; subscribers drop
-ids they already have, so nothing arrives twice. Debounce and step are small so that an
-event reaches a stream in well under 300 ms; APP_WATCH_FORCE_POLLING is for network
-filesystems, where inotify sees nothing.
+It watches only the folders of runs that someone here follows and that another process
+owns, with ``watchfiles`` in a thread of its own, and starts a new watch when that set
+changes (a stream opens or ends). Not all of ``output/``: a recursive watch puts one inotify
+watch on every run folder (the kernel's per-user limit is 8,192 on many systems) and sets
+them up holding the GIL, which stopped the whole server for seconds with 100,000 runs.
+
+On every wake-up (a change, or each ``CATCH_UP_MS`` without one) it reads the new complete
+lines of every followed run's events.jsonl (a byte offset per run) and publishes them;
+subscribers drop ids they already have, so nothing arrives twice, and a line written
+while a watch was being set up is read at the next wake-up. Debounce and step are small so
+that an event reaches a stream in well under 300 ms; APP_WATCH_FORCE_POLLING is for
+network filesystems, where inotify sees nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -29,9 +30,23 @@ from app.api.services.run_store import EVENTS_FILE
 
 log = logging.getLogger(__name__)
 
+CATCH_UP_MS = 250  # a watch wakes at least this often to read what it may have missed
+IDLE_WAIT_S = 1.0  # nothing to watch: how long to sleep between looks (a change wakes it)
+
 
 def _events_files(_: watchfiles.Change, path: str) -> bool:
     return path.endswith(EVENTS_FILE)
+
+
+class _Until:
+    """What a watch checks between steps: stop when the server stops or the followed set
+    changes (then a new watch starts with the new set)."""
+
+    def __init__(self, halt: threading.Event, bus: EventBus, version: int) -> None:
+        self.halt, self.bus, self.version = halt, bus, version
+
+    def is_set(self) -> bool:
+        return self.halt.is_set() or self.bus.version != self.version
 
 
 class OutputWatcher:
@@ -63,22 +78,36 @@ class OutputWatcher:
                 )
             finally:
                 halt.set()  # the thread sees it within one step (20 ms) and ends
+                self.bus.followed_changed.set()
                 tasks.cancel_scope.cancel()
 
     def _watch(self, halt: threading.Event) -> None:
-        for changes in watchfiles.watch(
-            self.store.root,
-            watch_filter=_events_files,
-            debounce=50,
-            step=20,
-            stop_event=halt,
-            force_polling=self.force_polling,
-            poll_delay_ms=100,
-            recursive=True,
-        ):
-            runs = {Path(path).parent.name for _, path in changes}
-            for run_id in runs:
-                self.forward(run_id)
+        while not halt.is_set():
+            self.bus.followed_changed.clear()
+            version, followed = self.bus.followed()
+            runs = [r for r in followed if not self.store.is_owned(r)]
+            folders = [self.store.root / r for r in runs if (self.store.root / r).is_dir()]
+            if not folders:
+                self.bus.followed_changed.wait(IDLE_WAIT_S)
+                continue
+            try:
+                for _ in watchfiles.watch(
+                    *folders,
+                    watch_filter=_events_files,
+                    debounce=50,
+                    step=20,
+                    rust_timeout=CATCH_UP_MS,
+                    yield_on_timeout=True,
+                    stop_event=_Until(halt, self.bus, version),
+                    force_polling=self.force_polling,
+                    poll_delay_ms=100,
+                    recursive=False,
+                ):
+                    for run_id in runs:
+                        self.forward(run_id)
+            except OSError as exc:  # a folder deleted meanwhile: watch the new set
+                log.debug("watch of %d run folders ended: %s", len(folders), exc)
+                halt.wait(0.05)
 
     def forget(self, run_id: str) -> None:
         """For FileRunStore.add_removal_listener: a deleted run's file starts over if reused."""
