@@ -798,3 +798,32 @@ class TestClauses:
     )
     def test_a_clause_is_a_part_only_when_it_asks(self, question: str, parts: int) -> None:
         assert len(plan_parts(question)) == parts
+
+
+class TestNoPadding:
+    def test_another_folders_sentence_on_another_subject_is_not_a_bullet(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "testing/unit-tests.md": (
+                    "# Unit testing\n\n## Naming\n\n"
+                    "Unit test names follow the convention `Unit_State_Expected`, so that a "
+                    "failing unit test says what broke.\n"
+                ),
+                "infra/terraform.md": (
+                    "# Terraform\n\n## Naming convention\n\n"
+                    "Terraform variable names follow a convention: lowercase letters and "
+                    "underscores, with clear names that are easy to follow.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "What naming convention do unit test names follow?",
+            "p1",
+        )
+        assert "Unit_State_Expected" in answer
+        assert "Terraform" not in answer, answer

@@ -60,6 +60,7 @@ MIN_FRAMED = 0.1
 SEMANTIC_WEIGHT = 0.2  # question-to-unit similarity (WordLlama); tuned on the dev halves
 LEAD_VALUE_SHARE = 0.75  # a unit holding the value asked for leads if it scores this near the top
 FLOOR = 0.6  # supporting units score at least this share of the lead's score
+SAME_SUBJECT = 0.4  # another folder's unit holds this much of what the lead is about
 BROAD_FLOOR = 0.5  # a unit read in its context must cover at least this much of the question
 
 _SIGNPOST = re.compile(
@@ -658,6 +659,8 @@ class ExtractiveWriter:
             n for i in section_ids for n in _entity_stems("", path=_folders(evidence[i].path))
         } | set(subject)
         scored: list[tuple[float, Unit, set[str], bool]] = []
+        views: dict[int, set[str]] = {}  # id(unit) -> what it says read in its context
+        gives_reason: set[int] = set()  # id(unit) of units that give a reason ("because")
         for rank, evidence_id in enumerate(section_ids):
             item = evidence[evidence_id]
             context = set(stems(f"{item.path} {item.title} {item.heading_path}"))
@@ -736,7 +739,10 @@ class ExtractiveWriter:
                 if _SIGNPOST.match(plain):
                     score -= 0.25  # "This document sets out ..." is about the text itself
                 unit = Unit(text=text, kind=kind, evidence_id=evidence_id, position=position)
+                views[id(unit)] = own | intro | topic | context
                 typed = wanted is not None and _answers(wanted, plain, part.text)
+                if why and _REASON.search(plain):
+                    gives_reason.add(id(unit))
                 scored.append((score, unit, set(content_terms(plain)), typed))
         if scored and SEMANTIC_WEIGHT:
             # Meaning, not only shared words: "trust my company's root CA" and "use system
@@ -764,9 +770,24 @@ class ExtractiveWriter:
         floor = scored[0][0] * (BROAD_FLOOR if broad else FLOOR)
         chosen: list[tuple[Unit, set[str]]] = []
         per_section: dict[int, int] = {}
-        for score, unit, bag, _ in scored:
+        lead_unit = scored[0][1]
+        lead_folder = _folders(evidence[lead_unit.evidence_id].path)
+        # What the answer is about: the question's words its lead holds, read in context.
+        about = [t for t in terms if t in views[id(lead_unit)]]
+        for score, unit, bag, typed in scored:
             if len(chosen) >= limit or score < floor:
                 break
+            if (
+                not (broad or asks_list or typed or id(unit) in gives_reason)
+                and _folders(evidence[unit.evidence_id].path) != lead_folder
+                and coverage(about, views[id(unit)], brief.idf) < SAME_SUBJECT
+            ):
+                # A sentence from another folder (another topic of the tree) that shares the
+                # question's words but not what the answer is about ("naming convention" of
+                # Terraform variables under a question on unit test names): padding, not
+                # support. One that holds the kind of value asked for, or a reason asked
+                # for, may be what the lead missed.
+                continue
             if per_section.get(unit.evidence_id, 0) >= (2 if broad else 3):
                 continue
             if any(_similar(bag, other) and not _other_rows(unit, seen) for seen, other in chosen):
