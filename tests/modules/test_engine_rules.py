@@ -827,3 +827,34 @@ class TestNoPadding:
         )
         assert "Unit_State_Expected" in answer
         assert "Terraform" not in answer, answer
+
+
+class TestValuesInWords:
+    @pytest.mark.parametrize(
+        ("question", "text", "answers"),
+        [
+            # A count in words answers "how many".
+            (
+                "How many rounds of comments before we switch to a call?",
+                "After two round trips of question/response, talk face to face.",
+                True,
+            ),
+            ("How long is the notice period?", "Give notice three weeks ahead.", True),
+            # "one of the ..." is not a count.
+            ("How many reviewers are needed?", "Ask one of the maintainers.", False),
+            # A percentage question wants a percentage, not any figure or a date.
+            (
+                "What sampling percentage should we configure?",
+                "Date: 2020-04-08. Sampling ingests millions of messages.",
+                False,
+            ),
+            ("What sampling percentage should we configure?", "Sample 20% of requests.", True),
+        ],
+    )
+    def test_the_value_asked_for(self, question: str, text: str, answers: bool) -> None:
+        wanted = answer_pattern(question)
+        assert wanted is not None
+        assert _answers(wanted, text, question) is answers
+
+    def test_the_name_of_the_collection_is_not_a_subject(self) -> None:
+        assert specificity("playbook") == 0.0

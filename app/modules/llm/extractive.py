@@ -74,8 +74,14 @@ _MONEY = re.compile(
     r"cents?)\b|\d\s*(%|percent|per cent)",
     re.IGNORECASE,
 )
+# Numbers in words ("after two round trips", "three days"); not "one", which is as often
+# "one of the ..." as a count.
+_NUMBER_WORDS = (
+    r"two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+    r"forty|fifty|sixty|hundred|thousand|dozen|twice"
+)
 # Any figure but a bare year: "how many trucks" is not answered by "in 2024".
-_NUMBER = re.compile(r"\b(?!(?:19|20)\d\d\b)\d[\d,.]*")
+_NUMBER = re.compile(rf"\b(?!(?:19|20)\d\d\b)\d[\d,.]*|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE)
 _TIME = re.compile(
     r"\b(19|20)\d\d\b|\b(january|february|march|april|may|june|july|august|september|"
     r"october|november|december|q[1-4]|quarter|annually|monthly|weekly|daily|every|"
@@ -94,7 +100,7 @@ _ASKS_MONEY = re.compile(
 # not any number nearby ("the last 24 passwords").
 _ASKS_LENGTH = re.compile(r"\bhow long\b", re.IGNORECASE)
 _MEASURE = re.compile(
-    r"\b\d[\d,.]*\s*(characters?|chars|letters|digits|bytes|[kmg]i?b|words|lines|pages|km|"
+    rf"\b(?:\d[\d,.]*|{_NUMBER_WORDS})\s*(characters?|chars|letters|digits|bytes|[kmg]i?b|words|lines|pages|km|"
     r"kilomet(?:er|re)s?|miles?|met(?:er|re)s?|feet|ms|milliseconds?|seconds?|minutes?|hours?|"
     r"days?|weeks?|months?|years?)\b",
     re.IGNORECASE,
@@ -115,6 +121,13 @@ _ASKS_NUMBER = re.compile(
     r"|\b(status|http|exit|return|error) codes?\b|\bport\b",
     re.IGNORECASE,
 )
+# "What percentage / share ...?" is answered by a percentage, not by any figure ("millions of
+# messages", a date).
+_ASKS_PERCENT = re.compile(
+    r"\bpercent\w*|\bwhat(?:'s|’s| is| are| was)?(?: the)?(?: \w+)? (share|proportion|fraction)\b",
+    re.IGNORECASE,
+)
+_PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
 # "In what year ...?" is answered by a year, not by "every week" or "in March".
 _ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\bwhat year\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
@@ -181,6 +194,8 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
         return _MEASURE
     if identifiers and _ASKS_PLACE.search(question):
         return _PATH
+    if _ASKS_PERCENT.search(question):
+        return _PERCENT
     if _ASKS_MONEY.search(question):
         return _MONEY
     if _ASKS_NUMBER.search(question):
