@@ -858,3 +858,27 @@ class TestValuesInWords:
 
     def test_the_name_of_the_collection_is_not_a_subject(self) -> None:
         assert specificity("playbook") == 0.0
+
+
+class TestAskersQuantities:
+    def test_the_askers_own_quantities_are_not_subjects(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "clients.md": (
+                    "# Clients\n\n## Why use a client\n\nA client reuses the underlying TCP "
+                    "connection, so many requests to the same host are much faster.\n"
+                ),
+                "downloads.md": "# Downloads\n\nStream a large file with `client.stream()`.\n",
+            },
+        )
+        config = _config(tmp_path, root)
+        for run_id, question in [
+            ("q1", "Why are thousands of requests to one host faster through a client?"),
+            ("q2", "How do I stream a multi-gigabyte file?"),
+        ]:
+            _, bundle = _run(config, question, run_id)
+            plan = bundle["plan"]
+            assert isinstance(plan, list)
+            assert plan[0]["gap"] is False, plan[0]

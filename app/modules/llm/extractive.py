@@ -117,14 +117,15 @@ _PATH = re.compile(r"(?<![\w/])(?:~|\$\{?\w+\}?|%\w+%)[/\\][\w./\\-]+")
 _ASKS_NUMBER = re.compile(
     r"\bhow (much|many|big|large|far|long|high|low)\b|\bwhat(?:'s|’s| is| are| was)?(?: the)?"
     r"(?: \w+)? (share|percentage|proportion|"
-    r"fraction|number|amount|level|size|capacity|limit|maximum|minimum)\b|\bpercent\w*"
+    r"fraction|number|amount|level|size|capacity|limit|maximum|minimum)\b"
     r"|\b(status|http|exit|return|error) codes?\b|\bport\b",
     re.IGNORECASE,
 )
 # "What percentage / share ...?" is answered by a percentage, not by any figure ("millions of
 # messages", a date).
 _ASKS_PERCENT = re.compile(
-    r"\bpercent\w*|\bwhat(?:'s|’s| is| are| was)?(?: the)?(?: \w+)? (share|proportion|fraction)\b",
+    r"\b(?:what|which|how many)(?:'s|’s| is| are| was)?(?: the)?(?: \w+)? "
+    r"(?:percent\w*|share|proportion|fraction)\b|\bpercent\w* of\b",
     re.IGNORECASE,
 )
 _PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)

@@ -115,6 +115,7 @@ def assess_gaps(
             if t in unknown
             and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
             and t not in scene_only
+            and not _a_quantity(t)
         ]
         texts = " ".join(e.text.lower() for e in passages)
         unknown_names = [
@@ -199,9 +200,19 @@ def _subject_weight(part: Part, term: str) -> float:
 
 
 def _a_quantity(term: str) -> bool:
-    """A bare number other than a year: the asker's own figure ("500 km away"), which the
-    documents state as a rule ("under 700 km"), not a thing they must name."""
-    return term.isdigit() and not (len(term) == 4 and term[:2] in {"19", "20"})
+    """The asker's own figure: a bare number other than a year ("500 km away"), which the
+    documents state as a rule ("under 700 km"), a number in words or a unit ("thousands of
+    URLs", "a multi-gigabyte file"); not a thing the documents must name."""
+    return (term.isdigit() and not (len(term) == 4 and term[:2] in {"19", "20"})) or (
+        term in _QUANTITY_STEMS
+    )
+
+
+_QUANTITY_STEMS = frozenset(
+    stem(w)
+    for w in """hundreds thousands millions billions dozens kilobyte megabyte gigabyte
+    terabyte kilometre kilometer kilometres kilometers miles""".split()
+)
 
 
 # The asker's own example data, not a name the documents must hold: a URL, or a host of the

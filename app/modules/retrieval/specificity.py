@@ -18,8 +18,8 @@ from wordfreq import zipf_frequency
 # Words about the documents or the asking itself, never about the subject.
 META_WORDS = frozenset(
     """
-    document documents documentation doc docs handbook playbook guide guides manual manuals page pages
-    section sections chapter catalogue catalog catalogues wiki readme according mention
+    document documents documentation doc docs handbook playbook guide guides manual manuals
+    page pages section sections chapter catalogue catalog catalogues wiki readme according mention
     mentioned mentions say says said state states stated tell told explain explained describe
     described question questions answer answers info information official officially
     """.split()
