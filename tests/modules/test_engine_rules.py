@@ -849,6 +849,13 @@ class TestValuesInWords:
                 False,
             ),
             ("What sampling percentage should we configure?", "Sample 20% of requests.", True),
+            # "In which release was X added?" wants a version number, not any mention of X.
+            (
+                "In which release was zstd decoding first added?",
+                "Install the zstd extra to decode zstd responses.",
+                False,
+            ),
+            ("In which release was zstd decoding first added?", "Added in 0.27.0.", True),
         ],
     )
     def test_the_value_asked_for(self, question: str, text: str, answers: bool) -> None:

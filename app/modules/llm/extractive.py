@@ -129,6 +129,15 @@ _ASKS_PERCENT = re.compile(
     re.IGNORECASE,
 )
 _PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
+# "In which release / since what version was X added?" is answered by a version number;
+# "which version am I running" and "the oldest version it supports" are not asking that.
+_ASKS_VERSION = re.compile(
+    r"\b(?:in|since|from|as of|with) (?:which|what)(?: \w+)? (?:release|version)\b"
+    r"|\b(?:which|what)(?: \w+)? (?:release|version) (?:\w+ )?(?:added|introduced|removed|"
+    r"deprecated|dropped|first)\b",
+    re.IGNORECASE,
+)
+_VERSION = re.compile(r"(?<![\w.])v?\d+\.\d+(?:\.\d+)*\+?(?![\w.])")
 # "In what year ...?" is answered by a year, not by "every week" or "in March".
 _ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\bwhat year\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
@@ -189,6 +198,8 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
     """What an answer to ``question`` must contain: an amount, a time, a name, an identifier."""
     if _ASKS_YEAR.search(question):
         return _YEAR
+    if _ASKS_VERSION.search(question):
+        return _VERSION
     if _ASKS_TIME.search(question):
         return _TIME
     if _ASKS_LENGTH.search(question):
