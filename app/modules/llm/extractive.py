@@ -137,7 +137,7 @@ _ASKS_VERSION = re.compile(
     r"deprecated|dropped|first)\b",
     re.IGNORECASE,
 )
-_VERSION = re.compile(r"(?<![\w.])v?\d+\.\d+(?:\.\d+)*\+?(?![\w.])")
+_VERSION = re.compile(r"(?<![\w.])v?\d+\.\d+(?:\.\d+)*\+?(?!\w|\.\d)")
 # "In what year ...?" is answered by a year, not by "every week" or "in March".
 _ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\bwhat year\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
