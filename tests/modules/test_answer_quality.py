@@ -1,10 +1,11 @@
 """Floors under the engine's answer quality on real documentation nobody here wrote.
 
-Each corpus under benchmarks/corpora (npm's CLI docs, uv's docs, the 18F handbook) has 44
-questions written by reading the files, split into a dev half (tuned on) and a test half
-(only measured). The engine is deterministic, so a floor just under today's figure fails
-the build on any regression; raise a floor when a change lifts the figure (README, "Answer
-quality", says how to measure).
+Each corpus under benchmarks/corpora (npm's CLI docs, uv's docs, the 18F handbook, the
+Code With Engineering Playbook, HTTPX's docs) has 44-54 questions written by reading the
+files, split into a dev half (tuned on) and a test half (only measured). The engine is
+deterministic, so a floor just under today's figure fails the build on any regression;
+raise a floor when a change lifts the figure (README, "Answer quality", says how to
+measure).
 """
 
 from __future__ import annotations
@@ -19,25 +20,32 @@ from app.modules.evaluation import EvalReport, evaluate, load_questions
 REPO = Path(__file__).resolve().parents[2]
 CORPORA = REPO / "benchmarks" / "corpora"
 
-pytestmark = pytest.mark.slow  # the whole engine over four corpora (~15 s)
+pytestmark = pytest.mark.slow  # the whole engine over six corpora (~25 s)
 
 # (corpus, half): minimum hit@5, MRR, key-fact recall and gap-on-unanswerable; maximum
 # false-gap rate. Measured 2026-12-07 (benchmarks/eval_corpora.py), less a small margin.
-# "When" in a clause ("what happens when I clear the cache") no longer asks for a time: two
-# answerable questions stop being flagged, and one unanswerable question of the npm test
-# half and one of the 18F dev half, flagged only by that mistake, pass (README, "Answer
+# eng-playbook and httpx were added that day, written by people who never saw the engine;
+# their test halves were measured before any tuning and once after (README, "Answer
 # quality").
 FLOORS: dict[tuple[str, str], dict[str, float]] = {
     ("npm", "dev"): {"hit_at_5": 0.95, "mrr": 0.9, "kfr": 0.75, "gap": 0.65, "false_gap": 0.12},
-    ("npm", "test"): {"hit_at_5": 0.85, "mrr": 0.72, "kfr": 0.75, "gap": 0.6, "false_gap": 0.2},
-    ("uv", "dev"): {"hit_at_5": 0.95, "mrr": 0.82, "kfr": 0.65, "gap": 1.0, "false_gap": 0.02},
-    ("uv", "test"): {"hit_at_5": 0.95, "mrr": 0.83, "kfr": 0.46, "gap": 1.0, "false_gap": 0.57},
+    ("npm", "test"): {"hit_at_5": 0.85, "mrr": 0.72, "kfr": 0.8, "gap": 0.6, "false_gap": 0.2},
+    ("uv", "dev"): {"hit_at_5": 0.95, "mrr": 0.85, "kfr": 0.72, "gap": 1.0, "false_gap": 0.02},
+    ("uv", "test"): {"hit_at_5": 0.95, "mrr": 0.85, "kfr": 0.46, "gap": 1.0, "false_gap": 0.51},
     ("18f-handbook", "dev"): {
-        "hit_at_5": 0.9, "mrr": 0.72, "kfr": 0.55, "gap": 0.8, "false_gap": 0.06,
+        "hit_at_5": 0.9, "mrr": 0.76, "kfr": 0.55, "gap": 0.8, "false_gap": 0.06,
     },
     ("18f-handbook", "test"): {
-        "hit_at_5": 0.95, "mrr": 0.68, "kfr": 0.42, "gap": 0.4, "false_gap": 0.18,
+        "hit_at_5": 0.95, "mrr": 0.69, "kfr": 0.42, "gap": 0.4, "false_gap": 0.18,
     },
+    ("eng-playbook", "dev"): {
+        "hit_at_5": 0.9, "mrr": 0.77, "kfr": 0.46, "gap": 1.0, "false_gap": 0.18,
+    },
+    ("eng-playbook", "test"): {
+        "hit_at_5": 0.9, "mrr": 0.72, "kfr": 0.42, "gap": 0.8, "false_gap": 0.24,
+    },
+    ("httpx", "dev"): {"hit_at_5": 0.95, "mrr": 0.78, "kfr": 0.58, "gap": 0.6, "false_gap": 0.18},
+    ("httpx", "test"): {"hit_at_5": 0.9, "mrr": 0.82, "kfr": 0.56, "gap": 0.6, "false_gap": 0.18},
 }  # fmt: skip
 
 
