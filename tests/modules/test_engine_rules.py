@@ -61,6 +61,13 @@ class TestPlanner:
         assert "leave" in second.context
         assert first.context == ()
 
+    def test_a_part_without_a_name_of_its_own_borrows_the_subject_before(self) -> None:
+        _, second = plan_parts(
+            "What naming convention do unit tests use, and what sections should each body have?"
+        )
+        assert "unit" in second.context
+        assert "tests" in second.context
+
     def test_a_question_in_function_words_about_the_subject_before_is_a_part(self) -> None:
         _, second = plan_parts(
             "Which password manager are we supposed to use, and where do I get it?"

@@ -161,9 +161,11 @@ def plan_parts(question: str) -> list[PlannedPart]:
         borrowed: list[str] = []
         if previous_names and (not names or _PRONOUN.search(clause)):
             borrowed = words(" ".join(previous_names))
-        elif _PRONOUN.search(clause) and not names:
+        elif not names:
             # "... parental leave, and how long do I stay after I use it?": "it" is the
-            # subject of the clause before.
+            # subject of the clause before; so is the unnamed subject of "... unit test
+            # names, and what sections should each test body have?". Borrowed words only
+            # help find passages: the gap check judges a part on its own words.
             borrowed = previous_subject
         context = tuple(w for w in dict.fromkeys(borrowed) if w not in own)
         parts.append(PlannedPart(clause, context, is_broad(clause), scenes.get(index, "")))
