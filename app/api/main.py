@@ -35,12 +35,14 @@ from app.api.services.metrics import Metrics
 from app.api.services.run_executor import Executor
 from app.api.services.run_store import Store
 from app.api.services.run_stream import Stream
+from app.api.status_fast_path import StatusFastPath
 from app.config import AppConfig
 
 log = logging.getLogger(__name__)
 
 # The bundled static page (web-demo/ at the repository root, beside app/), served at /demo/.
 DEMO_DIR = Path(__file__).resolve().parents[2] / "web-demo"
+STATUS_ROUTE = "/api/v1/runs/{run_id}/status"
 
 
 class State(TypedDict):
@@ -98,6 +100,9 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     app.include_router(metrics.router)
     # The last one added is the outermost: timing sees every response (413s included), and
     # CORS answers preflights before anything else (they carry no API key).
+    if not keyed:
+        status_route = next(r for r in runs.router.routes if getattr(r, "path", "") == STATUS_ROUTE)
+        app.add_middleware(StatusFastPath, route=status_route)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=app_metrics)
     if config.cors_origins:

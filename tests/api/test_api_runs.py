@@ -24,6 +24,7 @@ from tests.api.conftest import (
     ISO_Z,
     OUTPUT_KEYS,
     STATUS_KEYS,
+    TERMINAL,
 )
 
 pytestmark = pytest.mark.anyio
@@ -642,3 +643,63 @@ class TestRobustness:
             await wait_for_status(client, "odd", {"failed"})
             status = (await client.get(f"{RUNS}/odd/status")).json()
             assert status["error"]["code"] == "internal_error"
+
+
+class TestStatusFastPath:
+    """GET .../status is answered from the store's ready bytes (app/api/status_fast_path.py)
+    for a run this process holds; those bytes must be what the route itself sends, and the
+    state on disk, after every transition."""
+
+    async def _compare(
+        self, fast: httpx.AsyncClient, routed: httpx.AsyncClient, output: Path, run_id: str
+    ) -> dict[str, Any]:
+        mine = await fast.get(f"{RUNS}/{run_id}/status")
+        # The keyed app has no fast path, and the run is another process's to it: its
+        # answer comes through the route and the RunStatus model.
+        theirs = await routed.get(f"{RUNS}/{run_id}/status", headers={"Authorization": "Bearer k"})
+        assert mine.status_code == theirs.status_code == 200, (mine.text, theirs.text)
+        assert mine.content == theirs.content
+        assert mine.headers["content-type"] == theirs.headers["content-type"]
+        assert mine.headers["content-length"] == theirs.headers["content-length"]
+        on_disk = json.loads((output / run_id / "api_state.json").read_text())
+        body: dict[str, Any] = mine.json()
+        assert body == {k: on_disk[k] for k in STATUS_KEYS}
+        return body
+
+    @pytest.mark.parametrize("behaviour", ["complete", "pipeline_error", "block"])
+    async def test_the_ready_bytes_are_the_routes_after_every_transition(
+        self, serve, settings, base_dir: Path, wait_for_status, behaviour: str
+    ) -> None:
+        output = base_dir / "output"
+        gate = gated_pipeline.gate("fast", behaviour)  # type: ignore[arg-type]
+        async with (
+            serve(settings(max_workers=1)) as fast,
+            serve(settings(api_keys=["k"])) as routed,
+        ):
+            holder = gated_pipeline.gate("holder")
+            assert (await _post(fast, "holder")).status_code == 202
+            await _started(holder)
+            assert (await _post(fast, "fast")).status_code == 202
+            assert (await self._compare(fast, routed, output, "fast"))["status"] == "queued"
+            holder.release.set()
+            await _started(gate)
+            assert (await self._compare(fast, routed, output, "fast"))["status"] == "running"
+            if behaviour == "block":
+                assert (await fast.post(f"{RUNS}/fast/cancel")).status_code == 202
+            gate.release.set()
+            end = await wait_for_status(fast, "fast", TERMINAL)
+            body = await self._compare(fast, routed, output, "fast")
+            assert body == end
+            assert (
+                body["status"]
+                == {
+                    "complete": "completed",
+                    "pipeline_error": "failed",
+                    "block": "stopped",
+                }[behaviour]
+            )
+
+    async def test_anything_else_goes_to_the_route(self, serve, settings, error) -> None:
+        async with serve(settings()) as client:
+            error(await client.get(f"{RUNS}/nope/status"), 404, "run_not_found")
+            assert (await client.head(f"{RUNS}/nope/status")).status_code == 405

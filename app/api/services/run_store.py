@@ -9,6 +9,7 @@ in order. Statuses and finish reasons themselves are in run_status.py.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -168,6 +169,15 @@ class RunState:
         return state
 
 
+def encode_status(payload: dict[str, Any]) -> bytes:
+    """The bytes GET .../status sends for ``payload``: what FastAPI makes of it through the
+    RunStatus model (an error keeps its code and message only), compact, UTF-8."""
+    error = payload["error"]
+    if error is not None:
+        payload = {**payload, "error": {"code": error["code"], "message": error["message"]}}
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 _FIELD_NAMES = tuple(f.name for f in fields(RunState))
 _FIELD_TYPES: dict[str, type] = {
     "question": str,
@@ -274,6 +284,11 @@ class Store(Protocol):
 
     async def astatus(self, run_id: str) -> dict[str, Any]:
         """Exactly the v1 status payload of a run (RunNotFound if none)."""
+        ...
+
+    def status_json(self, run_id: str) -> bytes | None:
+        """The status payload as the JSON the polling endpoint sends (``encode_status``),
+        when this process answers it from memory; None: ask :meth:`astatus`."""
         ...
 
     def list_runs(

@@ -50,6 +50,7 @@ from app.api.services.run_store import (
     RunOptions,
     RunState,
     apply_transition,
+    encode_status,
     is_terminal,
 )
 from app.api.services.threads import run_in_pool
@@ -113,6 +114,9 @@ class FileRunStore:
         # Finished runs whose state file says so (what save_summary may record): a run
         # finished in memory whose last write has not landed is not one of them.
         self._finished_on_disk: set[str] = set()
+        # The polling endpoint's bytes per run, made on first ask and dropped whenever the
+        # run changes (StatusFastPath sends them without FastAPI's routing and validation).
+        self._status_json: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -345,12 +349,14 @@ class FileRunStore:
         """Under the store lock. A copy read from disk meanwhile (a listing that found the
         folder) is replaced: memory is the truth for a run of this process."""
         self._runs[state.run_id] = state
+        self._status_json.pop(state.run_id, None)
         self._owned.add(state.run_id)
         self._index(state)
 
     def _unregister(self, state: RunState) -> None:
         """Under the store lock: not recorded, not accepted, so no queued ghost."""
         self._runs.pop(state.run_id, None)
+        self._status_json.pop(state.run_id, None)
         self._owned.discard(state.run_id)
         self._unindex(state)
 
@@ -367,6 +373,7 @@ class FileRunStore:
             if state is None:
                 raise RunNotFound(run_id)
             apply_transition(state, status, expect=expect, changes=changes)
+            self._status_json.pop(run_id, None)
             pending = self._pending_write(state)
             payload = state.status_payload()
             result = copy.copy(state)
@@ -432,6 +439,7 @@ class FileRunStore:
             if not current.terminal:
                 raise RunActive(run_id, current.status)
             del self._runs[run_id]
+            self._status_json.pop(run_id, None)
             self._owned.discard(run_id)
             self._finished_on_disk.discard(run_id)
             self._unindex(current)
@@ -500,6 +508,7 @@ class FileRunStore:
             if fresh is None:
                 raise RunNotFound(run_id)
             self._runs[run_id] = fresh
+            self._status_json.pop(run_id, None)
             self._note_if_finished(fresh)
             return copy.copy(fresh)
 
@@ -517,6 +526,19 @@ class FileRunStore:
                 if state is not None and (state.terminal or run_id in self._owned):
                     return state.status_payload()
         return self.get(run_id).status_payload()
+
+    def status_json(self, run_id: str) -> bytes | None:
+        """The status endpoint's bytes from memory (a finished run, or one of this process);
+        None for anything else (unknown, another process's active run): ask astatus."""
+        with self._lock:
+            cached = self._status_json.get(run_id)
+            if cached is not None:
+                return cached
+            state = self._runs.get(run_id)
+            if state is None or not (state.terminal or run_id in self._owned):
+                return None
+            data = self._status_json[run_id] = encode_status(state.status_payload())
+            return data
 
     def run_for_key(self, key: str) -> str | None:
         """The run id recorded with Idempotency-Key ``key`` (this process's index)."""

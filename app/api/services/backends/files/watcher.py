@@ -67,6 +67,7 @@ class OutputWatcher:
         async def relay() -> None:
             await stop.wait()
             halt.set()
+            self.bus.followed_changed.set()  # wakes a thread waiting for something to watch
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(relay)

@@ -682,6 +682,10 @@ class RedisRunStore:
     async def astatus(self, run_id: str) -> dict[str, Any]:
         return (await self.aget(run_id)).status_payload()
 
+    def status_json(self, run_id: str) -> bytes | None:
+        """Never from memory: every node asks Redis (astatus)."""
+        return None
+
     def run_for_key(self, key: str) -> str | None:
         return self.claims.claimed_run(key)
 
