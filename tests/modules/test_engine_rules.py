@@ -896,3 +896,19 @@ class TestAskersQuantities:
             plan = bundle["plan"]
             assert isinstance(plan, list)
             assert plan[0]["gap"] is False, plan[0]
+
+
+class TestWhenClauses:
+    @pytest.mark.parametrize(
+        ("question", "asks_a_time"),
+        [
+            ("When does the office open?", True),
+            ("When is the deadline, and how do I apply?", True),
+            ("When I bump my version, what gets put in front of the number?", False),
+        ],
+    )
+    def test_an_opening_when_clause_sets_a_condition(
+        self, question: str, asks_a_time: bool
+    ) -> None:
+        wanted = answer_pattern(question)
+        assert (wanted is not None and wanted.search("every Monday") is not None) is asks_a_time

@@ -129,6 +129,13 @@ _ASKS_PERCENT = re.compile(
     re.IGNORECASE,
 )
 _PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
+# "When I bump my version, what gets ...?": an opening "when" clause sets a condition; the
+# question comes after the comma.
+_WHEN_CLAUSE = re.compile(
+    r"^\W*when\b[^?,]*,\s*(?:what|how|which|who|where|why|is|are|does|do|did|can|could|"
+    r"should|will|would)\b",
+    re.IGNORECASE,
+)
 # "In which release / since what version was X added?" is answered by a version number;
 # "which version am I running" and "the oldest version it supports" are not asking that.
 _ASKS_VERSION = re.compile(
@@ -200,7 +207,7 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
         return _YEAR
     if _ASKS_VERSION.search(question):
         return _VERSION
-    if _ASKS_TIME.search(question):
+    if _ASKS_TIME.search(question) and not _WHEN_CLAUSE.match(question):
         return _TIME
     if _ASKS_LENGTH.search(question):
         return _MEASURE
