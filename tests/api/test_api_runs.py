@@ -25,6 +25,7 @@ from tests.api.conftest import (
     OUTPUT_KEYS,
     STATUS_KEYS,
     TERMINAL,
+    wait_for_state_file,
 )
 
 pytestmark = pytest.mark.anyio
@@ -688,6 +689,11 @@ class TestStatusFastPath:
                 assert (await fast.post(f"{RUNS}/fast/cancel")).status_code == 202
             gate.release.set()
             end = await wait_for_status(fast, "fast", TERMINAL)
+            # The end is told (memory, event) before its state file is written: the keyed
+            # app reads the file, so wait for it.
+            await anyio.to_thread.run_sync(
+                wait_for_state_file, output / "fast" / "api_state.json", end["status"]
+            )
             body = await self._compare(fast, routed, output, "fast")
             assert body == end
             assert (

@@ -205,13 +205,18 @@ def builtin_pipeline(
 
 
 def warm_up_engine() -> None:
-    """Import the engine in a daemon thread, so that the first run does not wait for it."""
-    threading.Thread(
-        target=importlib.import_module,
-        args=("app.modules.orchestrator.module",),
-        name="engine-import",
-        daemon=True,
-    ).start()
+    """Import the engine in a daemon thread, so that the first run does not wait for it.
+
+    An engine that cannot be imported (a broken install) is logged here; each run then
+    fails with that error too, with its message in the run's status."""
+
+    def load() -> None:
+        try:
+            importlib.import_module("app.modules.orchestrator.module")
+        except Exception:
+            log.exception("the answer engine cannot be imported: every run will fail")
+
+    threading.Thread(target=load, name="engine-import", daemon=True).start()
 
 
 def load_pipeline(spec: str | None) -> Pipeline:

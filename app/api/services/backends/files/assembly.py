@@ -35,7 +35,9 @@ async def files_backend(
     config: AppConfig, app_metrics: Metrics, shutdown: anyio.Event
 ) -> AsyncIterator[Backend]:
     """One machine: state files under output/, a thread pool, the in-process bus."""
-    pipeline = load_pipeline(config.pipeline)  # fail at start-up, not on the first run
+    # An APP_PIPELINE that cannot be loaded fails the start-up, not the first run; the
+    # built-in engine is imported after readiness (warm_up_engine logs a failure).
+    pipeline = load_pipeline(config.pipeline)
     bus = EventBus()
     bus.bind(asyncio.get_running_loop())
     store = FileRunStore(config)

@@ -111,9 +111,11 @@ class FileRunStore:
         self.repairs: dict[str, int] = dict.fromkeys(REPAIR_KINDS, 0)
         self.summary_reads = 0  # run folders start-up read because the summary lacked them
         self._summary_writer: threading.Thread | None = None
-        # Finished runs whose state file says so (what save_summary may record): a run
-        # finished in memory whose last write has not landed is not one of them.
-        self._finished_on_disk: set[str] = set()
+        # Finished runs whose state file says so, with that file's identity when it was
+        # known to hold this state (what save_summary records): a run finished in memory
+        # whose last write has not landed is not one of them, and a file looked at later
+        # (perhaps another run's, under the same id) is never paired with an older state.
+        self._finished_on_disk: dict[str, tuple[int, int]] = {}
         # The polling endpoint's bytes per run, made on first ask and dropped whenever the
         # run changes (StatusFastPath sends them without FastAPI's routing and validation).
         self._status_json: dict[str, bytes] = {}
@@ -155,10 +157,10 @@ class FileRunStore:
             if known is not None and known[0] == self._state_key(name):
                 self._runs[name] = known[1]
                 self._index(known[1])
-                self._finished_on_disk.add(name)
+                self._finished_on_disk[name] = known[0]
                 continue
             read += 1
-            state = self._load(name, reconcile=True)
+            state, key = self._load_confirmed(name, reconcile=True)
             if state is None:
                 self._remove_unfinished(name)
                 continue
@@ -166,7 +168,7 @@ class FileRunStore:
                 self._remove_temp_files(name)
             self._runs[name] = state
             self._index(state)
-            self._note_if_finished(state)
+            self._note_if_finished(state, key)
         done = {kind: n for kind, n in self.repairs.items() if n}
         if done:
             log.warning("start-up repaired what crashes left: %s", done)
@@ -207,24 +209,21 @@ class FileRunStore:
             return {}
 
     def save_summary(self) -> None:
-        """Record the finished runs this store knows, each with its folder's identity now.
+        """Record the finished runs this store knows, each with the identity its state file
+        had when it was known to hold that state.
 
         A finished run's state does not change again (only a delete removes it), so a state
-        file that is the same at the next start holds the state recorded here. A file whose
-        last write lands after it is looked at here differs by then: read again.
+        file that is the same at the next start holds the state recorded here; any other
+        file under that id (deleted and created again, edited) differs: read again.
         """
-        with self._lock:
-            # Values in field order, not objects: the names were half the file.
+        with self._lock:  # references only: a finished state is not changed in place
             finished = [
-                [getattr(run, name) for name in FIELDS]
-                for run_id in self._finished_on_disk
+                (run_id, key, run)
+                for run_id, key in self._finished_on_disk.items()
                 if (run := self._runs.get(run_id)) is not None and run.terminal
             ]
-        rows: list[list[Any]] = []
-        for values in finished:
-            key = self._state_key(values[0])
-            if key is not None:  # None: deleted meanwhile, or a CLI run (no state file)
-                rows.append([values[0], *key, values])
+        # Values in field order, not objects: the names were half the file.
+        rows = [[run_id, *key, [getattr(run, n) for n in FIELDS]] for run_id, key, run in finished]
         try:
             if not rows:  # nothing to remember: output/ holds only runs
                 (self.root / SUMMARY_FILE).unlink(missing_ok=True)
@@ -350,6 +349,7 @@ class FileRunStore:
         folder) is replaced: memory is the truth for a run of this process."""
         self._runs[state.run_id] = state
         self._status_json.pop(state.run_id, None)
+        self._finished_on_disk.pop(state.run_id, None)
         self._owned.add(state.run_id)
         self._index(state)
 
@@ -441,7 +441,7 @@ class FileRunStore:
             del self._runs[run_id]
             self._status_json.pop(run_id, None)
             self._owned.discard(run_id)
-            self._finished_on_disk.discard(run_id)
+            self._finished_on_disk.pop(run_id, None)
             self._unindex(current)
             # Lock order store -> run, as in _pending_write.
             with self._write_locks.hold(run_id):
@@ -501,7 +501,7 @@ class FileRunStore:
                 # A copy made under the lock: a worker thread may be moving the run on, and
                 # a reader must never see half a transition.
                 return copy.copy(state)
-        fresh = self._load(run_id, reconcile=False)
+        fresh, key = self._load_confirmed(run_id, reconcile=False)
         with self._lock:
             if run_id in self._owned:  # created here while we read: memory is the truth
                 return copy.copy(self._runs[run_id])
@@ -509,7 +509,7 @@ class FileRunStore:
                 raise RunNotFound(run_id)
             self._runs[run_id] = fresh
             self._status_json.pop(run_id, None)
-            self._note_if_finished(fresh)
+            self._note_if_finished(fresh, key)
             return copy.copy(fresh)
 
     async def aget(self, run_id: str) -> RunState:
@@ -537,7 +537,10 @@ class FileRunStore:
             state = self._runs.get(run_id)
             if state is None or not (state.terminal or run_id in self._owned):
                 return None
-            data = self._status_json[run_id] = encode_status(state.status_payload())
+            try:
+                data = self._status_json[run_id] = encode_status(state.status_payload())
+            except (KeyError, TypeError):  # a damaged error: the route says what is wrong
+                return None
             return data
 
     def run_for_key(self, key: str) -> str | None:
@@ -596,19 +599,32 @@ class FileRunStore:
             known = set(self._runs)
         for run_id in self._run_dirs():
             if run_id not in known:
-                state = self._load(run_id, reconcile=False)
+                state, key = self._load_confirmed(run_id, reconcile=False)
                 if state is not None:
                     with self._lock:
                         if run_id not in self._runs:
                             self._runs[run_id] = state
                             self._index(state)
-                            self._note_if_finished(state)
+                            self._note_if_finished(state, key)
 
-    def _note_if_finished(self, state: RunState) -> None:
-        """Under the store lock, for a state just read: finished on disk, unless what was
-        read is a stand-in for a state file that could not be read (that may pass)."""
-        if state.terminal and (state.error or {}).get("code") != "state_unreadable":
-            self._finished_on_disk.add(state.run_id)
+    def _load_confirmed(
+        self, run_id: str, *, reconcile: bool
+    ) -> tuple[RunState | None, tuple[int, int] | None]:
+        """``_load``, and the state file's identity if it was the same file before and after
+        the read (None: no file, or it changed meanwhile, a reconcile's write included)."""
+        before = self._state_key(run_id)
+        state = self._load(run_id, reconcile=reconcile)
+        return state, before if before is not None and self._state_key(run_id) == before else None
+
+    def _note_if_finished(self, state: RunState, key: tuple[int, int] | None) -> None:
+        """Under the store lock, for a state just read from the file ``key`` names: finished
+        on disk, unless what was read is a stand-in for a file that could not be read."""
+        if (
+            key is not None
+            and state.terminal
+            and (state.error or {}).get("code") != "state_unreadable"
+        ):
+            self._finished_on_disk[state.run_id] = key
 
     def _index(self, state: RunState) -> None:
         """Called under the store lock (or before the store is shared)."""
@@ -647,19 +663,24 @@ class FileRunStore:
         a run that start-up finishes from its log, never a finished run without its end.
         """
         run_id = snapshot["run_id"]
+        written: tuple[int, int] | None = None
         try:
             if snapshot.get("status") in TERMINAL:
                 self._notify(run_id, *event)
                 fault("transition:event")
                 write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
-                with self._lock:
-                    self._finished_on_disk.add(run_id)
+                written = self._state_key(run_id)  # the file just written: nobody else writes it
             else:
                 write_json_atomic(self.root / run_id / STATE_FILE, snapshot)
                 fault("transition:state")
                 self._notify(run_id, *event)
         finally:
             self._write_locks.release(run_id)
+        if written is not None:
+            # After the run's lock: the order everywhere else is store lock, then run lock.
+            with self._lock:
+                if run_id in self._runs:  # not deleted meanwhile
+                    self._finished_on_disk[run_id] = written
 
     def _notify(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
         for listener in self._listeners:

@@ -39,14 +39,22 @@ def _events_files(_: watchfiles.Change, path: str) -> bool:
 
 
 class _Until:
-    """What a watch checks between steps: stop when the server stops or the followed set
-    changes (then a new watch starts with the new set)."""
+    """What a watch checks between steps: stop when the server stops or the set of watched
+    runs changes (then a new watch starts with the new set). Streams of this process's own
+    runs opening and closing change the bus's version, not what is watched."""
 
-    def __init__(self, halt: threading.Event, bus: EventBus, version: int) -> None:
-        self.halt, self.bus, self.version = halt, bus, version
+    def __init__(
+        self, halt: threading.Event, watcher: OutputWatcher, version: int, runs: list[str]
+    ) -> None:
+        self.halt, self.watcher, self.version, self.runs = halt, watcher, version, set(runs)
 
     def is_set(self) -> bool:
-        return self.halt.is_set() or self.bus.version != self.version
+        if self.halt.is_set():
+            return True
+        if self.watcher.bus.version == self.version:
+            return False
+        self.version, runs = self.watcher.watched()
+        return set(runs) != self.runs
 
 
 class OutputWatcher:
@@ -82,15 +90,23 @@ class OutputWatcher:
                 self.bus.followed_changed.set()
                 tasks.cancel_scope.cancel()
 
+    def watched(self) -> tuple[int, list[str]]:
+        """The bus's version and the followed runs another process owns."""
+        version, followed = self.bus.followed()
+        return version, [r for r in followed if not self.store.is_owned(r)]
+
     def _watch(self, halt: threading.Event) -> None:
         while not halt.is_set():
             self.bus.followed_changed.clear()
-            version, followed = self.bus.followed()
-            runs = [r for r in followed if not self.store.is_owned(r)]
+            version, runs = self.watched()
             folders = [self.store.root / r for r in runs if (self.store.root / r).is_dir()]
             if not folders:
                 self.bus.followed_changed.wait(IDLE_WAIT_S)
                 continue
+            # What was written while no watch covered a run (streams opening and closing
+            # restart the watch): read now, not at the watch's first wake-up.
+            for run_id in runs:
+                self.forward(run_id)
             try:
                 for _ in watchfiles.watch(
                     *folders,
@@ -99,7 +115,7 @@ class OutputWatcher:
                     step=20,
                     rust_timeout=CATCH_UP_MS,
                     yield_on_timeout=True,
-                    stop_event=_Until(halt, self.bus, version),
+                    stop_event=_Until(halt, self, version, runs),
                     force_polling=self.force_polling,
                     poll_delay_ms=100,
                     recursive=False,

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from app.api.services import faults
 from app.api.services.backends.files import store as run_store_module
 from app.api.services.backends.files.store import SUMMARY_FILE, FileRunStore
 from app.api.services.run_store import STATE_FILE, RunOptions
@@ -200,3 +203,59 @@ def test_a_summary_write_cut_short_leaves_nothing_behind(
     assert not litter.exists()
     assert second.repairs["temp_files_removed"] == 1
     assert second.summary_reads == 0
+
+
+def test_a_delete_during_a_runs_last_write_does_not_deadlock(
+    start: Callable[[], FileRunStore],
+) -> None:
+    """A client that sees "completed" (memory changes first) may DELETE while the finished
+    state is still being written: the delete waits for the write, and both end."""
+    store = start()
+    store.create("r1", RunOptions(question="q?"))
+    store.transition("r1", "running")
+    deleted = threading.Event()
+
+    def delete() -> None:
+        store.delete("r1")
+        deleted.set()
+
+    def during_the_last_write(point: str) -> None:
+        if point != "transition:event":
+            return
+        threading.Thread(target=delete, daemon=True).start()
+        # The delete holds the store lock and waits for this run's lock.
+        deadline = time.monotonic() + 5
+        while not store._lock.locked():
+            assert time.monotonic() < deadline, "the delete never took the store lock"
+            time.sleep(0.001)  # poll interval while waiting for the other thread's lock
+
+    finisher = threading.Thread(
+        target=lambda: store.transition("r1", "completed", finish_reason="answered"),
+        daemon=True,
+    )
+    with faults.installed(during_the_last_write):
+        finisher.start()
+        finisher.join(10)
+    assert not finisher.is_alive(), "the finishing run is stuck"
+    assert deleted.wait(10), "the delete is stuck"
+    assert not (store.root / "r1").exists()
+
+
+def test_a_summary_never_pairs_an_old_state_with_a_newer_file(
+    start: Callable[[], FileRunStore], config: AppConfig
+) -> None:
+    other = FileRunStore(config)  # another process sharing output/
+    other.open()
+    _finished(other, "r1")
+    mine = start()
+    assert mine.get("r1").status == "completed"
+    # The other process deletes the run and a client creates the same id again.
+    other.delete("r1")
+    other.create("r1", RunOptions(question="again?"))
+    other.transition("r1", "running")
+    other._create_pool.shutdown()
+    mine.save_summary()  # still holds the old, finished r1 in memory
+
+    again = start()
+    assert again.summary_reads == 1
+    assert (again.get("r1").status, again.get("r1").question) == ("running", "again?")
