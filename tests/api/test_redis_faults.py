@@ -101,6 +101,16 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
+    def wait_until_consuming(self) -> None:
+        """On the Redis broker, until a worker's connection is blocked in BRPOP: "ready" in
+        its log comes a moment before it asks the broker for work, and a worker stopped in
+        that moment never takes the message."""
+        if self.broker is None:
+            _wait(
+                lambda: any(c.get("cmd") == "brpop" for c in self.client.client_list()),
+                "a worker waiting on the broker",
+            )
+
     def queue_length(self) -> int:
         return queue_length(self.env)
 
@@ -129,6 +139,7 @@ def test_a_run_whose_consumer_froze_and_died_holding_it_still_runs_once(
     deployment: Deployment,
 ) -> None:
     frozen = deployment.add_worker("frozen")
+    deployment.wait_until_consuming()
     frozen.process.send_signal(signal.SIGSTOP)  # idle, waiting on the broker: now it cannot read
     try:
         a, b = deployment.nodes[0].base_url, deployment.nodes[1].base_url
