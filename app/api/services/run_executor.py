@@ -22,11 +22,11 @@ from typing import Any, Protocol
 from app.api.services.run_store import RunOptions, RunState
 from app.config import AppConfig
 from app.modules.orchestrator.contract import (
-    OnEvent,
     Pipeline,
     PipelineError,
     PipelineResult,
-    ShouldStop,
+    RunCall,
+    pipeline,
 )
 
 log = logging.getLogger(__name__)
@@ -188,20 +188,16 @@ def _readable(exc: Exception) -> str:
     return text.splitlines()[0][:500]
 
 
-def builtin_pipeline(
-    config: AppConfig,
-    question: str,
-    run_id: str,
-    *,
-    on_event: OnEvent | None = None,
-    should_stop: ShouldStop | None = None,
-) -> PipelineResult:
+@pipeline
+def builtin_pipeline(call: RunCall) -> PipelineResult:
     """The engine's ``run_pipeline``, imported by the first run that needs it: the engine
     (numpy, wordfreq, the openai client) is most of the server's import time, and a server
     is ready before it is loaded (``warm_up_engine`` loads it off the event loop)."""
     from app.modules.orchestrator.module import run_pipeline  # noqa: PLC0415
 
-    return run_pipeline(config, question, run_id, on_event=on_event, should_stop=should_stop)
+    return run_pipeline(
+        call.config, call.question, call.run_id, on_event=call.emit, should_stop=call.should_stop
+    )
 
 
 def warm_up_engine() -> None:
