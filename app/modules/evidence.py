@@ -99,6 +99,9 @@ class Part:
     # An overview's items, in order: (evidence id, the heading that names the item).
     outline: list[tuple[int, str]] = field(default_factory=list)
     scene: str = ""  # the statements before the question (planner.PlannedPart.scene)
+    # Says "it"/"them" or names nothing of its own: it goes on about the part before, so the
+    # file that answered that part is where its answer is most likely to be.
+    follows: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ from app.config import AppConfig
 from app.modules.documents.sections import split_markdown
 from app.modules.evidence import Evidence, Part, cited_ids
 from app.modules.llm.extractive import _answers, _cite, answer_pattern, split_units
+from app.modules.orchestrator.evidence_selection import retrieve_evidence
 from app.modules.orchestrator.gaps import assess_gaps
 from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import plan_parts
@@ -19,7 +20,7 @@ from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
 from app.modules.retrieval.retriever import Query, Ranked, rank
 from app.modules.retrieval.specificity import specificity, used_as_verbs
-from app.modules.retrieval.text import identifiers, stems, words
+from app.modules.retrieval.text import identifiers, stem, stems, words
 
 
 class TestSpecificity:
@@ -912,3 +913,143 @@ class TestWhenClauses:
     ) -> None:
         wanted = answer_pattern(question)
         assert (wanted is not None and wanted.search("every Monday") is not None) is asks_a_time
+
+
+class TestPluralAcronyms:
+    def test_a_plural_acronym_is_a_kind_of_thing_not_a_name(self) -> None:
+        query = Query.from_text("Why not put user IDs into the labels of a GSA metric?")
+        assert "id" not in query.names
+        assert "gsa" in query.names
+
+    def test_a_passage_without_the_acronym_still_answers(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "observability/metrics.md": (
+                    "# Metrics\n\n## Dimension labels\n\n"
+                    "Do not use unique strings as the value of a metric label, since labels "
+                    "with high cardinality slow the metric system down.\n"
+                ),
+                "observability/correlation-id.md": (
+                    "# Correlation IDs\n\n## Usage\n\n"
+                    "Assign each request a correlation ID and put it in every log line.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "Why shouldn't we put values like user IDs into metric labels?",
+            "a1",
+        )
+        assert "high cardinality" in answer, answer
+
+
+class TestCodeAfterAnInstruction:
+    def test_a_paragraph_ending_in_what_to_do_carries_the_code_after_it(self) -> None:
+        units = split_units(
+            "No charset is sent. In this case it's best to set the default encoding on the "
+            "client.\n\n```python\nclient = httpx.Client(default_encoding='shift-jis')\n```\n"
+        )
+        assert "default_encoding='shift-jis'" in units[-1][0], units
+
+    def test_a_description_does_not_carry_the_code_after_it(self) -> None:
+        units = split_units(
+            "HTTP/2 is a binary format.\n\n```python\nclient = httpx.Client(http2=True)\n```\n"
+        )
+        assert all("http2=True" not in text for text, _, _ in units), units
+
+    def test_code_that_does_it_answers_a_how_to_question(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "http2.md": (
+                    "# HTTP/2\n\n## Enabling HTTP/2\n\n"
+                    "HTTP/2 support in the client is not enabled by default, because HTTP/1.1 "
+                    "is the more mature transport. The client may enable HTTP/2 by default in "
+                    "a future version. Support for HTTP/2 in the client is experimental. The "
+                    "HTTP/2 client shares connections. You can do so by installing the "
+                    "client's optional HTTP/2 dependencies...\n\n"
+                    "```shell\n$ pip install client[http2]\n```\n"
+                ),
+            },
+        )
+        answer, _ = _run(_config(tmp_path, root), "How do I get the client to use HTTP/2?", "h1")
+        assert "pip install client[http2]" in answer, answer
+
+
+class TestTheWayNamedAsOne:
+    def test_a_how_question_leads_with_the_solution(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "security/secrets.md": (
+                    "# Secrets\n\n## Rotation\n\n"
+                    "Rotating an application secret can take the application down while it "
+                    "restarts with the new secret value. "
+                    "A common solution is to keep two versions of the application secret "
+                    "valid during rotation.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "How can we rotate an application secret without taking the application down?",
+            "s1",
+        )
+        assert answer.startswith("A common solution is to keep two versions"), answer
+
+
+class TestFollowingParts:
+    def test_a_part_about_the_one_before_reads_its_passages(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "reference/storage.md": (
+                    "# Storage\n\n## Tools\n\n"
+                    "By default, tools are installed in `~/.local/share/tool-home`. "
+                    "Set the `TOOL_HOME` environment variable to relocate the directory.\n"
+                ),
+                "guides/moving.md": (
+                    "# Moving a project\n\n## Elsewhere\n\n"
+                    "To move a project somewhere else, copy its folder and run `sync` there.\n"
+                ),
+            },
+        )
+        first, second = plan_parts(
+            "Where do installed tools end up by default, and how do I move them somewhere else?"
+        )
+        parts = [
+            Part(id=1, text=first.text, query=Query.from_text(first.text)),
+            Part(id=2, text=second.text, query=Query.from_text(second.text), follows=True),
+        ]
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(root, max_chars=1800, overlap_chars=0)
+            idf = index.idf({t: f for p in parts for t, f in p.query.forms.items()})
+            # One passage per part of its own: the second part's own words find the moving
+            # guide; "them" is documented where the first part's answer is, read as well.
+            evidence = retrieve_evidence(index, parts, idf, k=1)
+        paths = {e.id: e.path for e in evidence}
+        assert [paths[i] for i in parts[0].evidence_ids] == ["reference/storage.md"]
+        assert [paths[i] for i in parts[1].evidence_ids] == [
+            "guides/moving.md",
+            "reference/storage.md",
+        ]
+        assert evidence[0].parts == [1, 2]
+
+
+class TestTheAskersStory:
+    @pytest.mark.parametrize("word", ["colleague", "teammate", "claims"])
+    def test_the_people_in_the_story_are_not_the_subject(self, word: str) -> None:
+        assert specificity(word) <= 0.2
+
+    def test_an_idioms_nouns_are_phrasing(self) -> None:
+        query = Query.from_text(
+            "She wants to kick the tires on a database before the server goes quiet."
+        )
+        assert query.specific[stem("tires")] <= 0.1
+        assert query.specific[stem("quiet")] <= 0.1
+        assert query.specific[stem("database")] >= 0.5

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
 from app.modules.retrieval.embedding import embed
-from app.modules.retrieval.retriever import coverage
+from app.modules.retrieval.retriever import Query, coverage
 from app.modules.retrieval.text import LINK_TARGET, content_terms, stems
 
 _ABBREVIATIONS = frozenset(
@@ -191,6 +191,14 @@ _INSTRUCTION = re.compile(
 )
 
 
+# "A common solution for that is to have two versions of the secret": the way, named as one.
+_SOLUTION = re.compile(
+    r"\b(?:solution|way|approach|workaround|fix|remedy) (?:for (?:this|that|it) )?is to\b|"
+    r"\b(?:recommended|best|easiest|simplest|preferred) (?:way|approach|practice) (?:is|to)\b",
+    re.IGNORECASE,
+)
+
+
 # "Why ...?" is answered by a reason: "because", "subject to FOIA", "to prevent ...".
 _ASKS_WHY = re.compile(r"\bwhy\b", re.IGNORECASE)
 _REASON = re.compile(
@@ -294,11 +302,26 @@ def _balanced(sentence: str) -> str:
 _INTRODUCES_CODE = re.compile(r"\b(?:the following|as follows|like this|looks like)\b", re.I)
 
 
-def _introduces(unit: tuple[str, str, int]) -> bool:
+# "In this case it's best to set the default encoding explicitly on the client." followed by
+# the code that does it: a paragraph that ends telling the reader what to do is shown by the
+# code right after it.
+_INVITES_CODE = re.compile(
+    r"\b(?:you can|you may|you'll|you will|you need to|you must|you should|it's best to|"
+    r"it is best to|we can|simply)\b|(?:\.\.\.|…)$",
+    re.IGNORECASE,
+)
+
+
+def _introduces(unit: tuple[str, str, int], *, right_after: bool = False) -> bool:
     text, kind, _ = unit
     if text.rstrip().endswith(":"):
         return True
-    return kind == "sentence" and "\n" not in text and bool(_INTRODUCES_CODE.search(text))
+    if kind != "sentence" or "\n" in text:
+        return False
+    if _INTRODUCES_CODE.search(text):
+        return True
+    plain = _MARKUP.sub("", text).strip()
+    return right_after and bool(_INVITES_CODE.search(plain) or _INSTRUCTION.match(plain))
 
 
 def split_units(text: str) -> list[tuple[str, str, int]]:
@@ -331,6 +354,7 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
             last_kind = "sentence"
 
     code: list[str] = []
+    after_paragraph = False
     for line in lines:
         stripped = line.strip()
         fence = re.match(r"(`{3,}|~{3,})", stripped)
@@ -340,12 +364,17 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
                 in_fence = ""
                 # "Example of running ls:" followed by its code: the code is the answer,
                 # so it travels with the sentence that introduces it.
-                if units and _introduces(units[-1]) and len(code) <= CODE_LINES:
+                if (
+                    units
+                    and _introduces(units[-1], right_after=after_paragraph)
+                    and len(code) <= CODE_LINES
+                ):
                     text_, kind_, block_ = units[-1]
                     units[-1] = (text_ + "\n" + "\n".join(code), kind_, block_)
             continue
         if fence:
             flush()
+            after_paragraph = last_kind == "sentence"  # only blank lines since its last line
             in_fence = fence.group(1)
             code = [line]
             last_kind = "code"
@@ -673,6 +702,11 @@ class ExtractiveWriter:
         why = bool(_ASKS_WHY.search(part.text))
         asks_list = bool(_ASKS_LIST.search(part.text))
         attributes = [t for t in terms if t not in part.query.names]
+        if part.follows:
+            # What this part asks is in its own words; the borrowed ones ("tools", "install"
+            # for "how do I move them?") say what it is about, as a name would.
+            own = set(Query.from_text(part.text).terms)
+            attributes = [t for t in attributes if t in own] or attributes
         names = (
             {max(part.query.names, key=lambda n: brief.idf.get(n, 0.0))}
             if part.query.names
@@ -752,8 +786,12 @@ class ExtractiveWriter:
                     score += 0.2 * hits / len(part.query.identifiers)
                 if wanted is not None and _answers(wanted, plain, part.text):
                     score += 0.15  # the kind of thing asked for: an amount, a date, a name
-                elif how_to and _INSTRUCTION.match(plain.lstrip("*_ ")):
+                elif how_to and (
+                    _INSTRUCTION.match(plain.lstrip("*_ ")) or _SOLUTION.search(plain)
+                ):
                     score += HOW_TO_BONUS  # what to do, not a description of the thing
+                elif how_to and "```" in text:
+                    score += HOW_TO_BONUS / 2  # code that does it, or only an example
                 elif why and _REASON.search(plain):
                     score += HOW_TO_BONUS  # a reason, not a restatement of the rule
                 # A sentence that only restates the question answers nothing.

@@ -4,12 +4,15 @@ best matching document for an overview question.
 
 from __future__ import annotations
 
+import itertools
+
 from app.modules.evidence import Evidence, Part
 from app.modules.retrieval.index import Hit, SectionIndex
 from app.modules.retrieval.retriever import Ranked, rank, section_stems
 from app.modules.retrieval.text import STOPWORDS, stems, words
 
 MAX_EVIDENCE = 16
+FOLLOW_EVIDENCE = 3  # passages of the part before that a part going on about it reads too
 
 
 def retrieve_evidence(
@@ -47,6 +50,15 @@ def retrieve_evidence(
             if part.id not in existing.parts:
                 existing.parts.append(part.id)
                 part.evidence_ids.append(existing.id)
+    for before, part in itertools.pairwise(parts):
+        if part.follows:
+            # "..., and how do I move them somewhere else?": the passages that answered the
+            # part before are where its subject is documented; they are read for this part
+            # too, after its own.
+            for evidence_id in before.evidence_ids[:FOLLOW_EVIDENCE]:
+                if evidence_id not in part.evidence_ids:
+                    part.evidence_ids.append(evidence_id)
+                    evidence[evidence_id - 1].parts.append(part.id)
     for part, ranked in zip(parts, per_part, strict=True):
         if part.broad:
             for heading, hit in _outline(index, ranked, part, idf):

@@ -215,6 +215,7 @@ def _answer(
                 query=Query.from_text(p.text, extra=p.context),
                 broad=p.broad,
                 scene=p.scene,
+                follows=i > 1 and bool(p.context),
             )
             for i, p in enumerate(planned, start=1)
         ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from app.modules.retrieval.embedding import Vectors, embed
 from app.modules.retrieval.index import Hit, SectionIndex
-from app.modules.retrieval.specificity import specificity, used_as_verbs
+from app.modules.retrieval.specificity import MINIMUM, idiom_words, specificity, used_as_verbs
 from app.modules.retrieval.text import (
     LINK_TARGET,
     QUESTION_SCAFFOLD,
@@ -38,6 +38,8 @@ EXPAND_MARGIN = 0.9  # a sibling joins when it is nearly as good as the file's b
 RRF_K = 60  # tuned on the dev halves (benchmarks/corpora), as is DENSE_WEIGHT
 DENSE_WEIGHT = 0.7  # below 1: exact terms decide in reference docs; meaning breaks ties
 _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
+# "user IDs", "the URLs": a plural acronym is a kind of thing, not the one thing asked about.
+_PLURAL_ACRONYM = re.compile(r"[A-Z]{2,}s")
 SAME_FILE_DAMPING = 0.72
 NEAR_TOP = 0.95
 
@@ -68,16 +70,22 @@ class Query:
         ordered = stems(" ".join(subject))
         terms = tuple(dict.fromkeys(ordered))
         bigrams = tuple(dict.fromkeys(itertools.pairwise(ordered)))
-        capitalised = [w for w in _CAPITALISED.findall(text) if fold(w) not in STOPWORDS]
+        capitalised = [
+            w
+            for w in _CAPITALISED.findall(text)
+            if fold(w) not in STOPWORDS and not _PLURAL_ACRONYM.fullmatch(w)
+        ]
         # Borrowed context ("it" -> the organisation named before) helps find passages,
         # but the part's own names say what it is about.
         names = tuple(dict.fromkeys(stems(" ".join(capitalised))))
         own: dict[str, str] = {}
         specific: dict[str, float] = {}
+        idioms = idiom_words(text)
         for word in subject:
             term = stem(word)
             own.setdefault(term, word)
-            specific[term] = max(specific.get(term, 0.0), specificity(word))
+            weight = MINIMUM if word in idioms else specificity(word)
+            specific[term] = max(specific.get(term, 0.0), weight)
         for name in names:
             specific[name] = 1.0  # a capitalised name is what the question is about
         return cls(

@@ -10,6 +10,7 @@ are specific; "put", "right", "quicker", "officially" are not.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import lemminflect
@@ -24,6 +25,36 @@ META_WORDS = frozenset(
     described question questions answer answers info information official officially
     """.split()
 )
+
+# The people in the asker's story ("a colleague claims ...", "my teammate wants ..."): who
+# asks or told them, never what the documents must speak of.
+STORY_WORDS = frozenset(
+    """
+    colleague colleagues coworker coworkers teammate teammates buddy friend friends boss
+    someone somebody claim claims claimed rumour rumor heard
+    """.split()
+)
+STORY = 0.15
+
+# Idioms say how a thing is asked, in words that would otherwise read as nouns: "kicking the
+# tires" is about trying something out, not about tires; "chip in" is about paying.
+_IDIOMS = re.compile(
+    r"\bkick(?:s|ed|ing)? the (?:tires|tyres)\b|\bchip(?:s|ped|ping)? in\b"
+    r"|\bburn(?:s|ed|t|ing)? (?:a|an|one|two|three|a whole|an entire) "
+    r"(?:day|week|month|hour|afternoon|sprint)s?\b|\bfor ages\b"
+    r"|\b(?:gone|go|goes|went|going) quiet\b|\bhook(?:s|ed|ing)? (?:\w+ )?up\b"
+    r"|\ba (?:pile|bunch|ton|heap|load)s? of\b|\b(?:on|in) the fly\b|\bout of the box\b"
+    r"|\bunder the hood\b|\bfrom scratch\b|\bthe hard way\b|\bin a nutshell\b"
+    r"|\bget(?:s|ting)? stuck\b|\brule of thumb\b|\bballpark\b|\bheads[- ]up\b"
+    r"|\bbig deal\b|\bon the same page\b|\bgo(?:es)? sideways\b|\bfor good\b",
+    re.IGNORECASE,
+)
+
+
+def idiom_words(text: str) -> set[str]:
+    """The folded words of ``text`` that are part of an idiom ("kicking the tires")."""
+    return {w.lower() for m in _IDIOMS.finditer(text) for w in re.findall(r"[\w-]+", m.group(0))}
+
 
 # A word at or above this Zipf frequency is everyday English (about once per 100,000 words);
 # at RARE or below it is as specific as a name.
@@ -43,6 +74,8 @@ def specificity(word: str) -> float:
         return 1.0 if len(word) == 4 and word[:2] in {"19", "20"} else 0.5
     if word in META_WORDS:
         return 0.0
+    if word in STORY_WORDS:
+        return STORY
     zipf = zipf_frequency(word, "en")
     if zipf <= 0:
         return 1.0  # not an English word at all: a product, a command, an identifier
