@@ -18,7 +18,7 @@ from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import plan_parts
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
-from app.modules.retrieval.retriever import Query, Ranked, rank
+from app.modules.retrieval.retriever import Query, Ranked, rank, search_weights
 from app.modules.retrieval.specificity import specificity, used_as_verbs
 from app.modules.retrieval.text import identifiers, stem, stems, words
 
@@ -1053,3 +1053,31 @@ class TestTheAskersStory:
         assert query.specific[stem("tires")] <= 0.1
         assert query.specific[stem("quiet")] <= 0.1
         assert query.specific[stem("database")] >= 0.5
+
+
+class TestRetrievalWeighsSpecificity:
+    def test_a_rare_everyday_word_does_not_pick_the_passage(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "contributing.md": (
+                    "# Contributing\n\n## Testing\n\n"
+                    "When you run the test suite, it starts servers on ports 8000 and 8001: "
+                    "make sure no other program listens on them.\n\n"
+                    "## Proxy setup\n\n"
+                    "Feel free to run a local proxy before you run the tests; any local proxy "
+                    "will do, free or not.\n"
+                ),
+                "guide.md": "# Guide\n\n## Clients\n\nA client keeps connections open.\n",
+            },
+        )
+        query = Query.from_text("Which local ports need to be free before I run the test suite?")
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(root, max_chars=1800, overlap_chars=0)
+            idf = index.idf(query.forms)
+            by_rarity = rank(index, query, k=1, idf=idf)
+            by_weight = rank(index, query, k=1, idf=search_weights(idf, query.specific))
+        # Rarity alone: "free" and "local", rare here, find the proxy notes.
+        assert by_rarity[0].hit.section.heading_path.endswith("Proxy setup")
+        assert by_weight[0].hit.section.heading_path.endswith("Testing")

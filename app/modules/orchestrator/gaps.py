@@ -47,7 +47,7 @@ ABSENT_SPECIFIC = 0.4  # at or below: verbs and phrasing (specificity.NOT_A_NOUN
 
 
 WINDOW_UNITS = 3
-ATTRIBUTE_COVERAGE = 0.15  # of what is asked about a named subject, in its best passage
+ATTRIBUTE_COVERAGE = 0.25  # of what is asked about a named subject, in its best passage
 # A word only the scene-setting statements use ("Our checklist calls it a smell. How many
 # arguments ...?") weighs this share in coverage and never names what is missing.
 SCENE_WEIGHT = 0.35

@@ -47,7 +47,7 @@ from app.modules.orchestrator.gaps import assess_gaps, combine_model_gaps, gap_s
 from app.modules.orchestrator.planner import plan_parts
 from app.modules.orchestrator.sql_stage import run_sql
 from app.modules.retrieval.index import IndexUnavailable, SectionIndex, index_path_for
-from app.modules.retrieval.retriever import Query
+from app.modules.retrieval.retriever import Query, search_weights
 from app.modules.run_logger import RunLogger, utc_now
 
 __all__ = [
@@ -228,7 +228,8 @@ def _answer(
         # about another organisation that shares the other words is not an answer.
         for name in {n for p in parts for n in p.query.names}:
             idf[name] = idf.get(name, 0.0) * NAME_WEIGHT
-        evidence = retrieve_evidence(index, parts, idf, k=config.top_k)
+        specific = {t: max(p.query.specific.get(t, 0.0) for p in parts) for t in idf}
+        evidence = retrieve_evidence(index, parts, search_weights(idf, specific), k=config.top_k)
         details["evidence"] = len(evidence)
 
     sql_runs: list[dict[str, Any]] = []
