@@ -25,6 +25,7 @@ from fastapi_offline import FastAPIOffline
 from app import __version__
 from app.api import access_log, logging_setup
 from app.api.body_limit import BodySizeLimit
+from app.api.create_fast_path import CreateFastPath
 from app.api.deps import require_api_key, require_api_key_or_token
 from app.api.errors import add_exception_handlers
 from app.api.request_metrics import RequestMetrics
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # The bundled static page (web-demo/ at the repository root, beside app/), served at /demo/.
 DEMO_DIR = Path(__file__).resolve().parents[2] / "web-demo"
 STATUS_ROUTE = "/api/v1/runs/{run_id}/status"
+CREATE_ROUTE = "/api/v1/runs"
 
 
 class State(TypedDict):
@@ -103,6 +105,12 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
     if not keyed:
         status_route = next(r for r in runs.router.routes if getattr(r, "path", "") == STATUS_ROUTE)
         app.add_middleware(StatusFastPath, route=status_route)
+        create_route = next(
+            r
+            for r in runs.router.routes
+            if getattr(r, "path", "") == CREATE_ROUTE and "POST" in getattr(r, "methods", ())
+        )
+        app.add_middleware(CreateFastPath, route=create_route)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=app_metrics)
     if config.cors_origins:

@@ -11,6 +11,7 @@ nothing outside output/.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -294,6 +295,101 @@ def hostile_server(uvicorn: Uvicorn, tmp_path: Path) -> Iterator[tuple[httpx.Cli
         assert response.status_code == 202, response.text
         poll_status(client, "x", {"completed"}, timeout=10)
         yield client, base
+
+
+class TestKilledRightAfterAccepting:
+    """A 202 means the run is on disk (docs/api.md): a SIGKILL at once after it loses none,
+    also when many creates were committed together (the store's group commit)."""
+
+    CLIENTS = 32
+
+    def _env(self, output: Path) -> dict[str, str]:
+        # One worker that never finishes: almost every run is still queued when killed.
+        return {
+            "APP_BASE_DIR": str(REPO),
+            "APP_OUTPUT_DIR": str(output),
+            "APP_PIPELINE": BLOCKING,
+            "APP_MAX_WORKERS": "1",
+            "APP_MAX_QUEUED": "100000",
+        }
+
+    async def _post(
+        self, base_url: str, accepted: list[str], *, count: int, enough: asyncio.Event | None
+    ) -> None:
+        """``count`` POSTs from CLIENTS concurrent connections; each 202's id is recorded the
+        moment it arrives. With ``enough``: it is set at the 64th 202, and from then on a
+        failed request (the server was killed) ends its client."""
+        remaining = iter(range(count))
+        limits = httpx.Limits(max_connections=self.CLIENTS)
+        async with httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as client:
+
+            async def one_client() -> None:
+                for i in remaining:
+                    try:
+                        response = await client.post(RUNS, json={"question": f"q {i}?"})
+                    except httpx.HTTPError:
+                        assert enough is not None, "a POST failed with no kill"
+                        assert enough.is_set(), "a POST failed before the kill"
+                        return
+                    assert response.status_code == 202, response.text
+                    accepted.append(response.json()["run_id"])
+                    if enough is not None and len(accepted) >= 64:
+                        enough.set()
+
+            await asyncio.gather(*(one_client() for _ in range(self.CLIENTS)))
+
+    def _assert_all_kept(self, uvicorn: Uvicorn, output: Path, accepted: list[str]) -> None:
+        with (
+            uvicorn(**self._env(output)) as server,
+            httpx.Client(base_url=server.base_url, timeout=10) as c,
+        ):
+            for run_id in accepted:
+                response = c.get(f"{RUNS}/{run_id}/status")
+                assert response.status_code == 200, (run_id, response.text)
+                status = response.json()
+                # Queued or running when its process died: recorded as interrupted.
+                assert status["status"] == "failed", status
+                assert status["finish_reason"] == "interrupted", status
+                state = json.loads((output / run_id / "api_state.json").read_bytes())
+                assert state["status"] == "failed", state
+                events, torn = _events(output / run_id / "events.jsonl")
+                assert torn == b"", run_id
+                assert events[0]["data"]["status"] == "queued", events[0]
+                assert events[-1]["data"]["status"] == "failed", events[-1]
+        # Start-up removed whatever was being staged when the process died.
+        assert not [p.name for p in output.iterdir() if p.name.startswith(".creating-")]
+
+    def test_a_sigkill_right_after_the_last_202_loses_no_run(
+        self, uvicorn: Uvicorn, output: Path
+    ) -> None:
+        accepted: list[str] = []
+        with uvicorn(**self._env(output)) as server:
+            asyncio.run(self._post(server.base_url, accepted, count=256, enough=None))
+            _kill(server)  # nothing in between: no shutdown, no time to write anything more
+        assert len(set(accepted)) == 256
+        self._assert_all_kept(uvicorn, output, accepted)
+
+    def test_a_sigkill_among_concurrent_creates_loses_no_run_answered_202(
+        self, uvicorn: Uvicorn, output: Path
+    ) -> None:
+        accepted: list[str] = []
+
+        async def post_then_kill(server: Any) -> None:
+            enough = asyncio.Event()
+            posting = asyncio.ensure_future(
+                self._post(server.base_url, accepted, count=100_000, enough=enough)
+            )
+            await asyncio.wait_for(enough.wait(), timeout=30)
+            # Killed while 32 clients post: creates are being staged, fsynced and renamed
+            # in groups at this instant; some 202s are on their way.
+            server.process.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(posting, timeout=30)
+
+        with uvicorn(**self._env(output)) as server:
+            asyncio.run(post_then_kill(server))
+            assert server.process.wait(timeout=10) == -signal.SIGKILL
+        assert len(accepted) >= 64
+        self._assert_all_kept(uvicorn, output, accepted)
 
 
 class TestPathSafety:

@@ -4,8 +4,8 @@
 CapacityLimiter in a RunVar: limiters belong to one loop, and tests start many). Work sent
 there does not queue behind, or crowd out, anyio's shared pool of 40 threads.
 
-``run_in_pool``: a call in a ``ThreadPoolExecutor`` the caller owns, for the hottest path
-(the run a POST creates): loop.run_in_executor costs ~16 us of CPU per call where
+``run_in_pool``: a call in a ``ThreadPoolExecutor`` the caller owns, for hot paths:
+loop.run_in_executor costs ~16 us of CPU per call where
 anyio.to_thread.run_sync costs ~60 us (measured here, 3,000 calls from 30 tasks).
 
 Either way a few threads, not forty: each contends with the event loop for the GIL
@@ -50,7 +50,12 @@ async def run_in_pool(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
     holds for a native ``task.cancel()`` too (uvicorn's graceful-shutdown timeout sends
     one), which an anyio shield alone would let through.
     """
-    future = asyncio.get_running_loop().run_in_executor(pool, call)
+    return await wait_to_the_end(asyncio.get_running_loop().run_in_executor(pool, call))
+
+
+async def wait_to_the_end(future: asyncio.Future[T]) -> T:
+    """The result of ``future``, awaited to its end even when the caller is cancelled
+    (see run_in_pool); the cancellation is raised after it."""
     cancelled: asyncio.CancelledError | None = None
     with anyio.CancelScope(shield=True):
         while not future.done():

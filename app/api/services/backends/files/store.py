@@ -12,6 +12,7 @@ from its event log, or from its ``run.json``, or becomes ``failed/interrupted``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import copy
@@ -31,7 +32,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,9 @@ from app.api.services.run_store import (
     encode_status,
     is_terminal,
 )
-from app.api.services.threads import run_in_pool
+from app.api.services.threads import wait_to_the_end
 from app.config import AppConfig
-from app.modules.atomic_file import write_bytes_atomic, write_json_atomic
+from app.modules.atomic_file import encode_json, write_bytes_atomic, write_json_atomic
 from app.modules.process_identity import is_alive, process_start, this_process
 from app.modules.run_ids import is_valid_run_id
 from app.modules.run_logger import utc_now
@@ -87,7 +87,15 @@ SUMMARY_FILE = ".runs-summary.json"
 FIELDS = tuple(f.name for f in dataclasses.fields(RunState))
 SUMMARY_VERSION = 2  # 2: each state a list of values in FIELDS order
 LOCK_FILE = ".lock"
-CREATE_THREADS = 4  # new runs being written at once (threads.py)
+# State files are created with the mode of write_json_atomic's temp files (owner only).
+_STATE_MODE = 0o600
+_STATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+# Create groups committed at once. Measured with 32 clients: 2 no better than 1 (the first
+# takes the whole queue; the group's fsyncs are already in flight together).
+COMMITTERS = 1
+# fsyncs of one create group in flight at once (measured with 32 clients: 4, 8 and 16
+# threads within noise of each other, all ~2x one thread; 32 no better).
+SYNC_THREADS = 8
 
 
 class FileRunStore:
@@ -99,8 +107,14 @@ class FileRunStore:
         self._lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
         self._write_locks = KeyedLocks()  # one run's writes reach the disk in order
-        # acreate's threads: they start on first use and end with close().
-        self._create_pool = ThreadPoolExecutor(CREATE_THREADS, thread_name_prefix="run-create")
+        # acreate's group commit: one thread (started on first use, ended by close())
+        # writes whatever creates wait, as one group; see acreate.
+        self._create_pool = ThreadPoolExecutor(COMMITTERS, thread_name_prefix="run-create")
+        self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="run-fsync")
+        self._pending_lock = threading.Lock()
+        self._pending: list[_NewRun] = []
+        self._committing = 0  # _commit_pending tasks queued or running
+        self.commit_groups = 0  # groups committed by acreate (tests look at it)
         self._owned: set[str] = set()
         self._idempotency: dict[str, str] = {}  # Idempotency-Key -> run id
         self._listeners: list[Listener] = []
@@ -265,6 +279,7 @@ class FileRunStore:
         """Let the threads of :meth:`acreate` end (after any write in flight), then record
         the finished runs for the next start."""
         self._create_pool.shutdown(wait=True)
+        self._sync_pool.shutdown(wait=True)
         if self._summary_writer is not None:
             self._summary_writer.join()
         self.save_summary()
@@ -290,21 +305,139 @@ class FileRunStore:
     def create(self, run_id: str, options: RunOptions) -> RunState:
         """Record ``run_id`` as queued: its folder appears whole, state inside, or not at all.
 
-        The folder is made under a hidden staging name with ``api_state.json`` written in
-        it, then renamed into place: a crash at any instant leaves either no run (the id
-        free; start-up removes the staging folder) or a queued run that start-up reconciles.
-        The rename is also the claim: onto a run folder that exists it fails (409).
+        The folder is made under a hidden staging name with ``api_state.json`` written and
+        fsynced in it, then renamed into place: a crash at any instant leaves either no run
+        (the id free; start-up removes the staging folder) or a queued run that start-up
+        reconciles. The rename is also the claim: onto a run folder that exists it fails
+        (409). The same steps as :meth:`acreate`'s group commit, for one run, here.
         """
-        state = RunState.queued(run_id, options, owner=self._me)
-        staging = self._staging_folder()
+        new = _NewRun(RunState.queued(run_id, options, owner=self._me))
+        self._commit([new])
+        if new.error is not None:
+            raise new.error
+        return new.result()
+
+    async def acreate(self, run_id: str, options: RunOptions) -> RunState:
+        """:meth:`create` for the event loop, by group commit on the store's create thread.
+
+        The POSTs that arrive while a commit is under way wait for the next one, which
+        writes all of them: every state file is fsynced (one after the other, while the
+        folder's and inode table's blocks they share are written once), then every run is
+        renamed into place, then the loop is woken once for the lot. Each create still
+        answers only once its own run is on disk (its rename done, its fsync before it),
+        and fails alone (a taken id, a full disk) without failing the others. Measured on
+        POST with 32 clients: a thread per create (fsync, rename, wake-up each) held the
+        throughput near 900/s.
+
+        Off the loop, all of it, the mkdir and the small writes too: a write can wait for
+        the disk (writeback throttling, a busy or network volume) and would then stall every
+        request and stream, not just POSTs. Awaited to the end even when the caller is
+        cancelled (threads.wait_to_the_end), so that a run on disk is never left unqueued.
+        """
+        loop = asyncio.get_running_loop()
+        new = _NewRun(RunState.queued(run_id, options, owner=self._me), loop.create_future())
+        with self._pending_lock:
+            self._pending.append(new)
+            start = self._committing < COMMITTERS
+            if start:
+                self._committing += 1
+        if start:
+            try:
+                self._create_pool.submit(self._commit_pending)
+            except RuntimeError:  # close() has begun: nothing is created any more
+                with self._pending_lock:
+                    self._pending.remove(new)
+                    self._committing -= 1
+                raise
+        return await wait_to_the_end(new.future)  # type: ignore[arg-type]
+
+    def _commit_pending(self) -> None:
+        """The create thread: commit what waits, as one group, until nothing does."""
+        while True:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._committing -= 1
+                    return
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # told to each request of the group, then not re-raised
+                for new in batch:
+                    if new.error is None and new.accepted is None:
+                        new.error = exc
+            self.commit_groups += 1
+            _resolve(batch)
+
+    def _commit(self, batch: list[_NewRun]) -> None:
+        """Write, fsync and claim each run of ``batch``; set each one's result or error.
+
+        The order per run is create()'s: state file whole and fsynced in the staging
+        folder, then the rename that makes it a run; only the order between runs changes
+        (every fsync of the group before its first rename).
+        """
+        staged: list[tuple[_NewRun, Path, int]] = []
         try:
-            write_json_atomic(staging / STATE_FILE, state.to_json())
-            fault("create:staged")
-            self._claim(staging, run_id)
-        except Exception:  # a kill (or a BaseException) leaves it for start-up to remove
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        fault("create:claimed")
+            for new in batch:
+                try:
+                    folder = self._staging_folder()
+                except Exception as exc:
+                    new.error = exc
+                    continue
+                try:
+                    fd = os.open(folder / STATE_FILE, _STATE_FLAGS, _STATE_MODE)
+                except Exception as exc:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    new.error = exc
+                    continue
+                staged.append((new, folder, fd))
+                try:
+                    _write_all(fd, encode_json(new.state.to_json()))
+                except Exception as exc:
+                    new.error = exc
+            self._sync_group([(new, fd) for new, _, fd in staged if new.error is None])
+            for new, folder, _ in staged:
+                if new.error is None:
+                    try:
+                        fault("create:staged")
+                        self._claim(folder, new.state.run_id)
+                        continue
+                    except Exception as exc:
+                        new.error = exc
+                # Not claimed: the staging folder goes (a kill, or a BaseException, leaves
+                # it for start-up to remove).
+                shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            for _, _, fd in staged:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        for new in batch:
+            if new.error is None:
+                fault("create:claimed")
+                self._announce(new.state)
+                new.accepted = copy.copy(new.state)
+
+    def _sync_group(self, group: list[tuple[_NewRun, int]]) -> None:
+        """fsync each state file of the group (the fsync of "temp file, fsync, rename"),
+        all of them in flight at once: one after the other, each waited for its own writes
+        (measured: ~1.5 ms each under load, 560 creates/s in groups of 30); together, the
+        device takes them as one queue (3,000+ creates/s)."""
+        if len(group) == 1:  # a create alone (sequential POSTs): no hand-over
+            new, fd = group[0]
+            try:
+                _sync_file(fd)
+            except Exception as exc:
+                new.error = exc
+            return
+        syncs = [(new, self._sync_pool.submit(_sync_file, fd)) for new, fd in group]
+        for new, sync in syncs:
+            try:
+                sync.result()
+            except Exception as exc:
+                new.error = exc
+
+    def _announce(self, state: RunState) -> None:
+        """A run just claimed on disk: into memory, then its queued event to the listeners."""
+        run_id = state.run_id
         with self._lock:
             self._register(state)
             self._write_locks.acquire(run_id)
@@ -312,7 +445,6 @@ class FileRunStore:
             self._notify(run_id, "status", state.status_payload())
         finally:
             self._write_locks.release(run_id)
-        return copy.copy(state)
 
     def _staging_folder(self) -> Path:
         name = f"{STAGING_PREFIX}{self._me['pid']}-{self._me['start']}-{next(_staging_names)}"
@@ -334,15 +466,6 @@ class FileRunStore:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
                 raise RunAlreadyExists(run_id, f"/api/v1/runs/{run_id}/status") from None
             raise
-
-    async def acreate(self, run_id: str, options: RunOptions) -> RunState:
-        """:meth:`create` for the event loop, in one of a few threads of the store's own.
-
-        All of it, the mkdir and the small writes too: on the loop they were ~10 % cheaper
-        per POST, but a write can wait for the disk (writeback throttling, a busy or
-        network volume) and would then stall every request and stream, not just POSTs.
-        """
-        return await run_in_pool(self._create_pool, partial(self.create, run_id, options))
 
     def _register(self, state: RunState) -> None:
         """Under the store lock. A copy read from disk meanwhile (a listing that found the
@@ -834,6 +957,58 @@ class FileRunStore:
         ):
             if (self.root / state.run_id / name).exists():
                 setattr(state, attr, self.config.relative(self.root / state.run_id / name))
+
+
+class _NewRun:
+    """One create in a group commit: the state to write, and its outcome once committed."""
+
+    __slots__ = ("accepted", "error", "future", "state")
+
+    def __init__(self, state: RunState, future: asyncio.Future[RunState] | None = None) -> None:
+        self.state = state
+        self.future = future  # acreate's; None for create() on the caller's thread
+        self.accepted: RunState | None = None  # a copy of the state, once the run is claimed
+        self.error: BaseException | None = None
+
+    def result(self) -> RunState:
+        if self.accepted is None:
+            raise self.error or RuntimeError("the run was not created")
+        return self.accepted
+
+
+def _resolve(batch: list[_NewRun]) -> None:
+    """Wake each waiting loop once for the whole group (a wake-up per create was a GIL
+    hand-over and a loop iteration each)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_NewRun]] = {}
+    for new in batch:
+        if new.future is not None:
+            by_loop.setdefault(new.future.get_loop(), []).append(new)
+    for loop, news in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(_settle, news)
+
+
+def _settle(news: list[_NewRun]) -> None:
+    for new in news:
+        future = new.future
+        if future is None or future.done():
+            continue
+        if new.accepted is not None:
+            future.set_result(new.accepted)
+        else:
+            future.set_exception(new.error or RuntimeError("the run was not created"))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _sync_file(fd: int) -> None:
+    """The fsync that makes a new state file durable before its run is renamed into place
+    (a name of its own so that tests can make it fail or wait)."""
+    os.fsync(fd)
 
 
 @contextlib.contextmanager

@@ -121,18 +121,18 @@ class TestThreadExecutorAndStore:
     async def test_a_create_whose_state_cannot_be_made_durable_leaves_nothing(
         self, settings, monkeypatch
     ) -> None:
+        from app.api.services.backends.files import store as store_module
         from app.api.services.backends.files.store import FileRunStore
         from app.api.services.run_store import RunOptions
-        from app.modules import atomic_file
 
-        def refuse(self: atomic_file.StagedFile) -> None:
+        def refuse(fd: int) -> None:
             raise OSError(5, "Input/output error")
 
         store = FileRunStore(settings())
         store.open()
         try:
             with monkeypatch.context() as patched:
-                patched.setattr(atomic_file.StagedFile, "sync", refuse)
+                patched.setattr(store_module, "_sync_file", refuse)
                 with pytest.raises(OSError, match="Input/output"):
                     await store.acreate("fragile", RunOptions(question="q?"))
             assert store.count() == 0
@@ -150,21 +150,21 @@ class TestThreadExecutorAndStore:
     async def test_a_shutdown_during_a_create_does_not_lose_the_run(
         self, settings, monkeypatch
     ) -> None:
+        from app.api.services.backends.files import store as store_module
         from app.api.services.backends.files.executor import ThreadExecutor
         from app.api.services.backends.files.store import FileRunStore
         from app.api.services.errors import ShuttingDown
         from app.api.services.run_store import RunOptions
-        from app.modules import atomic_file
 
         syncing, release = threading.Event(), threading.Event()
-        real_sync = atomic_file.StagedFile.sync
+        real_sync = store_module._sync_file
 
-        def slow_sync(self: atomic_file.StagedFile) -> None:
+        def slow_sync(fd: int) -> None:
             syncing.set()
             release.wait(10)
-            real_sync(self)
+            real_sync(fd)
 
-        monkeypatch.setattr(atomic_file.StagedFile, "sync", slow_sync)
+        monkeypatch.setattr(store_module, "_sync_file", slow_sync)
         store = FileRunStore(settings())
         store.open()
         executor = ThreadExecutor(store, store.config)
