@@ -1081,3 +1081,28 @@ class TestRetrievalWeighsSpecificity:
         # Rarity alone: "free" and "local", rare here, find the proxy notes.
         assert by_rarity[0].hit.section.heading_path.endswith("Proxy setup")
         assert by_weight[0].hit.section.heading_path.endswith("Testing")
+
+
+class TestCountsOfWhatIsAsked:
+    @pytest.mark.parametrize(
+        ("text", "answers"),
+        [
+            ("Lock the account after 5 failed attempts.", True),
+            ("Time of access (e.g., 3 AM login) is a risk signal for login attempts.", False),
+            ("Lockout starts at one second and doubles after each failed attempt.", False),
+            ("Maximum failed attempts before the lockout (Default: 10).", True),
+        ],
+    )
+    def test_a_how_many_question_wants_a_count_of_its_own_noun(
+        self, text: str, answers: bool
+    ) -> None:
+        question = "After how many failed login attempts should an account be locked?"
+        wanted = answer_pattern(question)
+        assert wanted is not None
+        assert _answers(wanted, text, question) is answers
+
+    def test_a_measure_after_the_noun_is_not_what_is_counted(self) -> None:
+        question = "How many bytes long should the salt be?"
+        wanted = answer_pattern(question)
+        assert wanted is not None
+        assert _answers(wanted, "Use a salt of at least 16 bytes.", question)

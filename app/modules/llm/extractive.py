@@ -17,7 +17,7 @@ from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.retriever import Query, coverage
-from app.modules.retrieval.text import LINK_TARGET, content_terms, stems
+from app.modules.retrieval.text import LINK_TARGET, STOPWORDS, content_terms, stems
 
 _ABBREVIATIONS = frozenset(
     [
@@ -248,7 +248,48 @@ def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
 
     # A link's address is not a value: "KB0024344](https://...?id=3611...)" holds no amount.
     readable = LINK_TARGET.sub("", text)
+    counted = _counted(question)
+    if counted:
+        # "How many failed login attempts ...?" is answered by a number of attempts ("after 5
+        # failed attempts"), not by "one second" or "ten minutes" in the same passage; a
+        # setting's "(Default: 20)" counts what its sentence is about.
+        own = set(stems(readable))
+        if "default" in own and counted & own:
+            counted = set()
+        return any(
+            new(m.group(0)) and (not counted or _near(counted, readable, m.start(), m.end()))
+            for m in wanted.finditer(readable)
+        )
     return any(new(m.group(0)) for m in wanted.finditer(readable))
+
+
+_HOW_MANY = re.compile(r"\bhow many\s+((?:[\w-]+\s+){0,3}[\w-]+)", re.IGNORECASE)
+NEAR_WORDS = 4  # a count and what it counts: "after 5 failed attempts", "retries=3"
+
+
+def _counted(question: str) -> set[str]:
+    """The stems of what a "how many" question counts ("failed login attempts")."""
+    match = _HOW_MANY.search(question)
+    if match is None:
+        return set()
+    phrase: list[str] = []
+    for word in match.group(1).split():
+        if word.lower() in STOPWORDS:
+            break
+        phrase.append(word.lower())
+    while phrase and phrase[-1] in _MEASURES:
+        phrase.pop()  # "how many bytes long": bytes
+    # The head of "failed login attempts" is "attempts": "3 AM login" counts no attempts.
+    return set(stems(phrase[-1])) if phrase else set()
+
+
+_MEASURES = frozenset("long big large old wide deep high tall far more".split())
+
+
+def _near(counted: set[str], text: str, start: int, end: int) -> bool:
+    before = stems(text[:start])[-NEAR_WORDS:]
+    after = stems(text[end:])[:NEAR_WORDS]
+    return bool(counted & set(before + after))
 
 
 BROAD_WORDS = frozenset({"main", "key", "major", "all", "overview", "summary", "initiatives"})
