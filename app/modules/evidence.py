@@ -98,6 +98,8 @@ class Part:
     model_statements: list[str] = field(default_factory=list)  # the model's "not covered"
     # An overview's items, in order: (evidence id, the heading that names the item).
     outline: list[tuple[int, str]] = field(default_factory=list)
+    # The outline lists documents ("which cheat sheets cover PHP?"), one item per file.
+    collection: bool = False
     scene: str = ""  # the statements before the question (planner.PlannedPart.scene)
     # Says "it"/"them" or names nothing of its own: it goes on about the part before, so the
     # file that answered that part is where its answer is most likely to be.
@@ -124,6 +126,7 @@ class Part:
             "gap_source": self.gap_source,
             "model_statements": self.model_statements,
             "outline": [{"evidence_id": i, "heading": h} for i, h in self.outline],
+            "collection": self.collection,
         }
 
 

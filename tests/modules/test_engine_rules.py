@@ -1106,3 +1106,82 @@ class TestCountsOfWhatIsAsked:
         wanted = answer_pattern(question)
         assert wanted is not None
         assert _answers(wanted, "Use a salt of at least 16 bytes.", question)
+
+
+class TestListsOfDocuments:
+    def test_a_folder_the_question_names_is_listed_file_by_file(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tutorial/parameter-types/index.md": (
+                    "# Parameter Types\n\nYou can use several data types for parameters.\n"
+                ),
+                "tutorial/parameter-types/datetime.md": (
+                    "# DateTime\n\nA parameter can be a Python `datetime`.\n"
+                ),
+                "tutorial/parameter-types/uuid.md": "# UUID\n\nA parameter can be a UUID.\n",
+                "tutorial/parameter-types/enum.md": (
+                    "# Enum\n\nA parameter can take one value of an `Enum`.\n"
+                ),
+                "tutorial/options.md": (
+                    "# Options\n\nOptions are parameters with a name. Their types are "
+                    "str, int, float and bool, special types aside.\n"
+                ),
+            },
+        )
+        answer, bundle = _run(
+            _config(tmp_path, root),
+            "Besides str, int, float and bool, what other special parameter types are there?",
+            "l1",
+        )
+        lines = [line for line in answer.splitlines() if line.startswith("- **")]
+        assert [line.split("**")[1] for line in lines] == [
+            "Parameter Types", "DateTime", "Enum", "UUID",
+        ], answer  # fmt: skip
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["collection"] is True
+
+    def test_documents_about_the_subject_are_listed_not_every_mention(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        filler = "".join(f"\n## Topic {i}\n\nGeneral advice number {i}.\n" for i in range(6))
+        _write(
+            root,
+            {
+                "Laravel_Cheat_Sheet.md": (
+                    "# Laravel Cheat Sheet\n\nSecurity tips for Laravel applications.\n\n"
+                    "## Mass assignment\n\nPHP models in Laravel guard their fields.\n\n"
+                    "## Config\n\nKeep the PHP `APP_DEBUG` setting off.\n"
+                ),
+                "PHP_Configuration_Cheat_Sheet.md": (
+                    "# PHP Configuration Cheat Sheet\n\nHow to configure PHP securely.\n\n"
+                    "## php.ini\n\nTurn off PHP error display in production.\n"
+                ),
+                "Authentication_Cheat_Sheet.md": (
+                    "# Authentication Cheat Sheet\n\nHow to authenticate users.\n\n"
+                    "## Hashes\n\nCompare hashes with PHP's `password_verify()` or your "
+                    "language's equivalent.\n" + filler
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root), "Which cheat sheets are about PHP security?", "l2"
+        )
+        assert "**Laravel Cheat Sheet**" in answer, answer
+        assert "**PHP Configuration Cheat Sheet**" in answer, answer
+        assert "Authentication Cheat Sheet" not in answer, answer
+
+    def test_a_folder_of_one_subject_is_not_a_list(self, tmp_path: Path, corpus: Path) -> None:
+        _, bundle = _run(
+            _config(tmp_path, corpus), "What tram budget does Acme plan for 2030?", "l3"
+        )
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["collection"] is False
+
+    def test_rules_and_tool_boxes_are_not_sentences(self) -> None:
+        units = split_units("/// note\n\nUse a UUID.\n\n---\n\nIn Symfony, sessions are managed.\n")
+        texts = [text for text, _, _ in units]
+        assert "In Symfony, sessions are managed." in texts, texts
+        assert not any(t.startswith("---") for t in texts), texts

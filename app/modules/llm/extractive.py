@@ -277,13 +277,11 @@ def _counted(question: str) -> set[str]:
         if word.lower() in STOPWORDS:
             break
         phrase.append(word.lower())
-    while phrase and phrase[-1] in _MEASURES:
-        phrase.pop()  # "how many bytes long": bytes
-    # The head of "failed login attempts" is "attempts": "3 AM login" counts no attempts.
-    return set(stems(phrase[-1])) if phrase else set()
-
-
-_MEASURES = frozenset("long big large old wide deep high tall far more".split())
+    # What is counted is plural: "failed login attempts" counts attempts ("3 AM login" counts
+    # none), "bytes long" bytes, "arguments make a method ..." arguments.
+    plural = [w for w in phrase if w.endswith("s") and not w.endswith("ss")]
+    head = plural[0] if plural else phrase[0] if phrase else ""
+    return set(stems(head))
 
 
 def _near(counted: set[str], text: str, start: int, end: int) -> bool:
@@ -436,6 +434,9 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
         if item:
             flush()
             add(item.group(1).strip(), "item")
+            continue
+        if _RULE.fullmatch(stripped):  # a horizontal rule separates; it says nothing
+            flush()
             continue
         if not stripped or stripped.startswith(("<", "#")):
             flush()
@@ -644,6 +645,9 @@ class ExtractiveWriter:
         if not chosen:
             yield f"{gap_sentence(part)}\n\n"
             return
+        if part.collection and part.outline:
+            yield from self._documents(part, evidence)
+            return
         if part.broad and part.outline:
             yield from self._overview(part, evidence, chosen)
             return
@@ -655,6 +659,19 @@ class ExtractiveWriter:
             yield from _points(rest)
         if part.gap:  # answered in part: what was found first, then what was not
             yield f"{gap_sentence(part)}\n\n"
+
+    def _documents(self, part: Part, evidence: dict[int, Evidence]) -> Iterator[str]:
+        """A list of documents: each by its title, with the sentence that opens it."""
+        for evidence_id, title in part.outline:
+            units = [
+                u
+                for u in split_units(evidence[evidence_id].text)
+                if u[1] == "sentence" and not _ADMONITION.match(u[0])
+            ]
+            name = _MARKUP.sub("", title).strip()
+            text = f"**{name}**: {units[0][0]}" if units else f"**{name}**"
+            yield _bullet(_cite(text, evidence_id))
+        yield "\n"
 
     def _overview(
         self, part: Part, evidence: dict[int, Evidence], chosen: list[Unit]
@@ -908,6 +925,11 @@ class ExtractiveWriter:
             chosen.append((unit, bag))
             per_section[unit.evidence_id] = per_section.get(unit.evidence_id, 0) + 1
         return [unit for unit, _ in chosen]
+
+
+_RULE = re.compile(r"(?:-{3,}|\*{3,}|_{3,})")
+# "/// note", "!!! warning": a documentation tool's box, not a sentence.
+_ADMONITION = re.compile(r"^\s*(?:/{3}|!{3}|\?{3})")
 
 
 # A capitalised word that does not start a sentence.

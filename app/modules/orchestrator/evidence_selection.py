@@ -5,11 +5,14 @@ best matching document for an overview question.
 from __future__ import annotations
 
 import itertools
+import re
 
 from app.modules.evidence import Evidence, Part
+from app.modules.llm.extractive import _ASKS_LIST
 from app.modules.retrieval.index import Hit, SectionIndex
 from app.modules.retrieval.retriever import Ranked, rank, section_stems
-from app.modules.retrieval.text import STOPWORDS, stems, words
+from app.modules.retrieval.specificity import specificity
+from app.modules.retrieval.text import STOPWORDS, stem, stems, words
 
 MAX_EVIDENCE = 16
 FOLLOW_EVIDENCE = 3  # passages of the part before that a part going on about it reads too
@@ -60,8 +63,10 @@ def retrieve_evidence(
                     part.evidence_ids.append(evidence_id)
                     evidence[evidence_id - 1].parts.append(part.id)
     for part, ranked in zip(parts, per_part, strict=True):
-        if part.broad:
-            for heading, hit in _outline(index, ranked, part, idf):
+        listed = _collection(index, part, idf)
+        part.collection = bool(listed)
+        if part.broad or listed:
+            for heading, hit in listed or _outline(index, ranked, part, idf):
                 existing = by_section.get(hit.id)
                 if existing is None:
                     existing = section_evidence(len(evidence) + 1, hit, score=0.0)
@@ -88,6 +93,126 @@ def section_evidence(number: int, hit: Hit, *, score: float) -> Evidence:
         line_end=section.line_end,
         stems=frozenset(section_stems(hit)),
     )
+
+
+# "Which cheat sheets are about PHP?", "which patterns cover caching?": the answer is a list
+# of documents, not of sentences.
+_ASKS_DOCUMENTS = re.compile(
+    r"\b(?:which|what)\s+(?:other\s+)?(?:[\w-]+\s+){0,3}?(?:cheat ?sheets|patterns|guides|"
+    r"pages|documents|docs|articles|recipes|tutorials|chapters|files|topics|entries)\b",
+    re.IGNORECASE,
+)
+COLLECTION_K = 30  # sections searched for the documents of a list
+COLLECTION_SHARE = 0.7  # a document is listed when it scores this share of the best
+# Folders that hold a kind of document, not one subject: never the list asked for.
+_GENERIC_FOLDERS = frozenset(
+    "docs doc tutorial tutorials guide guides reference concepts learn advanced how to howto "
+    "getting started commands using".split()
+)
+
+
+def _collection(index: SectionIndex, part: Part, idf: dict[str, float]) -> list[tuple[str, Hit]]:
+    """For a question that asks for a list of documents: (title, section) per document.
+
+    A folder the question names ("what parameter types ..." -> ``parameter-types/``) lists
+    its files, when it is small enough to be the list; "which cheat sheets ..." lists the
+    documents that match nearly as well as the best one.
+    """
+    asks_documents = bool(_ASKS_DOCUMENTS.search(part.text))
+    if not (asks_documents or _ASKS_LIST.search(part.text) or _ASKS_WHICH.search(part.text)):
+        return []
+    ranked = rank(index, part.query, k=COLLECTION_K, idf=idf)
+    for r in ranked[:5]:
+        folder = r.hit.section.path.rpartition("/")[0]
+        name = words(folder.rpartition("/")[2].replace("-", " ").replace("_", " "))
+        if (
+            name
+            and not set(name) <= _GENERIC_FOLDERS
+            and any(specificity(w) >= FOLDER_SPECIFICITY for w in name)
+            and _names_folder(part.text, name)
+        ):
+            # The folder's landing page first: it introduces the rest.
+            files = sorted(index.folder_files(folder), key=lambda p: not _LANDING.search(p))
+            if 2 <= len(files) <= MAX_LISTED:
+                openings = [_opening(index, path) for path in files]
+                return [(hit.section.title, hit) for hit in openings if hit]
+    if not asks_documents or not ranked:
+        return []
+    best: dict[str, Ranked] = {}
+    for r in ranked:
+        best.setdefault(r.hit.section.path, r)
+    top = ranked[0].score
+    listed = [r for r in best.values() if r.score >= COLLECTION_SHARE * top]
+    # A document *about* the subject speaks of it throughout: PHP in most sections of the
+    # Laravel cheat sheet, in one of the Authentication cheat sheet's 48.
+    subject = _list_subject(part, idf)
+    if subject:
+        listed = [r for r in listed if _share_about(index, r.hit.section.path, subject) >= ABOUT]
+    if len(listed) < 2:
+        return []
+    # Each document by what it opens with: what it is about, not the passage that matched.
+    openings = [_opening(index, r.hit.section.path) for r in listed[:MAX_LISTED]]
+    return [(hit.section.title, hit) for hit in openings if hit is not None]
+
+
+ABOUT = 0.25  # share of a document's sections that name the subject of a list of documents
+
+
+def _list_subject(part: Part, idf: dict[str, float]) -> str | None:
+    """The most distinctive specific word of a list question ("php" in "which cheat sheets
+    are about PHP or PHP frameworks?"), not the kind of document it asks for."""
+    kind = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
+    candidates = [
+        t
+        for t in part.query.terms
+        if t not in kind and part.query.specific.get(t, 0.0) >= SUBJECT_SPECIFICITY
+    ]
+    return max(candidates, key=lambda t: idf.get(t, 0.0)) if candidates else None
+
+
+SUBJECT_SPECIFICITY = 0.7
+
+
+def _share_about(index: SectionIndex, path: str, term: str) -> float:
+    sections = index.file_sections(path)
+    if not sections:
+        return 0.0
+    return sum(term in set(section_stems(h)) for h in sections) / len(sections)
+
+
+FOLDER_SPECIFICITY = 0.5
+_LANDING = re.compile(r"/(?:index|readme|_index)\.md$", re.IGNORECASE)
+_ASKS_WHICH = re.compile(r"\b(?:which|what)\b", re.IGNORECASE)
+
+
+def _names_folder(question: str, name: list[str]) -> bool:
+    """Whether the question asks which of the things a folder holds: "what other special
+    parameter types ..." names ``parameter-types/``."""
+    if not name[-1].endswith("s"):
+        return False  # a folder of one subject ("harbor/"), not of a kind of thing
+    stemmed = [stem(w) for w in name]
+    folded = [w.lower() for w in words(question)]
+    tokens = [stem(w) for w in folded]
+    for start in range(len(tokens)):
+        if tokens[start : start + len(stemmed)] == stemmed:
+            # Right after "which"/"what" and its modifiers, as the thing asked for: "what
+            # other special parameter types", not "what contract value does Harbor ...".
+            before = folded[max(0, start - 4) : start]
+            if not any(w in {"which", "what"} for w in before):
+                return False
+            opening = max(i for i, w in enumerate(before) if w in {"which", "what"})
+            return not set(before[opening + 1 :]) & _AUXILIARIES
+    return False
+
+
+_AUXILIARIES = frozenset(
+    "do does did is are was were be can could should would will must may might has have had".split()
+)
+
+
+def _opening(index: SectionIndex, path: str) -> Hit | None:
+    """A file's first section with text: what the document is about."""
+    return next((h for h in index.file_sections(path) if h.section.text.strip()), None)
 
 
 # Sub-headings that repeat on every page of a template say nothing about what a page covers.

@@ -414,6 +414,15 @@ class SectionIndex:
         by_id = {row[0]: self._hit(row, 0.0) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
 
+    def folder_files(self, folder: str) -> list[str]:
+        """The paths of the files directly in ``folder`` (not in its sub-folders), sorted."""
+        prefix = f"{folder}/" if folder else ""
+        rows = self._db.execute(
+            "SELECT path FROM files WHERE substr(path, 1, ?) = ? ORDER BY path",
+            (len(prefix), prefix),
+        ).fetchall()
+        return [row[0] for row in rows if "/" not in row[0][len(prefix) :]]
+
     def file_sections(self, path: str) -> list[Hit]:
         """Every section of one file, in reading order."""
         rows = self._db.execute(
