@@ -20,7 +20,7 @@ from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
 from app.modules.retrieval.retriever import Query, Ranked, rank, search_weights
 from app.modules.retrieval.specificity import specificity, used_as_verbs
-from app.modules.retrieval.text import identifiers, stem, stems, words
+from app.modules.retrieval.text import identifiers, stem, stems, variants, words
 
 
 class TestSpecificity:
@@ -1185,3 +1185,56 @@ class TestListsOfDocuments:
         texts = [text for text, _, _ in units]
         assert "In Symfony, sessions are managed." in texts, texts
         assert not any(t.startswith("---") for t in texts), texts
+
+
+class TestWordsThatNameNothing:
+    @pytest.mark.parametrize(
+        ("british", "american"),
+        [("defence", "defense"), ("licences", "licenses"), ("behaviour", "behavior")],
+    )
+    def test_british_and_american_spellings_are_one_word(self, british: str, american: str) -> None:
+        assert stem(british) == stem(american)
+        assert american in variants(british)
+        assert british in variants(american)
+
+    def test_a_phrasal_verb_is_never_a_decisive_missing_word(self) -> None:
+        part = _assessed(
+            "How do I crank up verbosity with a repeated flag?",
+            "# Counting\n\nA flag that can be repeated counts: `-vvv` gives a verbosity of 3.",
+        )
+        assert part.decisive == [], part
+        assert part.gap is False, part
+
+    def test_the_askers_placeholder_package_is_not_a_missing_name(self) -> None:
+        part = _assessed(
+            "Why does TAB completion not work with `python -m mypkg`?",
+            "# Completion\n\nTAB completion does not work with `python -m`: completion is "
+            "installed for a program name.",
+        )
+        assert part.decisive == [], part
+        assert part.gap is False, part
+
+    def test_the_equivalent_in_another_tool_asks_what_the_part_before_asked(self) -> None:
+        query = Query.from_text("And the Yarn equivalent?", extra=["lockfile", "install"])
+        assert query.terms == ("yarn", "lockfil", "instal")
+
+
+def _assessed(question: str, document: str) -> Part:
+    """One part of ``question`` after the gap check, with ``document`` as its only passage."""
+    query = Query.from_text(question)
+    evidence = Evidence(
+        id=1,
+        kind="section",
+        text=document,
+        score=1.0,
+        path="docs/page.md",
+        title=document.splitlines()[0].lstrip("# "),
+        heading_path="",
+        line_start=1,
+        line_end=3,
+        stems=frozenset(stems(document)),
+    )
+    part = Part(id=1, text=question, query=query, evidence_ids=[1])
+    idf = dict.fromkeys(query.terms, 2.0)
+    assess_gaps([part], [evidence], idf, unknown=set(query.terms) - evidence.stems)
+    return part

@@ -113,7 +113,7 @@ def assess_gaps(
             t
             for t in absent
             if t in unknown
-            and part.query.specific.get(t, 1.0) >= KEY_SPECIFICITY
+            and _subject_weight(part, t) >= KEY_SPECIFICITY  # "crank up" names nothing
             and t not in scene_only
             and not _a_quantity(t)
         ]
@@ -124,6 +124,7 @@ def assess_gaps(
             if _code_token(i)
             and _code_token(i) not in texts
             and not _EXAMPLE.search(i)
+            and not _PLACEHOLDER.search(_code_token(i))
             and not mentioned(_code_token(i))
         ]
         part.coverage = round(best, 3)
@@ -179,12 +180,22 @@ def _scene_only(part: Part) -> set[str]:
 
 
 def _example_only(part: Part) -> set[str]:
-    """Stems only the asker's example URLs and hosts use ("https://api.example.com/users")."""
+    """Stems only the asker's example URLs and hosts use ("https://api.example.com/users"),
+    and the asker's placeholder names ("python -m mypkg")."""
     examples = [i for i in part.query.identifiers if _EXAMPLE.search(i)]
+    placeholders = {t for t in part.query.terms if _PLACEHOLDER.fullmatch(t)}
     if not examples:
-        return set()
+        return placeholders
     rest = _URL.sub(" ", part.text)
-    return set(stems(" ".join(examples))) - set(stems(rest))
+    return (set(stems(" ".join(examples))) - set(stems(rest))) | placeholders
+
+
+# The asker's own stand-in names: "mypkg", "my_app", "myproject", "foo".
+_PLACEHOLDER = re.compile(
+    r"\b(?:my[-_]?(?:pkg|package|app|application|project|tool|cli|module|lib|library|script|"
+    r"service|site|server|repo|file|command|program|thing)s?|foo|bar|baz|qux)\b",
+    re.IGNORECASE,
+)
 
 
 _URL = re.compile(r"\S*(?:://|\.example\.|example\.(?:com|org|net))\S*", re.IGNORECASE)

@@ -42,7 +42,7 @@ QUESTION_SCAFFOLD = frozenset(
     main key major overall general summary summarise summarize overview kind kinds type
     types thing things information details detail know known many often new current
     currently different various specific example examples part parts one two three first
-    second
+    second equivalent equivalents counterpart counterparts analog analogue
     """.split()
 )
 
@@ -148,9 +148,33 @@ ALIASES = {
 _BRITISH = re.compile(r"(?<=\w{3})is(ation|ations|ing|ed|es|e|er|ers)$")
 
 
+# British spellings whose American form differs by more than -ise/-ize ("defence" in a
+# question, "defense" in the documents).
+_SPELLINGS = {
+    f"{root}{ending}": f"{american}{ending}"
+    for root, american, endings in [
+        ("defence", "defense", ("", "s")), ("licence", "license", ("", "s")),
+        ("offence", "offense", ("", "s")), ("centre", "center", ("", "s", "d")),
+        ("metre", "meter", ("", "s")), ("litre", "liter", ("", "s")),
+        ("catalogue", "catalog", ("", "s", "d")), ("dialogue", "dialog", ("", "s")),
+        ("analogue", "analog", ("", "s")), ("colour", "color", ("", "s", "ed", "ing")),
+        ("behaviour", "behavior", ("", "s", "al")), ("favour", "favor", ("", "s", "ite")),
+        ("honour", "honor", ("", "s", "ed")), ("labour", "labor", ("",)),
+        ("neighbour", "neighbor", ("", "s", "ing")), ("harbour", "harbor", ("", "s")),
+        ("flavour", "flavor", ("", "s")), ("endeavour", "endeavor", ("", "s")),
+        ("grey", "gray", ("",)), ("cheque", "check", ("", "s")),
+        ("programme", "program", ("", "s")), ("modelling", "modeling", ("",)),
+        ("travelling", "traveling", ("",)), ("cancelled", "canceled", ("",)),
+        ("labelled", "labeled", ("",)), ("enrol", "enroll", ("", "s")),
+    ]
+    for ending in endings
+}  # fmt: skip
+
+
 def canonical(word: str) -> str:
-    """One spelling per word: abbreviations expanded, British -ise/-isation as -ize."""
+    """One spelling per word: abbreviations expanded, British spellings as American."""
     word = ALIASES.get(word, word)
+    word = _SPELLINGS.get(word, word)
     return _BRITISH.sub(r"iz\1", word) if "is" in word else word
 
 
@@ -158,6 +182,7 @@ def variants(word: str) -> list[str]:
     """Spellings of ``word`` that the index may hold (for the full-text query)."""
     forms = {word, canonical(word)}
     forms |= {short for short, full in ALIASES.items() if full == canonical(word)}
+    forms |= {british for british, american in _SPELLINGS.items() if american in forms}
     forms |= {re.sub(r"iz(ation|ations|ing|ed|es|e|er|ers)$", r"is\1", f) for f in set(forms)}
     return sorted(forms)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.modules.retrieval.index import SectionIndex, SyncReport, index_path_for
-from app.modules.retrieval.text import index_forms, stem
+from app.modules.retrieval.text import index_forms, index_stem, stem
 
 MAX_CHARS = 1800
 OVERLAP_CHARS = 200
@@ -311,11 +311,12 @@ class TestSectionIndexRanking:
         _write(corpus, "four.md", "# four\n\nCommon harbour words and a rare albatross.\n")
         _sync(index, corpus)
 
-        weights = index.idf({stem(w): [stem(w)] for w in ("harbour", "albatross", "unseen")})
+        weights = index.idf(index_forms(["harbour", "albatross", "unseen"]))
 
         assert weights[stem("albatross")] > weights[stem("harbour")] > 0
         assert weights[stem("unseen")] > weights[stem("albatross")]
-        assert index.document_frequencies([stem("harbour")]) == {stem("harbour"): 4}
+        # The index holds the document's own spelling; the question's stem unifies spellings.
+        assert index.document_frequencies([index_stem("harbour")]) == {index_stem("harbour"): 4}
 
     def test_terms_in_file(self, index: SectionIndex, root: Path) -> None:
         _sync(index, root)
