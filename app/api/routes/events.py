@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+import anyio
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.deps import RunStreamDep, SettingsDep, ShutdownDep
 from app.api.models import ErrorBody
 from app.api.routes.runs import PREFIX
-from app.api.services.errors import TooManyStreams
+from app.api.services.errors import RunNotFound, TooManyStreams
+from app.api.services.run_store import RunEvent
+from app.api.services.run_stream import Stream
+from app.config import AppConfig
 
 router = APIRouter(
     prefix=PREFIX,
@@ -50,13 +53,16 @@ SHUTDOWN_GRACE_S = 2.0
 )
 async def run_events(
     run_id: str,
-    stream: RunStreamDep,
-    settings: SettingsDep,
-    shutdown: ShutdownDep,
+    request: Request,
     last_event_id_header: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     """Follow a run live: replay after Last-Event-ID (header or query), then live events."""
+    # The services straight off the request rather than as dependencies: every open stream
+    # keeps its request's solved dependencies for as long as it is open.
+    state = request.state
+    stream: Stream = state.stream
+    settings: AppConfig = state.settings
     await stream.store.aget(run_id)  # 404 before any stream starts
     after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
     if await stream.finished_before(run_id, after):
@@ -66,26 +72,76 @@ async def run_events(
     # of live subscriptions, so a stream that has just ended frees its place at once.
     if stream.open_streams() >= settings.max_sse_streams:
         raise TooManyStreams(settings.max_sse_streams, retry_after_s=STREAMS_RETRY_AFTER_S)
+    return stream_response(stream, settings, state.shutdown, run_id, after)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        first = True
-        # aclosing: when the client goes away mid-stream, the subscription is removed at
-        # once, not whenever the abandoned generator happens to be collected.
-        async with aclosing(stream.follow(run_id, after)) as followed:
-            async for event in followed:
-                yield ServerSentEvent(
-                    data=json.dumps(event.data, ensure_ascii=False),
-                    event=event.event,
-                    id=str(event.id),
-                    retry=RETRY_MS if first else None,
-                )
-                first = False
 
+async def open_stream(
+    stream: Stream, settings: AppConfig, shutdown: anyio.Event, run_id: str, after: int
+) -> EventSourceResponse | None:
+    """The route's answer when it is a stream (app/api/events_fast_path.py): the run
+    exists, the client has not seen all of it, a stream may open. None otherwise, for the
+    route to answer (404, 204, 503)."""
+    try:
+        await stream.store.aget(run_id)
+    except RunNotFound:
+        return None
+    if await stream.finished_before(run_id, after):
+        return None
+    if stream.open_streams() >= settings.max_sse_streams:
+        return None
+    return stream_response(stream, settings, shutdown, run_id, after)
+
+
+def stream_response(
+    stream: Stream, settings: AppConfig, shutdown: anyio.Event, run_id: str, after: int
+) -> EventSourceResponse:
     return EventSourceResponse(
-        events(),
+        _events(stream, run_id, after),
         ping=settings.sse_ping_s,
         shutdown_event=shutdown,
         shutdown_grace_period=SHUTDOWN_GRACE_S,
         # sse-starlette already sends Cache-Control: no-store and X-Accel-Buffering: no
         # (so that nginx does not buffer the stream).
     )
+
+
+async def _events(stream: Stream, run_id: str, after: int) -> AsyncGenerator[bytes, None]:
+    """The run's events as SSE frames; the first one carries the reconnect delay."""
+    # aclosing: when the client goes away mid-stream, the subscription is removed at
+    # once, not whenever the abandoned generator happens to be collected.
+    async with aclosing(stream.follow(run_id, after)) as followed:
+        first = True
+        async for event in followed:
+            yield encode(event, retry=RETRY_MS) if first else encode_shared(event)
+            first = False
+            # A replayed event is this stream's own copy (read from the log): not kept
+            # while the stream waits, perhaps for hours, for the next one.
+            del event
+
+
+def encode(event: RunEvent, *, retry: int | None = None) -> bytes:
+    """One SSE frame: ``id``, ``event``, ``data`` (the JSON of the event's data), ``retry``."""
+    return ServerSentEvent(
+        data=json.dumps(event.data, ensure_ascii=False),
+        event=event.event,
+        id=str(event.id),
+        retry=retry,
+    ).encode()
+
+
+# The frame of the event delivered last. A live event goes to every stream of its run in
+# turn (EventBus hands each the same RunEvent object), so it is encoded once, not once per
+# subscriber: with a thousand streams that was most of the fan-out's CPU.
+_last_frame: tuple[RunEvent, bytes] | None = None
+
+
+def encode_shared(event: RunEvent) -> bytes:
+    """``encode(event)``, reused while the same event object goes to one stream after
+    another. Only the event loop calls it (the streams run there), so no lock."""
+    global _last_frame  # noqa: PLW0603 - a one-entry cache, read and set on the loop only
+    last = _last_frame
+    if last is not None and last[0] is event:
+        return last[1]
+    frame = encode(event)
+    _last_frame = (event, frame)
+    return frame
