@@ -1238,3 +1238,63 @@ def _assessed(question: str, document: str) -> Part:
     idf = dict.fromkeys(query.terms, 2.0)
     assess_gaps([part], [evidence], idf, unknown=set(query.terms) - evidence.stems)
     return part
+
+
+class TestTutorialPages:
+    def test_an_include_line_is_never_part_of_the_answer(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tutorial/exit.md": (
+                    "# Exit\n\n## Exit code\n\n"
+                    "{* docs_src/program_exit_code/tutorial002_py310.py hl[9] *}\n\n"
+                    "{* docs_src/program_exit_code/tutorial003_py310.py hl[12] *}\n\n"
+                    "The program ends with exit code 0 unless you pass another code.\n"
+                ),
+            },
+        )
+        answer, _ = _run(_config(tmp_path, root), "What exit code does the program end with?", "t1")
+        assert "{*" not in answer, answer
+        assert answer.startswith("The program ends with exit code 0"), answer
+
+    def test_a_console_session_after_check_it_is_not_the_lead(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tutorial/callback.md": (
+                    "# Callback\n\n## Without a subcommand\n\n"
+                    "Check it:\n\n```console\n$ python main.py\n// Run the callback when "
+                    "no subcommand is given\nRunning the callback without a subcommand\n```\n\n"
+                    "Set `invoke_without_command=True` to run the callback anyway.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "How do I run the callback when no subcommand is given?",
+            "t2",
+        )
+        assert answer.startswith("Set `invoke_without_command=True`"), answer
+
+    def test_a_question_about_what_happens_without_a_value_leads_with_the_default(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "tutorial/exit.md": (
+                    "# Exit\n\n## Exit code\n\n"
+                    "You can pass an exit code other than 1 to report an error to the terminal "
+                    "when the program ends. By default, the exit code is 0.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "If I exit without passing a code, what exit code does the program end with?",
+            "t3",
+        )
+        assert answer.startswith("By default, the exit code is 0"), answer

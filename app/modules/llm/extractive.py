@@ -199,6 +199,19 @@ _SOLUTION = re.compile(
 )
 
 
+# "If I raise Exit() without passing anything, what code ...?" asks for a default.
+_ASKS_DEFAULT = re.compile(
+    r"\bdefaults?\b|\bwithout (?:passing|setting|specifying|giving|configuring|changing)\b"
+    r"|\b(?:don't|do not|didn't|never) (?:pass|set|specify|give|configure|change)\b"
+    r"|\bout of the box\b",
+    re.IGNORECASE,
+)
+_DEFAULT = re.compile(r"\bdefault(?:s|ed)?\b", re.IGNORECASE)
+# A documentation tool's include line ("{* docs_src/app/tutorial001.py hl[9] *}",
+# "--8<-- 'file.md'"): a pointer to code the page shows, not a sentence.
+_INCLUDE = re.compile(r"^\s*(?:\{\*.*\*\}|\{!.*!\}|-{2}8<-{2})")
+
+
 # "Why ...?" is answered by a reason: "because", "subject to FOIA", "to prevent ...".
 _ASKS_WHY = re.compile(r"\bwhy\b", re.IGNORECASE)
 _REASON = re.compile(
@@ -759,6 +772,7 @@ class ExtractiveWriter:
         how_to = bool(_ASKS_HOW_TO.search(part.text))
         why = bool(_ASKS_WHY.search(part.text))
         asks_list = bool(_ASKS_LIST.search(part.text))
+        asks_default = bool(_ASKS_DEFAULT.search(part.text))
         attributes = [t for t in terms if t not in part.query.names]
         if part.follows:
             # What this part asks is in its own words; the borrowed ones ("tools", "install"
@@ -810,7 +824,7 @@ class ExtractiveWriter:
                 block_stems[block] |= unit_stems[index]
             question_stems = set(terms)
             for position, (text, kind, block) in enumerate(units):
-                if text in exclude or _LINK_ONLY.match(text):
+                if text in exclude or _LINK_ONLY.match(text) or _INCLUDE.match(text):
                     continue  # said by an earlier part, or a bare link that says nothing
                 own = unit_stems[position]
                 intro = block_stems[block] if kind != "sentence" else own
@@ -827,7 +841,9 @@ class ExtractiveWriter:
                 if subject and others and not others & subject:
                     continue  # about another organisation or product the documents cover
                 plain = _MARKUP.sub("", text)
-                n_words = len(plain.split())
+                # "Check it:" before a console session says nothing itself: its words are
+                # those of the sentence, not of the code it carries.
+                n_words = len((plain.split("\n", 1)[0] if "```" in text else plain).split())
                 # What is asked about (the names) may sit in the heading or the paragraph;
                 # what is asked (the other words: "cost", "target") should be in the unit.
                 asked = coverage(attributes, own, brief.idf) if attributes else direct
@@ -848,10 +864,12 @@ class ExtractiveWriter:
                     _INSTRUCTION.match(plain.lstrip("*_ ")) or _SOLUTION.search(plain)
                 ):
                     score += HOW_TO_BONUS  # what to do, not a description of the thing
-                elif how_to and "```" in text:
+                elif how_to and "```" in text and n_words >= 4:
                     score += HOW_TO_BONUS / 2  # code that does it, or only an example
                 elif why and _REASON.search(plain):
                     score += HOW_TO_BONUS  # a reason, not a restatement of the rule
+                if asks_default and _DEFAULT.search(plain):
+                    score += HOW_TO_BONUS  # "By default, `code` is `0`"
                 # A sentence that only restates the question answers nothing.
                 content = set(content_terms(plain))
                 if content and len(content - question_stems) / len(content) < 0.3:
@@ -889,7 +907,12 @@ class ExtractiveWriter:
             ]
         scored.sort(key=lambda s: s[0], reverse=True)
         # Answer first: when a value is asked for, the lead is a strong unit that holds one.
-        lead = next((s for s in scored if s[3] and s[0] >= LEAD_VALUE_SHARE * scored[0][0]), None)
+        strong = [s for s in scored if s[3] and s[0] >= LEAD_VALUE_SHARE * scored[0][0]]
+        # Asked what happens without a value, the value that says it is the default leads.
+        lead = next(
+            (s for s in strong if asks_default and _DEFAULT.search(_MARKUP.sub("", s[1].text))),
+            strong[0] if strong else None,
+        )
         if lead is not None:
             scored.remove(lead)
             scored.insert(0, (scored[0][0] if scored else lead[0], *lead[1:]))
