@@ -11,7 +11,7 @@ import pytest
 from app.config import AppConfig
 from app.modules.documents.sections import split_markdown
 from app.modules.evidence import Evidence, Part, cited_ids
-from app.modules.llm.extractive import _answers, _cite, answer_pattern, split_units
+from app.modules.llm.extractive import _answers, _cite, answer_pattern, gap_sentence, split_units
 from app.modules.orchestrator.evidence_selection import retrieve_evidence
 from app.modules.orchestrator.gaps import assess_gaps
 from app.modules.orchestrator.module import run_pipeline
@@ -1298,3 +1298,17 @@ class TestTutorialPages:
             "t3",
         )
         assert answer.startswith("By default, the exit code is 0"), answer
+
+
+class TestGapWording:
+    def test_everyday_words_are_never_named_as_missing(self) -> None:
+        part = _assessed(
+            "How long does a feasibility study usually take?",
+            "# Feasibility studies\n\nA feasibility study ends with a report and a "
+            "recommendation on next steps.",
+        )
+        assert part.gap is True, part
+        assert part.missing == [], part
+        assert gap_sentence(part) == (
+            "The documents do not answer this: “How long does a feasibility study usually take?”."
+        )

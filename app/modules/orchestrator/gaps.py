@@ -130,8 +130,14 @@ def assess_gaps(
         part.coverage = round(best, 3)
         part.section_coverage = round(near, 3)
         part.typed_coverage = round(typed, 3)
-        # Name what matters most first: the specific words no passage mentions.
-        missing = sorted(absent, key=lambda t: weights[t], reverse=True)
+        # Name what matters most first: the specific words no passage mentions. Everyday
+        # words ("usually", "long") are never named: "the documents do not cover 'usually'"
+        # says nothing; the question is quoted whole instead.
+        missing = sorted(
+            (t for t in absent if _subject_weight(part, t) > ABSENT_SPECIFIC),
+            key=lambda t: weights[t],
+            reverse=True,
+        )
         part.missing = unknown_names + _words_for(
             part, [t for t in missing if t in key_absent] or missing[:2]
         )
