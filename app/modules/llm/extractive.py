@@ -448,7 +448,9 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
             flush()
             add(item.group(1).strip(), "item")
             continue
-        if _RULE.fullmatch(stripped):  # a horizontal rule separates; it says nothing
+        if _RULE.fullmatch(stripped) or _ADMONITION.match(stripped):
+            # A horizontal rule, or a documentation tool's box marker ("/// tip",
+            # "!!! warning", "//// tab | Linux"): it separates; it says nothing.
             flush()
             continue
         if not stripped or stripped.startswith(("<", "#")):
