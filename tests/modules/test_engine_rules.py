@@ -12,7 +12,7 @@ from app.config import AppConfig
 from app.modules.documents.sections import split_markdown
 from app.modules.evidence import Evidence, Part, cited_ids
 from app.modules.llm.extractive import _answers, _cite, answer_pattern, gap_sentence, split_units
-from app.modules.orchestrator.evidence_selection import retrieve_evidence
+from app.modules.orchestrator.evidence_selection import _own_weights, retrieve_evidence
 from app.modules.orchestrator.gaps import assess_gaps
 from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import plan_parts
@@ -1312,3 +1312,20 @@ class TestGapWording:
         assert gap_sentence(part) == (
             "The documents do not answer this: “How long does a feasibility study usually take?”."
         )
+
+
+class TestBorrowedWords:
+    def test_a_following_part_searches_with_its_own_words_first(self) -> None:
+        _, second = plan_parts(
+            "Which variable turns Rich off, and which one makes it print the plain traceback?"
+        )
+        assert "rich" in second.context
+        part = Part(
+            id=2,
+            text=second.text,
+            query=Query.from_text(second.text, extra=second.context),
+            follows=True,
+        )
+        weights = _own_weights(part, dict.fromkeys(part.query.terms, 2.0))
+        assert weights["rich"] == 1.0
+        assert weights[stem("traceback")] == 2.0

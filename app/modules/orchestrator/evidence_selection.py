@@ -10,7 +10,7 @@ import re
 from app.modules.evidence import Evidence, Part
 from app.modules.llm.extractive import _ASKS_LIST
 from app.modules.retrieval.index import Hit, SectionIndex
-from app.modules.retrieval.retriever import Ranked, rank, section_stems
+from app.modules.retrieval.retriever import Query, Ranked, rank, section_stems
 from app.modules.retrieval.specificity import specificity
 from app.modules.retrieval.text import STOPWORDS, stem, stems, words
 
@@ -22,7 +22,7 @@ def retrieve_evidence(
     index: SectionIndex, parts: list[Part], idf: dict[str, float], *, k: int
 ) -> list[Evidence]:
     """Evidence for every part, numbered so that each part's best come first (round-robin)."""
-    per_part = [rank(index, p.query, k=k, idf=idf) for p in parts]
+    per_part = [rank(index, p.query, k=k, idf=_own_weights(p, idf)) for p in parts]
     evidence: list[Evidence] = []
     by_section: dict[int, Evidence] = {}
     limit = max(MAX_EVIDENCE, k)
@@ -77,6 +77,20 @@ def retrieve_evidence(
                     part.evidence_ids.append(existing.id)
                 part.outline.append((existing.id, heading))
     return evidence
+
+
+BORROWED_WEIGHT = 0.5  # a word a part borrows from the one before, against its own words
+
+
+def _own_weights(part: Part, idf: dict[str, float]) -> dict[str, float]:
+    """The part's search weights, its borrowed words at half: "which one makes it print the
+    plain standard traceback?" borrows "Rich" to know what "it" is, and must not find
+    passages about Rich rather than about tracebacks."""
+    if not part.follows:
+        return idf
+    own = set(Query.from_text(part.text).terms)
+    borrowed = set(part.query.terms) - own
+    return {t: w * (BORROWED_WEIGHT if t in borrowed else 1.0) for t, w in idf.items()}
 
 
 def section_evidence(number: int, hit: Hit, *, score: float) -> Evidence:
