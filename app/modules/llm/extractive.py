@@ -208,8 +208,9 @@ _ASKS_DEFAULT = re.compile(
 )
 _DEFAULT = re.compile(r"\bdefault(?:s|ed)?\b", re.IGNORECASE)
 # A documentation tool's include line ("{* docs_src/app/tutorial001.py hl[9] *}",
-# "--8<-- 'file.md'"): a pointer to code the page shows, not a sentence.
-_INCLUDE = re.compile(r"^\s*(?:\{\*.*\*\}|\{!.*!\}|-{2}8<-{2})")
+# "--8<-- 'file.md'", mkdocstrings' "::: typer.Option"): a pointer to what the page shows,
+# not a sentence.
+_INCLUDE = re.compile(r"^\s*(?:\{\*.*\*\}|\{!.*!\}|-{2}8<-{2}|:::\s)")
 
 
 # "Why ...?" is answered by a reason: "because", "subject to FOIA", "to prevent ...".
