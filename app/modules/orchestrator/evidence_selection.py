@@ -63,7 +63,7 @@ def retrieve_evidence(
                     part.evidence_ids.append(evidence_id)
                     evidence[evidence_id - 1].parts.append(part.id)
     for part, ranked in zip(parts, per_part, strict=True):
-        listed = _collection(index, part, idf)
+        listed = _collection(index, part, idf, ranked)
         part.collection = bool(listed)
         if part.broad or listed:
             for heading, hit in listed or _outline(index, ranked, part, idf):
@@ -125,7 +125,9 @@ _GENERIC_FOLDERS = frozenset(
 )
 
 
-def _collection(index: SectionIndex, part: Part, idf: dict[str, float]) -> list[tuple[str, Hit]]:
+def _collection(
+    index: SectionIndex, part: Part, idf: dict[str, float], found: list[Ranked]
+) -> list[tuple[str, Hit]]:
     """For a question that asks for a list of documents: (title, section) per document.
 
     A folder the question names ("what parameter types ..." -> ``parameter-types/``) lists
@@ -135,8 +137,7 @@ def _collection(index: SectionIndex, part: Part, idf: dict[str, float]) -> list[
     asks_documents = bool(_ASKS_DOCUMENTS.search(part.text))
     if not (asks_documents or _ASKS_LIST.search(part.text) or _ASKS_WHICH.search(part.text)):
         return []
-    ranked = rank(index, part.query, k=COLLECTION_K, idf=idf)
-    for r in ranked[:5]:
+    for r in found[:5]:
         folder = r.hit.section.path.rpartition("/")[0]
         name = words(folder.rpartition("/")[2].replace("-", " ").replace("_", " "))
         if (
@@ -150,7 +151,11 @@ def _collection(index: SectionIndex, part: Part, idf: dict[str, float]) -> list[
             if 2 <= len(files) <= MAX_LISTED:
                 openings = [_opening(index, path) for path in files]
                 return [(hit.section.title, hit) for hit in openings if hit]
-    if not asks_documents or not ranked:
+    if not asks_documents:
+        return []
+    # More sections than a part's own evidence: a list may name a dozen documents.
+    ranked = rank(index, part.query, k=COLLECTION_K, idf=idf)
+    if not ranked:
         return []
     best: dict[str, Ranked] = {}
     for r in ranked:
