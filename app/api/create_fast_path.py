@@ -62,8 +62,10 @@ class CreateFastPath:
             if last is not None:  # the client went away mid-body
                 raise ValueError
             request = RunCreate.model_validate(json.loads(body))
-        except (ValueError, ValidationError):
-            # Not the usual request: the route answers it (its 422 names the problem).
+        except (ValueError, RecursionError, ValidationError):
+            # Not the usual request: the route answers it (its 422 names the problem). A
+            # body nested too deeply for json.loads raises RecursionError, which the route
+            # turns into a 422 too; escaping from here it was a logged 500.
             await self.app(scope, _replay(body, last, receive), send)
             return
         scope["route"] = self.route
@@ -94,14 +96,17 @@ class CreateFastPath:
 
 def _plain_json(headers: list[tuple[bytes, bytes]]) -> bool:
     """Content-Type application/json (parameters such as charset aside) and no
-    Idempotency-Key: the requests this path answers."""
-    json_body = False
+    Idempotency-Key: the requests this path answers. Of several Content-Type headers the
+    first counts, as for the route (Starlette's ``headers.get``): the two must not read one
+    request as two different ones."""
+    content_type: bytes | None = None
     for name, value in headers:
         if name == b"content-type":
-            json_body = value.split(b";", 1)[0].strip().lower() == _JSON
+            if content_type is None:
+                content_type = value
         elif name == b"idempotency-key":
             return False
-    return json_body
+    return content_type is not None and content_type.split(b";", 1)[0].strip().lower() == _JSON
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:

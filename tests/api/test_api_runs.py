@@ -709,3 +709,65 @@ class TestStatusFastPath:
         async with serve(settings()) as client:
             error(await client.get(f"{RUNS}/nope/status"), 404, "run_not_found")
             assert (await client.head(f"{RUNS}/nope/status")).status_code == 405
+
+
+class TestCreateFastPath:
+    """POST /api/v1/runs without FastAPI's routing (app/api/create_fast_path.py) must answer
+    every request exactly as the route does: the keyed app has no fast path, so each request
+    is sent to both and the answers compared, byte for byte, with the metrics they leave."""
+
+    CASES: tuple[tuple[str, list[tuple[str, str]], bytes], ...] = (
+        ("plain", [("content-type", "application/json")], b'{"question":"q?","run_id":"a1"}'),
+        (
+            "charset",
+            [("content-type", "application/json; charset=utf-8")],
+            b'{"question":"q?","run_id":"a2"}',
+        ),
+        ("taken", [("content-type", "application/json")], b'{"question":"q?","run_id":"a1"}'),
+        ("unknown field", [("content-type", "application/json")], b'{"question":"q?","x":1}'),
+        ("bad JSON", [("content-type", "application/json")], b'{"question":'),
+        ("empty", [("content-type", "application/json")], b""),
+        ("not JSON", [("content-type", "text/plain")], b'{"question":"q?","run_id":"a3"}'),
+        (
+            "outside the roots",
+            [("content-type", "application/json")],
+            b'{"question":"q?","markdown_path":"elsewhere"}',
+        ),
+        # Deeper than json.loads can go: RecursionError, not a ValueError.
+        ("nested too deep", [("content-type", "application/json")], b"[" * 50_000),
+        # Two Content-Types: the first one counts, for the route as for the fast path.
+        (
+            "two content types",
+            [("content-type", "text/plain"), ("content-type", "application/json")],
+            b'{"question":"q?","run_id":"a4"}',
+        ),
+        ("too large", [("content-type", "application/json")], b'{"question":"' + b"a" * 70_000),
+    )
+
+    @staticmethod
+    def _post_series(metrics_text: str) -> list[str]:
+        return sorted(
+            line
+            for line in metrics_text.splitlines()
+            if line.startswith("answer_http_request_duration_seconds_count")
+            and 'method="POST"' in line
+        )
+
+    async def test_every_answer_is_the_routes(self, serve, settings, base_dir: Path) -> None:
+        async with (
+            serve(settings()) as fast,
+            serve(settings(api_keys=["k"], output_dir=base_dir / "routed")) as routed,
+        ):
+            for name, headers, body in self.CASES:
+                mine = await fast.post(RUNS, content=body, headers=headers)
+                theirs = await routed.post(
+                    RUNS, content=body, headers=[*headers, ("authorization", "Bearer k")]
+                )
+                assert (mine.status_code, mine.content) == (theirs.status_code, theirs.content), (
+                    name
+                )
+                for header in ("content-type", "content-length", "location", "retry-after"):
+                    assert mine.headers.get(header) == theirs.headers.get(header), (name, header)
+            fast_series = self._post_series((await fast.get("/metrics")).text)
+            assert fast_series == self._post_series((await routed.get("/metrics")).text)
+            assert not [line for line in fast_series if 'status="500"' in line]

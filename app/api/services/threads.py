@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio import CapacityLimiter
@@ -56,6 +56,16 @@ async def run_in_pool(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
 async def wait_to_the_end(future: asyncio.Future[T]) -> T:
     """The result of ``future``, awaited to its end even when the caller is cancelled
     (see run_in_pool); the cancellation is raised after it."""
+    cancelled = await wait_out(future)
+    if cancelled is not None:
+        raise cancelled
+    return future.result()
+
+
+async def wait_out(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:
+    """Wait until ``future`` is done, whatever cancellation arrives meanwhile; that
+    cancellation is returned, not raised, for a caller that must act on the outcome first
+    (a run created on disk must still be queued) and raise it after."""
     cancelled: asyncio.CancelledError | None = None
     with anyio.CancelScope(shield=True):
         while not future.done():
@@ -64,6 +74,4 @@ async def wait_to_the_end(future: asyncio.Future[T]) -> T:
                 await asyncio.wait([future])
             except asyncio.CancelledError as exc:
                 cancelled = exc
-    if cancelled is not None:
-        raise cancelled
-    return future.result()
+    return cancelled

@@ -37,6 +37,7 @@ from app.api.services.run_executor import (
 )
 from app.api.services.run_status import ACTIVE
 from app.api.services.run_store import RunOptions, RunState
+from app.api.services.threads import wait_out
 from app.config import AppConfig
 from app.modules.orchestrator.contract import Pipeline
 
@@ -101,14 +102,29 @@ class ThreadExecutor:
         return state
 
     async def asubmit(self, run_id: str, options: RunOptions) -> RunState:
-        """:meth:`submit` for the event loop (the state file's fsyncs go to a thread)."""
+        """:meth:`submit` for the event loop (the state file's fsyncs go to a thread).
+
+        A cancelled caller (uvicorn's graceful-shutdown timeout cancels requests) still
+        queues a run its create put on disk, then gets the cancellation: otherwise the run
+        would stay "queued" in memory and on disk with no worker ever taking it.
+        """
         self._reserve(run_id)
         try:
-            state = await self.store.acreate(run_id, options)
+            created = self.store.begin_create(run_id, options)
         except BaseException:
             self._unreserve()
             raise
-        self._enqueue(run_id)
+        cancelled = await wait_out(created)
+        try:
+            state = created.result()
+        except BaseException:
+            self._unreserve()
+            raise
+        try:
+            self._enqueue(run_id)
+        finally:
+            if cancelled is not None:
+                raise cancelled
         return state
 
     def _reserve(self, run_id: str) -> None:

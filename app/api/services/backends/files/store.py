@@ -332,8 +332,14 @@ class FileRunStore:
         Off the loop, all of it, the mkdir and the small writes too: a write can wait for
         the disk (writeback throttling, a busy or network volume) and would then stall every
         request and stream, not just POSTs. Awaited to the end even when the caller is
-        cancelled (threads.wait_to_the_end), so that a run on disk is never left unqueued.
+        cancelled (threads.wait_to_the_end): the cancellation is raised after the outcome.
         """
+        return await wait_to_the_end(self.begin_create(run_id, options))
+
+    def begin_create(self, run_id: str, options: RunOptions) -> asyncio.Future[RunState]:
+        """Queue ``run_id`` for the next group commit (see acreate); the future, of the
+        running loop, gets its state or its error. For a caller that must act on the
+        outcome even when cancelled (the executor queues a run that exists on disk)."""
         loop = asyncio.get_running_loop()
         new = _NewRun(RunState.queued(run_id, options, owner=self._me), loop.create_future())
         with self._pending_lock:
@@ -349,7 +355,7 @@ class FileRunStore:
                     self._pending.remove(new)
                     self._committing -= 1
                 raise
-        return await wait_to_the_end(new.future)  # type: ignore[arg-type]
+        return new.future  # type: ignore[return-value]
 
     def _commit_pending(self) -> None:
         """The create thread: commit what waits, as one group, until nothing does."""
@@ -374,6 +380,13 @@ class FileRunStore:
         The order per run is create()'s: state file whole and fsynced in the staging
         folder, then the rename that makes it a run; only the order between runs changes
         (every fsync of the group before its first rename).
+
+        Where a create's time goes, measured with perf under 32 posting clients (2-core VM,
+        ext4 without a journal): ~75 % of the server's CPU is the kernel's inode allocator
+        (``recently_deleted`` skips every inode freed in the last minutes, one by one) on
+        the three inodes a create makes (staging folder, state file, events.jsonl); the
+        group's fsyncs take ~2 ms, the event loop ~13 % of the CPU. Staging the group's runs
+        on the sync threads at once was no faster (bench_api, same session).
         """
         staged: list[tuple[_NewRun, Path, int]] = []
         try:

@@ -3,6 +3,7 @@ what a failed or interrupted create leaves behind."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import threading
@@ -198,4 +199,52 @@ class TestThreadExecutorAndStore:
             assert state.error["code"] == "server_shutdown"
         finally:
             release.set()
+            store.close()
+
+    async def test_a_post_cancelled_during_its_create_still_queues_the_run(
+        self, settings, monkeypatch
+    ) -> None:
+        # uvicorn's graceful-shutdown timeout cancels a request task: a create already
+        # under way finishes (its run is on disk), and that run must then be queued, not
+        # left "queued" forever with no worker ever taking it.
+        from app.api.services.backends.files import store as store_module
+        from app.api.services.backends.files.executor import ThreadExecutor
+        from app.api.services.backends.files.store import FileRunStore
+        from app.api.services.run_store import RunOptions
+
+        syncing, release = threading.Event(), threading.Event()
+        real_sync = store_module._sync_file
+
+        def held_sync(fd: int) -> None:
+            syncing.set()
+            assert release.wait(10), "the test never released the fsync"
+            real_sync(fd)
+
+        monkeypatch.setattr(store_module, "_sync_file", held_sync)
+        store = FileRunStore(settings(max_workers=1))
+        store.open()
+        ended = threading.Event()
+        store.add_listener(
+            lambda run_id, kind, payload: (
+                ended.set()
+                if run_id == "cut-short" and payload.get("status") == "completed"
+                else None
+            )
+        )
+        executor = ThreadExecutor(store, store.config)
+        try:
+            task = asyncio.ensure_future(executor.asubmit("cut-short", RunOptions(question="q?")))
+            assert await anyio.to_thread.run_sync(syncing.wait, 10)
+            task.cancel()  # a native cancel, as uvicorn sends: not an anyio scope
+            release.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert (store.root / "cut-short").is_dir()  # the create did finish
+            assert await anyio.to_thread.run_sync(ended.wait, 10), (
+                "the run was created but never ran: "
+                f"{store.get('cut-short').status}, {executor.queued} queued"
+            )
+        finally:
+            release.set()
+            executor.shutdown(wait_s=5)
             store.close()

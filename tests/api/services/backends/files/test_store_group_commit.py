@@ -133,3 +133,56 @@ async def test_a_create_that_fails_in_a_group_fails_alone(settings, monkeypatch)
     finally:
         release.set()
         store.close()
+
+
+async def test_no_create_of_a_group_answers_before_its_run_is_renamed_into_place(
+    settings, monkeypatch
+) -> None:
+    # A 202 means the run survives a kill: a create may answer only once its folder has its
+    # final name (a SIGKILL test cannot tell: the renames finish microseconds after an
+    # early answer). The group's first rename is held; nothing of the group may answer.
+    from app.api.services import faults
+    from app.api.services.backends.files.store import FileRunStore
+    from app.api.services.run_store import RunOptions
+
+    holding, release = _held_first_sync(monkeypatch)
+    renaming, go_on = threading.Event(), threading.Event()
+    claims = iter(range(1_000_000))
+
+    def hold_the_groups_first_rename(point: str) -> None:
+        if point == "create:staged" and next(claims) == 1:  # 0 is "first", alone
+            renaming.set()
+            assert go_on.wait(10), "the test never let the rename go on"
+
+    store = FileRunStore(settings())
+    store.open()
+    answered: list[str] = []
+
+    async def create(run_id: str) -> None:
+        await store.acreate(run_id, RunOptions(question=f"q {run_id}?"))
+        answered.append(run_id)
+
+    group = [f"r{i}" for i in range(GROUP)]
+    try:
+        with faults.installed(hold_the_groups_first_rename):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(create, "first")
+                assert await anyio.to_thread.run_sync(holding.wait, 10)
+                for run_id in group:
+                    tasks.start_soon(create, run_id)
+                await _until(lambda: len(store._pending) == GROUP, "the creates never queued up")
+                release.set()
+                assert await anyio.to_thread.run_sync(renaming.wait, 10)
+                # An answer reaches the loop by call_soon_threadsafe: one sent before the
+                # held rename is queued ahead of to_thread's own wake-up above; these turns
+                # of the loop let it, and the task it wakes, run.
+                for _ in range(20):
+                    await anyio.sleep(0)
+                assert answered == ["first"]
+                assert not [r for r in group if (store.root / r).exists()]
+                go_on.set()
+        assert sorted(answered) == sorted(["first", *group])
+    finally:
+        release.set()
+        go_on.set()
+        store.close()
