@@ -1331,3 +1331,24 @@ class TestBorrowedWords:
         weights = _own_weights(part, dict.fromkeys(part.query.terms, 2.0))
         assert weights["rich"] == 1.0
         assert weights[stem("traceback")] == 2.0
+
+
+class TestYesOrNo:
+    def test_a_yes_or_no_question_gets_the_sentence_that_decides_it(self, tmp_path: Path) -> None:
+        # On npm's own docs (benchmarks/corpora/npm, dev question npm-25): "will never result
+        # in new modules being installed" is what answers "can it ever ...?".
+        root = Path(__file__).resolve().parents[2] / "benchmarks" / "corpora" / "npm" / "docs"
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "What does npm find-dupes actually do, and can npm dedupe ever end up installing "
+            "new modules?",
+            "y1",
+        )
+        assert "will never result in new modules being installed" in answer, answer
+
+    def test_the_askers_example_url_is_not_searched_for(self) -> None:
+        query = Query.from_text(
+            "Which argument lets me call /users and have it go to https://api.example.com/users?"
+        )
+        assert query.specific[stem("api")] <= 0.1
+        assert query.specific[stem("argument")] > 0.1

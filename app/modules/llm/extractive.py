@@ -207,6 +207,17 @@ _ASKS_DEFAULT = re.compile(
     re.IGNORECASE,
 )
 _DEFAULT = re.compile(r"\bdefault(?:s|ed)?\b", re.IGNORECASE)
+# "Can npm dedupe ever install new modules?" is answered yes or no: by the sentence that says
+# "never", "always", "cannot", "only", not by one that describes dedupe.
+_ASKS_YES_NO = re.compile(
+    r"(?:can|could|does|do|did|is|are|was|were|will|would|should|may|must|has|have)\b",
+    re.IGNORECASE,
+)
+_POLARITY = re.compile(
+    r"\b(?:never|always|cannot|can't|can not|not allowed|not possible|not supported|"
+    r"prohibited)\b",
+    re.IGNORECASE,
+)
 # A documentation tool's include line ("{* docs_src/app/tutorial001.py hl[9] *}",
 # "--8<-- 'file.md'", mkdocstrings' "::: typer.Option"): a pointer to what the page shows,
 # not a sentence.
@@ -776,6 +787,8 @@ class ExtractiveWriter:
         why = bool(_ASKS_WHY.search(part.text))
         asks_list = bool(_ASKS_LIST.search(part.text))
         asks_default = bool(_ASKS_DEFAULT.search(part.text))
+        asked = re.split(r"(?<=[.?!])\s+", part.text.strip())[-1]
+        yes_no = bool(_ASKS_YES_NO.match(asked))
         attributes = [t for t in terms if t not in part.query.names]
         if part.follows:
             # What this part asks is in its own words; the borrowed ones ("tools", "install"
@@ -873,6 +886,8 @@ class ExtractiveWriter:
                     score += HOW_TO_BONUS  # a reason, not a restatement of the rule
                 if asks_default and _DEFAULT.search(plain):
                     score += HOW_TO_BONUS  # "By default, `code` is `0`"
+                if yes_no and _POLARITY.search(plain):
+                    score += HOW_TO_BONUS  # "... but will never result in new modules"
                 # A sentence that only restates the question answers nothing.
                 content = set(content_terms(plain))
                 if content and len(content - question_stems) / len(content) < 0.3:

@@ -38,6 +38,17 @@ EXPAND_MARGIN = 0.9  # a sibling joins when it is nearly as good as the file's b
 RRF_K = 60  # tuned on the dev halves (benchmarks/corpora), as is DENSE_WEIGHT
 DENSE_WEIGHT = 0.7  # below 1: exact terms decide in reference docs; meaning breaks ties
 _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
+# The asker's example URL ("have it go to https://api.example.com/users"): its words are
+# example data, not what to search for.
+_URL = re.compile(r"\S*(?:://|\.example\.|example\.(?:com|org|net))\S*", re.IGNORECASE)
+
+
+def _url_only_words(text: str) -> set[str]:
+    """Folded words that the question uses only inside URLs and example hosts."""
+    inside = {w for m in _URL.finditer(text) for w in words(m.group(0))}
+    return inside - set(words(_URL.sub(" ", text))) if inside else set()
+
+
 # "user IDs", "the URLs": a plural acronym is a kind of thing, not the one thing asked about.
 _PLURAL_ACRONYM = re.compile(r"[A-Z]{2,}s")
 SAME_FILE_DAMPING = 0.72
@@ -80,7 +91,7 @@ class Query:
         names = tuple(dict.fromkeys(stems(" ".join(capitalised))))
         own: dict[str, str] = {}
         specific: dict[str, float] = {}
-        idioms = idiom_words(text)
+        idioms = idiom_words(text) | _url_only_words(text)
         for word in subject:
             term = stem(word)
             own.setdefault(term, word)
