@@ -54,7 +54,12 @@ class EventsFastPath:
         if state and "stream" in state and after is not None:
             try:
                 response = await open_stream(
-                    state["stream"], state["settings"], state["shutdown"], run_id, after
+                    state["stream"],
+                    state["settings"],
+                    state["shutdown"],
+                    state["stream_slots"],
+                    run_id,
+                    after,
                 )
             except Exception:  # the route answers it, with the app's error handlers
                 response = None

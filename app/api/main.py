@@ -54,6 +54,7 @@ class State(TypedDict):
     store: Store
     executor: Executor
     stream: Stream
+    stream_slots: events.StreamSlots
     shutdown: anyio.Event
     metrics: Metrics
 
@@ -79,6 +80,7 @@ def create_app(settings: AppConfig | None = None, *, demo_dir: Path | None = DEM
                 store=store,
                 executor=executor,
                 stream=stream,
+                stream_slots=events.StreamSlots(config.max_sse_streams),
                 shutdown=shutdown,
                 metrics=app_metrics,
             )

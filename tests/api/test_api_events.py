@@ -23,6 +23,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from httpx_sse import ServerSentEvent, aconnect_sse
 from uvicorn import Config as UvicornConfig
 from uvicorn import Server as UvicornServer
@@ -630,6 +631,94 @@ class TestRunEndingDuringReplay:
         logged = _logged(settings().output_root, "racy")
         assert streamed == logged
         assert streamed[-1].data == status
+
+
+class TestStreamLimit:
+    """APP_MAX_SSE_STREAMS holds however many streams arrive at once, and a stream's place
+    is free again once it has ended."""
+
+    @pytest.mark.parametrize(
+        "headers",
+        [[], [(b"last-event-id", b" 0")]],  # " 0" is not plain: the route answers it
+        ids=["fast-path", "route"],
+    )
+    async def test_streams_opening_together_are_held_to_the_limit(
+        self, settings, wait_for_status, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        spy = _LifespanState(create_app(settings(max_sse_streams=2)))
+        gated_pipeline.gate("busy", "block")
+        async with LifespanManager(spy) as manager:
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(manager.app), base_url="http://test"
+            )
+            await _post(client, "busy")
+            await wait_for_status(client, "busy", {"running"})
+            streams = [_RawStream(manager.app, "busy", headers) for _ in range(6)]
+            with anyio.fail_after(STREAM_TIMEOUT):
+                async with anyio.create_task_group() as tasks:
+                    # Every request starts in the same loop pass, before any stream has
+                    # subscribed: the check must count places taken, not subscriptions.
+                    for raw in streams:
+                        tasks.start_soon(raw.run)
+                    for raw in streams:
+                        await raw.started.wait()
+                    statuses = sorted(raw.status for raw in streams)
+                    slots = spy.state["stream_slots"]
+                    assert slots.taken == 2
+                    for raw in streams:
+                        raw.gone.set()  # every client leaves
+                assert slots.taken == 0  # ... and every place is free again
+                reopened = _RawStream(manager.app, "busy", headers)
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(reopened.run)
+                    await reopened.started.wait()
+                    reopened.gone.set()
+        assert statuses == [200, 200, 503, 503, 503, 503]
+        assert reopened.status == 200
+
+
+class _RawStream:
+    """One GET .../events as a bare ASGI call, which ends when the test sets ``gone``: over
+    httpx's ASGITransport a stream that does not end would never be answered."""
+
+    def __init__(self, app: Any, run_id: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self.app, self.run_id, self.headers = app, run_id, headers
+        self.status = 0  # the response status, once it has started
+        self.started = anyio.Event()
+        self.gone = anyio.Event()
+
+    async def run(self) -> None:
+        path = f"{RUNS}/{self.run_id}/events"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"test"), *self.headers],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+        }
+        requested = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await self.gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+                self.started.set()
+
+        await self.app(scope, receive, send)
 
 
 # --------------------------------------------------------------------------- in-process uvicorn

@@ -110,6 +110,24 @@ class TestApiKeys:
             assert response.headers["content-type"].startswith("text/event-stream")
             assert '"status": "completed"' in response.text
 
+    @pytest.mark.parametrize("last_event_id", [None, "0", "1"])
+    async def test_no_stream_of_a_known_run_opens_without_a_key(
+        self, serve, settings, wait_for_status, error, last_event_id: str | None
+    ) -> None:
+        # A stream that would open (a known run, not seen to its end, a plain id) is what
+        # app/api/events_fast_path.py serves without routing: on a keyed server it must
+        # still reach the route and its key check.
+        async with serve(settings(api_keys=[KEY])) as client:
+            client.headers.update(_auth())
+            await client.post(RUNS, json={"question": "q", "run_id": "sse-k"})
+            await wait_for_status(client, "sse-k", {"completed"})
+            del client.headers["Authorization"]
+            headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+            with anyio.fail_after(5):
+                response = await client.get(f"{RUNS}/sse-k/events", headers=headers)
+        error(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"] == "Bearer"
+
     async def test_events_with_bearer_header(self, serve, settings, wait_for_status) -> None:
         async with serve(settings(api_keys=[KEY])) as client:
             client.headers.update(_auth())

@@ -12,7 +12,7 @@ import pytest
 from starlette.types import Message, Scope
 
 from app.api.events_fast_path import EventsFastPath, _last_event_id
-from app.api.routes.events import encode
+from app.api.routes.events import StreamSlots, encode
 from app.api.services.errors import RunNotFound
 from app.api.services.run_store import RunEvent
 
@@ -26,6 +26,8 @@ class _Stream:
     def __init__(self, *, known: bool = True, finished: bool = False, open_now: int = 0):
         self.store = self
         self.known, self.finished, self.open_now = known, finished, open_now
+        self.slots = StreamSlots(10)
+        self.slots.taken = open_now  # streams already open, of APP_MAX_SSE_STREAMS = 10
         self.followed: list[tuple[str, int]] = []
 
     async def aget(self, run_id: str) -> None:
@@ -36,7 +38,7 @@ class _Stream:
         return self.finished
 
     def open_streams(self) -> int:
-        return self.open_now
+        return self.slots.taken
 
     async def follow(self, run_id: str, last_event_id: int) -> AsyncIterator[RunEvent]:
         self.followed.append((run_id, last_event_id))
@@ -59,7 +61,12 @@ def _scope(
         "root_path": "",
         "query_string": query,
         "headers": headers or [],
-        "state": {"stream": stream, "settings": settings, "shutdown": anyio.Event()},
+        "state": {
+            "stream": stream,
+            "settings": settings,
+            "shutdown": anyio.Event(),
+            "stream_slots": stream.slots,
+        },
     }
 
 
@@ -101,6 +108,7 @@ async def test_a_stream_that_opens_is_served_here_with_the_routes_frames() -> No
     assert body == encode(final, retry=2000)  # the first frame carries the retry hint
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     assert scope["route"] is ROUTE  # metrics label it with the route's template
+    assert stream.slots.taken == 0  # the stream's place is free again once it has ended
 
 
 @pytest.mark.anyio
@@ -124,6 +132,7 @@ async def test_anything_else_goes_on_to_the_route(
     assert len(routed) == 1
     assert sent == []
     assert stream.followed == []
+    assert stream.slots.taken == stream.open_now  # no place kept for a stream not opened
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from app.api.models import ErrorBody
 from app.api.routes.runs import PREFIX
@@ -68,15 +69,20 @@ async def run_events(
     if await stream.finished_before(run_id, after):
         # 204 tells a browser's EventSource to stop reconnecting (HTML spec, 9.2.3).
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    # Each open stream holds a queue and a connection: cap them per process. The count is
-    # of live subscriptions, so a stream that has just ended frees its place at once.
-    if stream.open_streams() >= settings.max_sse_streams:
+    # Each open stream holds a queue and a connection: cap them per process.
+    slots: StreamSlots = state.stream_slots
+    if not slots.take():
         raise TooManyStreams(settings.max_sse_streams, retry_after_s=STREAMS_RETRY_AFTER_S)
-    return stream_response(stream, settings, state.shutdown, run_id, after)
+    return stream_response(stream, settings, state.shutdown, slots, run_id, after)
 
 
 async def open_stream(
-    stream: Stream, settings: AppConfig, shutdown: anyio.Event, run_id: str, after: int
+    stream: Stream,
+    settings: AppConfig,
+    shutdown: anyio.Event,
+    slots: StreamSlots,
+    run_id: str,
+    after: int,
 ) -> EventSourceResponse | None:
     """The route's answer when it is a stream (app/api/events_fast_path.py): the run
     exists, the client has not seen all of it, a stream may open. None otherwise, for the
@@ -87,16 +93,65 @@ async def open_stream(
         return None
     if await stream.finished_before(run_id, after):
         return None
-    if stream.open_streams() >= settings.max_sse_streams:
+    if not slots.take():
         return None
-    return stream_response(stream, settings, shutdown, run_id, after)
+    return stream_response(stream, settings, shutdown, slots, run_id, after)
+
+
+class StreamSlots:
+    """The places under APP_MAX_SSE_STREAMS in this process.
+
+    A place is taken in the same step as the check, with no await between them, and given
+    back when the stream's response ends, however it ends (the run's end, the client gone,
+    the server stopping, a cancellation). Counting the streams' subscriptions instead let
+    every request that arrived together pass the check before any of them had subscribed
+    (its generator starts only once the response has started): 70 streams opened under a
+    limit of 10.
+    """
+
+    __slots__ = ("limit", "taken")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def take(self) -> bool:
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def give_back(self) -> None:
+        self.taken -= 1
+
+
+class _EventStream(EventSourceResponse):
+    """An EventSourceResponse that holds a place of StreamSlots until it has ended."""
+
+    def __init__(self, content: AsyncGenerator[bytes, None], slots: StreamSlots, **options: Any):
+        super().__init__(content, **options)
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.give_back()
 
 
 def stream_response(
-    stream: Stream, settings: AppConfig, shutdown: anyio.Event, run_id: str, after: int
+    stream: Stream,
+    settings: AppConfig,
+    shutdown: anyio.Event,
+    slots: StreamSlots,
+    run_id: str,
+    after: int,
 ) -> EventSourceResponse:
-    return EventSourceResponse(
+    """The stream's response, which gives back the place the caller took in ``slots``
+    once it has been sent: call it (the route's caller and the fast path always do)."""
+    return _EventStream(
         _events(stream, run_id, after),
+        slots,
         ping=settings.sse_ping_s,
         shutdown_event=shutdown,
         shutdown_grace_period=SHUTDOWN_GRACE_S,

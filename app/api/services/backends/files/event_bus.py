@@ -74,6 +74,16 @@ class Inbox:
             self._items = None  # an idle stream holds no list, however long its last burst
         return item
 
+    def put_end(self) -> None:
+        """Put the end marker (None) last, making room by dropping the newest items, never
+        the oldest: the consumer sends what is left in order, then ends, and its client's
+        Last-Event-ID resumes right after the last event it got. Dropping the oldest would
+        send events after a hole, and the client, already past it, would never get it."""
+        items = self._items
+        if items:
+            del items[self.maxsize - 1 :]
+        self.put_nowait(None)
+
     async def get(self) -> RunEvent | None:
         """The next item, waiting for it; one consumer at a time."""
         while not self._items:
@@ -134,7 +144,10 @@ class EventBus:
         with self._lock:
             subscriptions = list(self._subscriptions.get(run_id, ()))
         for subscription in subscriptions:
-            if subscription.dropped:
+            if subscription.closed:
+                # Ended (dropped, run deleted, server stopping): the stream stops at the end
+                # marker, so anything queued after it would only fill the inbox until it
+                # overflowed into a false "fell behind" warning.
                 continue
             try:
                 subscription.queue.put_nowait(event)
@@ -220,7 +233,6 @@ def _close(subscription: Subscription) -> None:
     if subscription.closed:
         return
     subscription.closed = True
-    # Make room for the end marker: a dropped subscriber's backlog is replayed from disk.
-    while subscription.queue.full():
-        subscription.queue.get_nowait()
-    subscription.queue.put_nowait(None)
+    # A dropped subscriber's backlog beyond the room for the end marker is replayed from
+    # disk when its client resumes.
+    subscription.queue.put_end()

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 1000
 OUTAGE_HOLD_S = 60.0  # how long a stream waits for Redis to come back before it ends
 OUTAGE_RETRY_S = 0.5
+# Redis stream ids are 64-bit: a larger one is an error ("Invalid stream ID"), which would
+# look like Redis being away. Any Last-Event-ID from here up is past a run's end alike.
+MAX_EVENT_ID = 2**63 - 1
 
 
 class RedisRunStream:
@@ -58,7 +61,7 @@ class RedisRunStream:
         """Every event after ``last_event_id``, in order, without gaps or repeats."""
         self._open += 1
         try:
-            sent = last_event_id
+            sent = min(last_event_id, MAX_EVENT_ID)
             unreachable_since: float | None = None
             while not self._closed:
                 try:

@@ -70,3 +70,34 @@ class TestEventBus:
         async with bus.subscribe("a") as subscription:
             bus.publish("b", _event(1))
             assert subscription.queue.empty()
+
+    async def test_a_dropped_subscriber_ends_after_the_events_it_has_without_a_hole(
+        self,
+    ) -> None:
+        # Its client resumes with the Last-Event-ID of the last event it got: a hole before
+        # that event would be lost for good, so the backlog is cut at its end, not its start.
+        bus = EventBus(queue_size=3)
+        bus.bind(asyncio.get_running_loop())
+        async with bus.subscribe("r") as slow:
+            for number in range(1, 6):
+                bus.publish("r", _event(number))
+            assert slow.dropped
+            items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+        assert [item.id if item else None for item in items] == [1, 2, None]
+
+    @pytest.mark.parametrize("ending", ["close", "end"])
+    async def test_an_ended_stream_is_sent_nothing_after_its_end_marker(
+        self, ending: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        bus = EventBus(queue_size=3)
+        bus.bind(asyncio.get_running_loop())
+        async with bus.subscribe("r") as subscription:
+            if ending == "close":
+                bus.close()  # the server is stopping
+            else:
+                bus._end("r")  # the run was deleted (end() schedules this on the loop)
+            for number in range(1, 6):  # events still on their way to the stream
+                bus.publish("r", _event(number))
+            assert [subscription.queue.get_nowait()] == [None]
+            assert subscription.queue.empty()
+        assert "fell behind" not in caplog.text

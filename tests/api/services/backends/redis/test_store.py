@@ -368,6 +368,26 @@ async def test_a_run_ending_between_two_reads_loses_no_event(store: RedisRunStor
     await store.aclose()
 
 
+async def test_a_last_event_id_beyond_redis_ids_still_gets_the_end(store: RedisRunStore) -> None:
+    # Past the end of an active run, as docs/api.md says; only larger than a Redis stream
+    # id (64 bits), which Redis refuses as it would a malformed one.
+    running(store, "r", "a")
+    stream = RedisRunStream(store, block_ms=20, outage_hold_s=0.2)
+    async with anyio.create_task_group() as tasks:
+        followed: list[list[tuple[int, str]]] = []
+
+        async def follow() -> None:
+            followed.append(await _collect(stream, "r", after=10**20))
+
+        tasks.start_soon(follow)
+        with anyio.fail_after(10):
+            while stream.open_streams() < 1:
+                await anyio.sleep(0.01)  # poll interval of a bounded wait: it is following
+        store.transition("r", "completed", finish_reason="answered", attempt="a")
+    assert [event for _, event in followed[0]] == ["status"]
+    await store.aclose()
+
+
 async def test_open_streams_do_not_starve_status_reads(config: AppConfig) -> None:
     many = config.model_copy(update={"max_sse_streams": 150})
     store = RedisRunStore(many)
