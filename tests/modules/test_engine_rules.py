@@ -1251,6 +1251,7 @@ class TestTutorialPages:
                     "{* docs_src/program_exit_code/tutorial002_py310.py hl[9] *}\n\n"
                     "{* docs_src/program_exit_code/tutorial003_py310.py hl[12] *}\n\n"
                     "::: typer.Exit program exit code 2\n\n"
+                    '{% image "_img/exit-code-2.png" "program exit code" %}\n\n'
                     "The program ends with exit code 0 unless you pass another code.\n"
                 ),
             },
@@ -1258,6 +1259,7 @@ class TestTutorialPages:
         answer, _ = _run(_config(tmp_path, root), "What exit code does the program end with?", "t1")
         assert "{*" not in answer, answer
         assert ":::" not in answer, answer
+        assert "{%" not in answer, answer
         assert answer.startswith("The program ends with exit code 0"), answer
 
     def test_a_console_session_after_check_it_is_not_the_lead(self, tmp_path: Path) -> None:

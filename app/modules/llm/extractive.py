@@ -219,9 +219,10 @@ _POLARITY = re.compile(
     re.IGNORECASE,
 )
 # A documentation tool's include line ("{* docs_src/app/tutorial001.py hl[9] *}",
-# "--8<-- 'file.md'", mkdocstrings' "::: typer.Option"): a pointer to what the page shows,
-# not a sentence.
-_INCLUDE = re.compile(r"^\s*(?:\{\*.*\*\}|\{!.*!\}|-{2}8<-{2}|:::\s)")
+# "--8<-- 'file.md'", mkdocstrings' "::: typer.Option", a line that is only a Jekyll tag
+# such as '{% image "_img/1.png" "tips" %}'): a pointer to what the page shows, not a
+# sentence.
+_INCLUDE = re.compile(r"^\s*(?:\{\*.*\*\}|\{!.*!\}|\{%.*%\}\s*$|-{2}8<-{2}|:::\s)")
 
 
 # "Why ...?" is answered by a reason: "because", "subject to FOIA", "to prevent ...".
