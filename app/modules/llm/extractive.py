@@ -9,6 +9,7 @@ points, each with its citation. Nothing is stated that no evidence says.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -282,8 +283,9 @@ def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
         own = set(stems(readable))
         if "default" in own and counted & own:
             counted = set()
+        around = _Around(readable)
         return any(
-            new(m.group(0)) and (not counted or _near(counted, readable, m.start(), m.end()))
+            new(m.group(0)) and (not counted or around.near(counted, m.start(), m.end()))
             for m in wanted.finditer(readable)
         )
     return any(new(m.group(0)) for m in wanted.finditer(readable))
@@ -310,10 +312,53 @@ def _counted(question: str) -> set[str]:
     return set(stems(head))
 
 
-def _near(counted: set[str], text: str, start: int, end: int) -> bool:
-    before = stems(text[:start])[-NEAR_WORDS:]
-    after = stems(text[end:])[:NEAR_WORDS]
-    return bool(counted & set(before + after))
+_CHUNK = re.compile(r"\S+")
+
+
+class _Around:
+    """The words next to each value of one passage: ``stems(text[:start])[-NEAR_WORDS:]``
+    and ``stems(text[end:])[:NEAR_WORDS]``, without re-reading the passage for every value
+    (a table of figures has hundreds: time quadratic in its length). No token spans white
+    space, so the stems of the white-space-separated chunks next to a value are the same;
+    each chunk is stemmed once.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.spans = [m.span() for m in _CHUNK.finditer(text)]
+        self.starts = [start for start, _ in self.spans]
+        self._stems: dict[int, list[str]] = {}
+
+    def _chunk(self, i: int) -> list[str]:
+        if i not in self._stems:
+            start, end = self.spans[i]
+            self._stems[i] = stems(self.text[start:end])
+        return self._stems[i]
+
+    def near(self, counted: set[str], start: int, end: int) -> bool:
+        return bool(counted & set(self._before(start) + self._after(end)))
+
+    def _before(self, start: int) -> list[str]:
+        i = bisect.bisect_left(self.starts, start) - 1  # the last chunk that starts before
+        found: list[str] = []
+        if i >= 0:  # all of it, or its part before ``start``
+            found = stems(self.text[self.spans[i][0] : start])
+            i -= 1
+        while len(found) < NEAR_WORDS and i >= 0:
+            found = self._chunk(i) + found
+            i -= 1
+        return found[-NEAR_WORDS:]
+
+    def _after(self, end: int) -> list[str]:
+        i = bisect.bisect_right(self.starts, end) - 1  # the chunk ``end`` is in or after
+        found: list[str] = []
+        if i >= 0 and end < self.spans[i][1]:
+            found = stems(self.text[end : self.spans[i][1]])
+        i += 1
+        while len(found) < NEAR_WORDS and i < len(self.spans):
+            found = found + self._chunk(i)
+            i += 1
+        return found[:NEAR_WORDS]
 
 
 BROAD_WORDS = frozenset({"main", "key", "major", "all", "overview", "summary", "initiatives"})
