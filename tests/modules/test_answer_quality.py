@@ -30,30 +30,30 @@ pytestmark = pytest.mark.slow  # the whole engine over seven corpora (~40 s)
 # before any tuning on them (README, "Answer quality").
 FLOORS: dict[tuple[str, str], dict[str, float]] = {
     ("18f-handbook", "dev"): {
-        "hit_at_5": 0.92, "mrr": 0.76, "kfr": 0.55, "gap": 0.78, "false_gap": 0.08,
+        "hit_at_5": 0.89, "mrr": 0.78, "kfr": 0.48, "gap": 0.78, "false_gap": 0.07,
     },
     ("18f-handbook", "test"): {
         "hit_at_5": 0.98, "mrr": 0.74, "kfr": 0.39, "gap": 0.38, "false_gap": 0.2,
     },
     ("eng-playbook", "dev"): {
-        "hit_at_5": 0.92, "mrr": 0.81, "kfr": 0.59, "gap": 0.98, "false_gap": 0.2,
+        "hit_at_5": 0.85, "mrr": 0.7, "kfr": 0.43, "gap": 0.98, "false_gap": 0.2,
     },
     ("eng-playbook", "test"): {
         "hit_at_5": 0.92, "mrr": 0.72, "kfr": 0.44, "gap": 0.98, "false_gap": 0.14,
     },
-    ("httpx", "dev"): {"hit_at_5": 0.98, "mrr": 0.85, "kfr": 0.73, "gap": 0.57, "false_gap": 0.14},
+    ("httpx", "dev"): {"hit_at_5": 0.98, "mrr": 0.86, "kfr": 0.6, "gap": 0.57, "false_gap": 0.15},
     ("httpx", "test"): {"hit_at_5": 0.98, "mrr": 0.84, "kfr": 0.56, "gap": 0.57, "false_gap": 0.14},
-    ("npm", "dev"): {"hit_at_5": 0.98, "mrr": 0.9, "kfr": 0.81, "gap": 0.81, "false_gap": 0.14},
+    ("npm", "dev"): {"hit_at_5": 0.91, "mrr": 0.83, "kfr": 0.59, "gap": 0.83, "false_gap": 0.15},
     ("npm", "test"): {"hit_at_5": 0.79, "mrr": 0.69, "kfr": 0.8, "gap": 0.57, "false_gap": 0.21},
     ("owasp-cheatsheets", "dev"): {
-        "hit_at_5": 0.98, "mrr": 0.94, "kfr": 0.84, "gap": 0.57, "false_gap": 0.02,
+        "hit_at_5": 0.98, "mrr": 0.89, "kfr": 0.63, "gap": 0.57, "false_gap": 0.11,
     },
     ("owasp-cheatsheets", "test"): {
         "hit_at_5": 0.92, "mrr": 0.85, "kfr": 0.64, "gap": 0.18, "false_gap": 0.32,
     },
-    ("typer", "dev"): {"hit_at_5": 0.86, "mrr": 0.76, "kfr": 0.67, "gap": 0.98, "false_gap": 0.08},
+    ("typer", "dev"): {"hit_at_5": 0.85, "mrr": 0.66, "kfr": 0.55, "gap": 0.98, "false_gap": 0.07},
     ("typer", "test"): {"hit_at_5": 0.92, "mrr": 0.72, "kfr": 0.53, "gap": 0.78, "false_gap": 0.26},
-    ("uv", "dev"): {"hit_at_5": 0.98, "mrr": 0.85, "kfr": 0.75, "gap": 0.98, "false_gap": 0.02},
+    ("uv", "dev"): {"hit_at_5": 0.91, "mrr": 0.76, "kfr": 0.55, "gap": 0.98, "false_gap": 0.06},
     ("uv", "test"): {"hit_at_5": 0.98, "mrr": 0.83, "kfr": 0.49, "gap": 0.98, "false_gap": 0.4},
 }  # fmt: skip
 
