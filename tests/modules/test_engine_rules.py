@@ -1354,3 +1354,17 @@ class TestYesOrNo:
         )
         assert query.specific[stem("api")] <= 0.1
         assert query.specific[stem("argument")] > 0.1
+
+
+class TestNestedLists:
+    def test_an_item_is_read_with_the_items_nested_under_it(self) -> None:
+        units = split_units(
+            "* HTTPError\n    * TransportError\n        * NetworkError\n"
+            "            * ConnectError\n            * ReadError\n"
+            "        * ProtocolError\n    * DecodingError\n"
+        )
+        texts = [text for text, _, _ in units]
+        assert "NetworkError:\n- ConnectError\n- ReadError" in texts, texts
+        # Its own children only: the grandchildren stay with their parent.
+        assert "HTTPError:\n- TransportError\n- DecodingError" in texts, texts
+        assert "ConnectError" in texts, texts

@@ -465,6 +465,7 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
 
     code: list[str] = []
     after_paragraph = False
+    indents: dict[int, int] = {}  # unit index of a list item -> its indentation
     for line in lines:
         stripped = line.strip()
         fence = re.match(r"(`{3,}|~{3,})", stripped)
@@ -505,6 +506,7 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
         if item:
             flush()
             add(item.group(1).strip(), "item")
+            indents[len(units) - 1] = len(line) - len(line.lstrip())
             continue
         if _RULE.fullmatch(stripped) or _ADMONITION.match(stripped):
             # A horizontal rule, or a documentation tool's box marker ("/// tip",
@@ -524,7 +526,33 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
         paragraph.append(stripped.lstrip("> ").strip())
         last_kind = "paragraph"
     flush()
+    units = _with_children(units, indents)
     return _with_properties(_with_lists([u for u in units if len(u[0]) > 2]))
+
+
+def _with_children(
+    units: list[tuple[str, str, int]], indents: dict[int, int]
+) -> list[tuple[str, str, int]]:
+    """A list item with items nested under it ("NetworkError" over ConnectError, ReadError,
+    ...) is also read with them, as a sentence ending in ":" is with its list: "which
+    classes sit under NetworkError?" is answered by the item and its children."""
+    out: list[tuple[str, str, int]] = []
+    for index, (text, kind, block) in enumerate(units):
+        out.append((text, kind, block))
+        if index not in indents:
+            continue
+        children: list[str] = []
+        level = None  # the indentation of the item's own children, not their children's
+        for later in range(index + 1, len(units)):
+            if later not in indents or indents[later] <= indents[index]:
+                break
+            level = indents[later] if level is None else level
+            if indents[later] == level and len(children) < LIST_ITEMS:
+                children.append(units[later][0])
+        if children:
+            listed = "\n".join(f"- {child}" for child in children)
+            out.append((f"{text.rstrip(':')}:\n{listed}", kind, block))
+    return out
 
 
 # "* Default: 900", "* Type: Number" opening a setting's section in reference docs: the
