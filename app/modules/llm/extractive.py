@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
 from app.modules.retrieval.embedding import embed
-from app.modules.retrieval.retriever import Query, coverage
+from app.modules.retrieval.retriever import coverage
 from app.modules.retrieval.text import LINK_TARGET, STOPWORDS, content_terms, stems
 
 _ABBREVIATIONS = frozenset(
@@ -764,11 +764,7 @@ class ExtractiveWriter:
     def _documents(self, part: Part, evidence: dict[int, Evidence]) -> Iterator[str]:
         """A list of documents: each by its title, with the sentence that opens it."""
         for evidence_id, title in part.outline:
-            units = [
-                u
-                for u in split_units(evidence[evidence_id].text)
-                if u[1] == "sentence" and not _ADMONITION.match(u[0])
-            ]
+            units = [u for u in split_units(evidence[evidence_id].text) if u[1] == "sentence"]
             name = _MARKUP.sub("", title).strip()
             text = f"**{name}**: {units[0][0]}" if units else f"**{name}**"
             yield _bullet(_cite(text, evidence_id))
@@ -867,8 +863,7 @@ class ExtractiveWriter:
         if part.follows:
             # What this part asks is in its own words; the borrowed ones ("tools", "install"
             # for "how do I move them?") say what it is about, as a name would.
-            own = set(Query.from_text(part.text).terms)
-            attributes = [t for t in attributes if t in own] or attributes
+            attributes = [t for t in attributes if t not in part.query.borrowed] or attributes
         names = (
             {max(part.query.names, key=lambda n: brief.idf.get(n, 0.0))}
             if part.query.names

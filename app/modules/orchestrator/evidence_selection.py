@@ -10,7 +10,7 @@ import re
 from app.modules.evidence import Evidence, Part
 from app.modules.llm.extractive import _ASKS_LIST
 from app.modules.retrieval.index import Hit, SectionIndex
-from app.modules.retrieval.retriever import Query, Ranked, rank, section_stems
+from app.modules.retrieval.retriever import Ranked, rank, section_stems
 from app.modules.retrieval.specificity import specificity
 from app.modules.retrieval.text import STOPWORDS, stem, stems, words
 
@@ -88,8 +88,7 @@ def _own_weights(part: Part, idf: dict[str, float]) -> dict[str, float]:
     passages about Rich rather than about tracebacks."""
     if not part.follows:
         return idf
-    own = set(Query.from_text(part.text).terms)
-    borrowed = set(part.query.terms) - own
+    borrowed = part.query.borrowed
     return {t: w * (BORROWED_WEIGHT if t in borrowed else 1.0) for t, w in idf.items()}
 
 

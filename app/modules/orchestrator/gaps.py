@@ -17,7 +17,7 @@ from app.modules.llm.extractive import (
     gap_sentence,
     split_units,
 )
-from app.modules.retrieval.retriever import coverage
+from app.modules.retrieval.retriever import ASKERS_URL, coverage
 from app.modules.retrieval.specificity import NOT_A_NOUN
 from app.modules.retrieval.text import STOPWORDS, content_terms, stem, stems, words
 
@@ -192,7 +192,7 @@ def _example_only(part: Part) -> set[str]:
     placeholders = {t for t in part.query.terms if _PLACEHOLDER.fullmatch(t)}
     if not examples:
         return placeholders
-    rest = _URL.sub(" ", part.text)
+    rest = ASKERS_URL.sub(" ", part.text)
     return (set(stems(" ".join(examples))) - set(stems(rest))) | placeholders
 
 
@@ -202,12 +202,6 @@ _PLACEHOLDER = re.compile(
     r"service|site|server|repo|file|command|program|thing)s?|foo|bar|baz|qux)\b",
     re.IGNORECASE,
 )
-
-
-# A match only starts where a word starts ("(?<!\S)"): every match does anyway, and without
-# the lookbehind a long token with no URL in it ("aaaa...") is rescanned from each of its
-# characters, in time quadratic in its length (0.8 s for 10,000 characters).
-_URL = re.compile(r"(?<!\S)\S*(?:://|\.example\.|example\.(?:com|org|net))\S*", re.IGNORECASE)
 
 
 def _subject_weight(part: Part, term: str) -> float:

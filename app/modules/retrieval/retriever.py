@@ -43,13 +43,13 @@ _CAPITALISED = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
 # A match only starts where a word starts ("(?<!\S)"): every match does anyway, and without
 # the lookbehind a long token with no URL in it ("aaaa...") is rescanned from each of its
 # characters, in time quadratic in its length (0.8 s for 10,000 characters).
-_URL = re.compile(r"(?<!\S)\S*(?:://|\.example\.|example\.(?:com|org|net))\S*", re.IGNORECASE)
+ASKERS_URL = re.compile(r"(?<!\S)\S*(?:://|\.example\.|example\.(?:com|org|net))\S*", re.IGNORECASE)
 
 
 def _url_only_words(text: str) -> set[str]:
     """Folded words that the question uses only inside URLs and example hosts."""
-    inside = {w for m in _URL.finditer(text) for w in words(m.group(0))}
-    return inside - set(words(_URL.sub(" ", text))) if inside else set()
+    inside = {w for m in ASKERS_URL.finditer(text) for w in words(m.group(0))}
+    return inside - set(words(ASKERS_URL.sub(" ", text))) if inside else set()
 
 
 # "user IDs", "the URLs": a plural acronym is a kind of thing, not the one thing asked about.
@@ -74,13 +74,18 @@ class Query:
     words: dict[str, str] = field(default_factory=dict)  # term -> the question's own word
     # terms the question uses as verbs ("boots" in "my container boots up"): see used_as_verbs
     verbs: frozenset[str] = frozenset()
+    # terms only the borrowed ``extra`` words give ("rich" for "which one makes it print
+    # ...?"): they say what the part is about, not what it asks
+    borrowed: frozenset[str] = frozenset()
 
     @classmethod
     def from_text(cls, text: str, *, extra: Sequence[str] = ()) -> Query:
         folded = words(text)
         tokens = [w for w in folded if w not in STOPWORDS]
+        said = len(tokens)  # the text's own tokens come first, then the borrowed ones
         tokens += [w for w in extra if w not in tokens]
         subject = [w for w in tokens if w not in QUESTION_SCAFFOLD and (len(w) > 1 or w.isdigit())]
+        own_terms = set(stems(" ".join(w for w in tokens[:said] if w in subject)))
         ordered = stems(" ".join(subject))
         terms = tuple(dict.fromkeys(ordered))
         bigrams = tuple(dict.fromkeys(itertools.pairwise(ordered)))
@@ -117,6 +122,7 @@ class Query:
             specific={t: specific.get(t, 1.0) for t in terms},
             words={t: own.get(t, t) for t in terms},
             verbs=frozenset(stem(w) for w in used_as_verbs(folded)) & frozenset(terms),
+            borrowed=frozenset(terms) - own_terms,
         )
 
 
