@@ -1187,6 +1187,107 @@ class TestListsOfDocuments:
         assert not any(t.startswith(("---", "///")) for t in texts), texts
 
 
+class TestListsOfHeadings:
+    @staticmethod
+    def _session_sheet(root: Path) -> None:
+        _write(
+            root,
+            {
+                "Session_Cheat_Sheet.md": (
+                    "# Session Cheat Sheet\n\nHow to keep session IDs safe.\n\n"
+                    "## Session ID length\n\nA session ID must be at least 64 bits long.\n\n"
+                    "## Cookies\n\nThe session ID cookie carries several attributes.\n\n"
+                    "### Secure Attribute\n\nSend the cookie over encrypted connections only.\n\n"
+                    "### HttpOnly Attribute\n\nScripts cannot read a cookie with this attribute "
+                    "set.\n\n"
+                    "### SameSite Attribute\n\nLimits when the browser sends the cookie.\n\n"
+                    "### Domain and Path Attributes\n\nScope the cookie to the host and path "
+                    "that need it.\n"
+                ),
+                "Passwords.md": "# Passwords\n\nStore password hashes, never passwords.\n",
+            },
+        )
+
+    def test_the_headings_under_the_passages_found_are_the_list(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        self._session_sheet(root)
+        answer, bundle = _run(
+            _config(tmp_path, root),
+            "What cookie attributes should I set for the session ID cookie?",
+            "h1",
+        )
+        listed = re.findall(r"^- \*\*(.+?)\*\*", answer, re.MULTILINE)
+        assert listed == [
+            "Secure Attribute", "HttpOnly Attribute", "SameSite Attribute",
+            "Domain and Path Attributes",
+        ], answer  # fmt: skip
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert [o["heading"] for o in plan[0]["outline"]] == listed
+
+    def test_headings_that_are_not_the_things_asked_for_are_no_list(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        self._session_sheet(root)
+        answer, bundle = _run(
+            _config(tmp_path, root), "Which web browsers respect Secure and HttpOnly?", "h2"
+        )
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["outline"] == [], answer
+
+    def test_a_question_asking_how_is_no_list(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        self._session_sheet(root)
+        _, bundle = _run(
+            _config(tmp_path, root),
+            "How do I check which cookie attributes are set on the session cookie?",
+            "h3",
+        )
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["outline"] == []
+
+    def test_an_underscore_inside_a_heading_is_part_of_the_name(self) -> None:
+        sections = split_markdown(
+            '# Extensions\n\n## "reason_phrase"\n\nThe reason phrase.\n'
+            "\n## _Emphasised_ words\n\nText.\n",
+            "ext.md",
+        )
+        assert [s.headings for s in sections if s.headings] == [
+            ('"reason_phrase"',), ("Emphasised words",),
+        ]  # fmt: skip
+
+    def test_a_sentence_about_the_section_carries_the_list_it_introduces(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "design/diagram-types.md": (
+                    "# Diagram Types\n\nDiagrams take effort to keep current.\n\n"
+                    "## Samples\n\nThis section contains examples for the following design "
+                    "diagrams:\n\n"
+                    "- [Class Diagrams](./class.md) - design diagrams of the classes, with "
+                    "examples\n"
+                    "- [Component Diagrams](./component.md) - design diagrams of the parts of a "
+                    "system, with examples\n"
+                    "- [Sequence Diagrams](./sequence.md) - design diagrams of how the parts "
+                    "call each other, with examples\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "Which kinds of design diagrams does the guide give examples for?",
+            "h4",
+        )
+        # The list comes whole, under the sentence that introduces it.
+        assert answer.startswith("This section contains examples"), answer
+        for kind in ("Class Diagrams", "Component Diagrams", "Sequence Diagrams"):
+            assert kind in answer, answer
+
+
 class TestWordsThatNameNothing:
     @pytest.mark.parametrize(
         ("british", "american"),

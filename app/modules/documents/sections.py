@@ -43,7 +43,8 @@ def _parser() -> MarkdownIt:
 
 
 _FRONT_MATTER_KEYS = ("description", "summary", "abstract", "tags", "keywords")
-_INLINE_MARKUP = re.compile(r"[*_`]+|\[([^\]]*)\]\([^)]*\)|<[^>]+>")
+# An underscore inside a word is part of a name ("reason_phrase"), not emphasis.
+_INLINE_MARKUP = re.compile(r"[*`]+|(?<!\w)_+|_+(?!\w)|\[([^\]]*)\]\([^)]*\)|<[^>]+>")
 
 
 # "## CORS { #cors }" or "### Flags {#flags}": an anchor for the site generator, not for people.

@@ -749,7 +749,7 @@ class ExtractiveWriter:
         if part.collection and part.outline:
             yield from self._documents(part, evidence)
             return
-        if part.broad and part.outline:
+        if part.outline:
             yield from self._overview(part, evidence, chosen)
             return
         lead, *rest = chosen
@@ -971,8 +971,10 @@ class ExtractiveWriter:
                     # worse still when none of the question's names is in sight.
                     score -= 0.15 if any_name_here else 0.3
                 score -= 0.002 * position  # within a section, earlier is usually the point
-                if _SIGNPOST.match(plain):
-                    score -= 0.25  # "This document sets out ..." is about the text itself
+                if _SIGNPOST.match(plain) and "\n" not in text:
+                    # "This document sets out ..." is about the text itself; "This section
+                    # covers the following diagrams:" with its list is the list.
+                    score -= 0.25
                 unit = Unit(text=text, kind=kind, evidence_id=evidence_id, position=position)
                 views[id(unit)] = own | intro | topic | context
                 typed = wanted is not None and _answers(wanted, plain, part.text)

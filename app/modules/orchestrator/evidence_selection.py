@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import defaultdict
 
 from app.modules.evidence import Evidence, Part
 from app.modules.llm.extractive import _ASKS_LIST
 from app.modules.retrieval.index import Hit, SectionIndex
-from app.modules.retrieval.retriever import Ranked, rank, section_stems
+from app.modules.retrieval.retriever import NAVIGATION_HEADING, Ranked, rank, section_stems
 from app.modules.retrieval.specificity import specificity
 from app.modules.retrieval.text import STOPWORDS, stem, stems, words
 
@@ -65,8 +66,9 @@ def retrieve_evidence(
     for part, ranked in zip(parts, per_part, strict=True):
         listed = _collection(index, part, idf, ranked)
         part.collection = bool(listed)
-        if part.broad or listed:
-            for heading, hit in listed or _outline(index, ranked, part, idf):
+        siblings = [] if part.broad or listed else _sibling_list(index, ranked, part)
+        if part.broad or listed or siblings:
+            for heading, hit in listed or siblings or _outline(index, ranked, part, idf):
                 existing = by_section.get(hit.id)
                 if existing is None:
                     existing = section_evidence(len(evidence) + 1, hit, score=0.0)
@@ -247,6 +249,104 @@ _TEMPLATE_HEADINGS = frozenset(
 
 
 MAX_OUTLINE = 8
+SIBLING_TOP = 5  # the best passages among which a list question's items are looked for
+
+
+def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list[tuple[str, Hit]]:
+    """For a list question: the sub-headings under one heading when several of the best
+    passages are among them. "What cookie attributes ...?" finds "Cookies > HttpOnly
+    Attribute" and "Cookies > Domain and Path Attributes": the list asked for is every
+    heading under "Cookies", not the sentences of the two found."""
+    asked = re.split(r"(?<=[.?!])\s+", part.text.strip())[-1]
+    nouns = _asked_nouns(asked)
+    if not nouns or not _ASKS_LIST.search(asked) or _ASKS_DOCUMENTS.search(asked):
+        return []
+    if _ASKS_MANNER.match(asked):
+        return []  # "how can I see which of the packages ...?" asks for a way, not a list
+    if ranked and _names_heading(asked, ranked[0].hit):
+        return []  # "which scripts does npm publish run?": the list under "npm publish"
+    # (file, heading path above) -> the headings just below it among the best passages
+    below: dict[tuple[str, tuple[str, ...]], set[str]] = defaultdict(set)
+    first: dict[tuple[str, tuple[str, ...]], int] = {}
+    for position, r in enumerate(ranked[:SIBLING_TOP]):
+        headings = r.hit.section.headings
+        for depth in range(len(headings)):
+            key = (r.hit.section.path, headings[:depth])
+            below[key].add(headings[depth])
+            first.setdefault(key, position)
+    candidates = [key for key, names in below.items() if len(names) >= 2]
+    if not candidates:
+        return []
+    # The most of the best passages under one heading; then the closest heading above them.
+    path, prefix = max(candidates, key=lambda c: (len(below[c]), len(c[1]), -first[c]))
+    depth = len(prefix)
+    groups: dict[str, Hit] = {}
+    for hit in index.file_sections(path):
+        own = hit.section.headings
+        if len(own) > depth and own[:depth] == prefix and hit.section.text.strip():
+            groups.setdefault(own[depth], hit)
+    listed = [
+        (name, hit)
+        for name, hit in groups.items()
+        if not set(words(name)) <= _TEMPLATE_HEADINGS | STOPWORDS
+        and not NAVIGATION_HEADING.match(name)
+    ][:MAX_LISTED]
+    # The headings must be the things asked for: "which shells ...?" is not answered by the
+    # sub-headings of the completion tutorial, though two of its passages were found.
+    title = index.file_sections(path)[0].section.title if listed else ""
+    named = set(stems(" ".join((title, *prefix, *(name for name, _ in listed)))))
+    return listed if len(listed) >= 2 and nouns & named else []
+
+
+_ASKS_MANNER = re.compile(r"\s*(?:how|why|when|where)\b", re.IGNORECASE)
+# Plurals that name the form of an answer, not what it lists.
+_LIST_FORMS = frozenset("kinds types sorts ways things options examples".split())
+
+
+def _asked_nouns(text: str) -> set[str]:
+    """The stem of the thing a list question asks for: "attributes" in "what cookie
+    attributes should I set for the session cookie?", "specs" in "what other kinds of package
+    specs ...?"; not "scripts" in "which commands are there for approving install scripts?"."""
+    folded = words(text)
+    for start, word in enumerate(folded):
+        if word not in {"which", "what"}:
+            continue
+        after = folded[start + 1 : start + 1 + ASKED_NOUN_REACH]
+        for position, candidate in enumerate(after):
+            if candidate in _AUXILIARIES:
+                break
+            if not _plural(candidate):
+                continue
+            if candidate not in _LIST_FORMS:
+                return {stem(candidate)}
+            # "kinds of package specs": what the kinds are of
+            rest = folded[start + position + 2 :]
+            if rest[:1] == ["of"]:
+                nouns = [w for w in rest[1 : 1 + ASKED_NOUN_REACH] if _plural(w)]
+                return {stem(nouns[0])} if nouns else set()
+            return set()
+    return set()
+
+
+def _names_heading(question: str, hit: Hit) -> bool:
+    """Whether the question says a passage's heading word for word ("npm publish")."""
+    headings = hit.section.headings
+    heading = " ".join(words(headings[-1])) if headings else ""
+    return bool(heading) and f" {heading} " in f" {' '.join(words(question))} "
+
+
+ASKED_NOUN_REACH = 4  # words between "which"/"what" and the noun it asks for
+
+
+def _plural(word: str) -> bool:
+    return (
+        len(word) > 3
+        and word.endswith("s")
+        and not word.endswith(("ss", "us", "is"))
+        and word not in STOPWORDS
+    )
+
+
 MAX_LISTED = 12  # headings that each name what is asked about: the list itself
 
 

@@ -46,7 +46,7 @@ def embedding_text(section: Section) -> str:
     return f"{section.title}. {' '.join(section.headings)}. {section.text[:EMBED_CHARS]}"
 
 
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "8"
 SCHEMA_USER_VERSION = int(SCHEMA_VERSION)
 
 # bm25() column weights: title, heading path, lead (front matter + first paragraph), body,

@@ -227,7 +227,7 @@ def _within_best_files(
 # "See Also", "Next steps": a list of links to other pages, which shares the page's words and
 # says nothing. It stays findable (a question about it still reaches it), far below content.
 NAVIGATION_PRIOR = 0.4
-_NAVIGATION = re.compile(
+NAVIGATION_HEADING = re.compile(
     r"^(see also|related( pages| topics| links| reading)?|next steps|further reading|"
     r"learn more|more information|references)$",
     re.IGNORECASE,
@@ -236,7 +236,7 @@ _NAVIGATION = re.compile(
 
 def _navigation(hit: Hit) -> bool:
     headings = hit.section.headings
-    return bool(headings) and bool(_NAVIGATION.match(headings[-1].strip(" #:*")))
+    return bool(headings) and bool(NAVIGATION_HEADING.match(headings[-1].strip(" #:*")))
 
 
 HEADING_MATCH = 1.25
