@@ -462,8 +462,9 @@ import { AnswerClient, ApiError } from "./answer-client.js";
     if (run !== current) return;
     run.finished = true;
     // On a phone the reader is at the answer: where it is on screen now, just before the
-    // answer and the evidence are rendered again, it stays (measured after the fetches: a
-    // streamed piece may have brought the run into view meanwhile).
+    // answer and the evidence are rendered again, it stays (measured after the fetches: the
+    // reader may have scrolled meanwhile). A run not yet brought into view (its reveal is
+    // still pending: see revealRun) is brought there below, after the final layout.
     const anchor = isNarrow() && !run.reveal ? el.answer.getBoundingClientRect().top : null;
     const bundle = context && context.ok ? context.body.context_bundle : null;
     if (bundle) renderEvidence(run, bundle);
@@ -781,11 +782,27 @@ import { AnswerClient, ApiError } from "./answer-client.js";
     return window.matchMedia("(max-width: 820px)").matches;
   }
 
+  /** On a phone, bring the run up to the top of the screen. While the page is still too short
+   *  for that (the first streamed piece is a few words), the scroll stops short: the reveal
+   *  then stays pending, and the next render takes the run further, the end's last of all,
+   *  once the final answer and evidence are in place. The reader's own scrolling ends it. */
   function revealRun(run) {
     if (!run.reveal || run !== current) return;
-    run.reveal = false;
     el.run.scrollIntoView({ block: "start" });
+    const margin = parseFloat(getComputedStyle(el.run).scrollMarginTop) || 0;
+    if (el.run.getBoundingClientRect().top <= margin + 1) run.reveal = false;
   }
+
+  // A reader who scrolls (wheel, touch, keys) while a reveal is pending is never pulled back.
+  const SCROLL_KEYS = new Set(["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End", " "]);
+  function readerScrolls() {
+    if (current) current.reveal = false;
+  }
+  window.addEventListener("wheel", readerScrolls, { passive: true });
+  window.addEventListener("touchmove", readerScrolls, { passive: true });
+  window.addEventListener("keydown", (event) => {
+    if (SCROLL_KEYS.has(event.key)) readerScrolls();
+  });
 
   function setMode(text, why) {
     el.mode.textContent = text;

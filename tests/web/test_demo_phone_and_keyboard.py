@@ -50,6 +50,69 @@ def test_on_a_phone_the_reader_stays_at_the_answer_when_the_run_ends(
     assert evidence_top > answer_top
 
 
+def test_on_a_phone_a_first_short_piece_does_not_use_up_bringing_the_run_into_view(
+    uvicorn: Uvicorn, page: Page, tmp_path: Path, base_dir: Path
+) -> None:
+    # The flaky form of the test above, made deterministic: the first piece is shown while
+    # the page is still too short to scroll the run up to the top. The page must bring the
+    # run up once it can, not keep the reader where that first, clamped scroll left them.
+    page.set_viewport_size(PHONE)
+    output = tmp_path / "output"
+    env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
+    with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
+        page.goto(server.base_url + "/demo/")
+        page.get_by_test_id("question").fill("q?")
+        page.get_by_test_id("start").click()
+        expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "running")
+        run_id = page.get_by_test_id("run-id").inner_text()
+        answer = page.get_by_test_id("answer")
+        (output / run_id / delta_file(1)).touch()
+        expect(answer).to_contain_text("Piece 1.")
+        short = page.get_by_test_id("run").evaluate(
+            "node => document.documentElement.scrollHeight - window.innerHeight"
+            " < node.getBoundingClientRect().top + window.scrollY - 20"
+        )
+        assert short, "the page could already bring the run up: this test would prove nothing"
+        pieces = 300  # then an answer longer than the screen
+        for n in range(2, pieces + 1):
+            (output / run_id / delta_file(n)).touch()
+        expect(answer).to_contain_text(f"Piece {pieces}.")
+        (output / run_id / RELEASE_FILE).touch()
+        expect(page.get_by_test_id("run")).to_have_attribute("data-ready", "true")
+        answer_top = answer.evaluate("node => node.getBoundingClientRect().top")
+    assert 0 <= answer_top < PHONE["height"] / 2, answer_top
+
+
+def test_on_a_phone_a_reader_who_scrolls_is_not_pulled_to_the_run(
+    uvicorn: Uvicorn, page: Page, tmp_path: Path, base_dir: Path
+) -> None:
+    # While the run cannot yet be brought up (its answer is still short), the reader scrolls
+    # on their own: from then on the page leaves the scrolling to them.
+    page.set_viewport_size(PHONE)
+    output = tmp_path / "output"
+    env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
+    with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
+        page.goto(server.base_url + "/demo/")
+        page.get_by_test_id("question").fill("q?")
+        page.get_by_test_id("start").click()
+        expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "running")
+        run_id = page.get_by_test_id("run-id").inner_text()
+        answer = page.get_by_test_id("answer")
+        (output / run_id / delta_file(1)).touch()
+        expect(answer).to_contain_text("Piece 1.")
+        page.mouse.move(100, 100)
+        page.mouse.wheel(0, -400)  # back up, towards the question
+        page.wait_for_function("window.scrollY === 0")
+        pieces = 300
+        for n in range(2, pieces + 1):
+            (output / run_id / delta_file(n)).touch()
+        expect(answer).to_contain_text(f"Piece {pieces}.")
+        assert page.evaluate("window.scrollY") == 0
+        (output / run_id / RELEASE_FILE).touch()
+        expect(page.get_by_test_id("run")).to_have_attribute("data-ready", "true")
+        assert page.evaluate("window.scrollY") == 0
+
+
 def test_on_a_phone_status_and_cancel_stay_in_view_while_the_answer_streams(
     uvicorn: Uvicorn, page: Page, tmp_path: Path, base_dir: Path
 ) -> None:
