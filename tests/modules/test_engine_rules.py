@@ -12,7 +12,11 @@ from app.config import AppConfig
 from app.modules.documents.sections import split_markdown
 from app.modules.evidence import Evidence, Part, cited_ids
 from app.modules.llm.extractive import _answers, _cite, answer_pattern, gap_sentence, split_units
-from app.modules.orchestrator.evidence_selection import _own_weights, retrieve_evidence
+from app.modules.orchestrator.evidence_selection import (
+    _own_weights,
+    _sibling_list,
+    retrieve_evidence,
+)
 from app.modules.orchestrator.gaps import assess_gaps
 from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import plan_parts
@@ -1224,6 +1228,60 @@ class TestListsOfHeadings:
         plan = bundle["plan"]
         assert isinstance(plan, list)
         assert [o["heading"] for o in plan[0]["outline"]] == listed
+
+    def test_the_heading_the_question_names_lists_what_is_under_it(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "reference/storage.md": (
+                    "# Storage\n\n## Storage directories\n\nThe tool uses the following "
+                    "directories for storage, each found through environment variables.\n\n"
+                    "### Cache directory\n\nThe cache directory holds disposable data.\n\n"
+                    "### Temporary directory\n\nThe temporary directory holds scratch files.\n\n"
+                    "### Executable directory\n\nThe executable directory holds installed "
+                    "commands.\n\n## Types of data\n\nDownloads and builds are kept apart.\n"
+                ),
+                "concepts/cache.md": (
+                    "# Caching\n\nThe cache can be cleared with a command; the storage it used "
+                    "is then freed.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root), "Which storage directories does the tool use?", "h5"
+        )
+        listed = re.findall(r"^- \*\*(.+?)\*\*", answer, re.MULTILINE)
+        assert listed == ["Cache directory", "Temporary directory", "Executable directory"], answer
+
+    def test_the_passage_under_the_heading_itself_counts_as_found_there(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "storage.md": (
+                    "# Storage\n\n## Directories\n\nThe directories in use.\n\n"
+                    "### Cache directory\n\nDisposable data.\n\n"
+                    "### Data directory\n\nKept data.\n"
+                ),
+                "other.md": "# Other\n\nSomething else.\n",
+            },
+        )
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(root, max_chars=1800, overlap_chars=0)
+            hits = {h.section.headings: h for h in index.file_sections("storage.md")}
+            (other,) = index.file_sections("other.md")
+            # Found: the passage under "Directories" and one of the two headings below it.
+            ranked = [
+                Ranked(hits[("Directories",)], 1.0, 1.0, frozenset()),
+                Ranked(other, 0.9, 0.5, frozenset()),
+                Ranked(hits[("Directories", "Cache directory")], 0.8, 0.5, frozenset()),
+            ]
+            part = Part(id=1, text="Which directories are used?", query=Query.from_text("x"))
+            listed = _sibling_list(index, ranked, part)
+        assert [name for name, _ in listed] == ["Cache directory", "Data directory"]
 
     def test_headings_that_are_not_the_things_asked_for_are_no_list(self, tmp_path: Path) -> None:
         root = tmp_path / "docs"

@@ -263,22 +263,30 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
         return []
     if _ASKS_MANNER.match(asked):
         return []  # "how can I see which of the packages ...?" asks for a way, not a list
-    if ranked and _names_heading(asked, ranked[0].hit):
-        return []  # "which scripts does npm publish run?": the list under "npm publish"
     # (file, heading path above) -> the headings just below it among the best passages
     below: dict[tuple[str, tuple[str, ...]], set[str]] = defaultdict(set)
     first: dict[tuple[str, tuple[str, ...]], int] = {}
     for position, r in enumerate(ranked[:SIBLING_TOP]):
         headings = r.hit.section.headings
-        for depth in range(len(headings)):
+        for depth in range(len(headings) + 1):
             key = (r.hit.section.path, headings[:depth])
-            below[key].add(headings[depth])
+            # The passage under the heading itself ("Storage directories", before its
+            # "Cache directory") counts as one found there, but lists nothing.
+            below[key].add(headings[depth] if depth < len(headings) else "")
             first.setdefault(key, position)
-    candidates = [key for key, names in below.items() if len(names) >= 2]
+    candidates = [
+        key for key, names in below.items() if len(names) >= 2 and (key[1] or "" not in names)
+    ]
     if not candidates:
         return []
     # The most of the best passages under one heading; then the closest heading above them.
     path, prefix = max(candidates, key=lambda c: (len(below[c]), len(c[1]), -first[c]))
+    top = ranked[0].hit
+    if _names_heading(asked, top) and (path, prefix) != (top.section.path, top.section.headings):
+        # "which scripts does npm publish run?": the list under "npm publish" answers, not
+        # the headings beside it; "which storage directories ...?" is answered by the
+        # headings under "Storage directories".
+        return []
     depth = len(prefix)
     groups: dict[str, Hit] = {}
     for hit in index.file_sections(path):
