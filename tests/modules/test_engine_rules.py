@@ -24,7 +24,7 @@ from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
 from app.modules.retrieval.retriever import Query, Ranked, rank, search_weights
 from app.modules.retrieval.specificity import specificity, used_as_verbs
-from app.modules.retrieval.text import identifiers, stem, stems, variants, words
+from app.modules.retrieval.text import american, identifiers, stem, stems, variants, words
 
 
 class TestSpecificity:
@@ -1355,6 +1355,10 @@ class TestWordsThatNameNothing:
         assert stem(british) == stem(american)
         assert american in variants(british)
         assert british in variants(american)
+
+    @pytest.mark.parametrize("british", ["flavour", "colour", "organisation"])
+    def test_a_british_spelling_is_no_more_specific_than_the_american(self, british: str) -> None:
+        assert specificity(british) == specificity(american(british))
 
     def test_a_phrasal_verb_is_never_a_decisive_missing_word(self) -> None:
         part = _assessed(

@@ -16,6 +16,8 @@ from functools import lru_cache
 import lemminflect
 from wordfreq import zipf_frequency
 
+from app.modules.retrieval.text import american
+
 # Words about the documents or the asking itself, never about the subject.
 META_WORDS = frozenset(
     """
@@ -76,7 +78,9 @@ def specificity(word: str) -> float:
         return 0.0
     if word in STORY_WORDS:
         return STORY
-    zipf = zipf_frequency(word, "en")
+    # A spelling is no rarer a word than its other spelling: "flavour" is as everyday as
+    # "flavor", though the English frequency lists count mostly American text.
+    zipf = max(zipf_frequency(word, "en"), zipf_frequency(american(word), "en"))
     if zipf <= 0:
         return 1.0  # not an English word at all: a product, a command, an identifier
     rarity = min(1.0, max(MINIMUM, (EVERYDAY_ZIPF - zipf) / (EVERYDAY_ZIPF - RARE_ZIPF)))

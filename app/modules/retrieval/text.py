@@ -173,7 +173,11 @@ _SPELLINGS = {
 
 def canonical(word: str) -> str:
     """One spelling per word: abbreviations expanded, British spellings as American."""
-    word = ALIASES.get(word, word)
+    return american(ALIASES.get(word, word))
+
+
+def american(word: str) -> str:
+    """A British spelling as American ("flavour" -> "flavor"); any other word as it is."""
     word = _SPELLINGS.get(word, word)
     return _BRITISH.sub(r"iz\1", word) if "is" in word else word
 
