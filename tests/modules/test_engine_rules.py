@@ -22,7 +22,7 @@ from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import plan_parts
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
-from app.modules.retrieval.retriever import Query, Ranked, rank, search_weights
+from app.modules.retrieval.retriever import Query, Ranked, _heading_named, rank, search_weights
 from app.modules.retrieval.specificity import specificity, used_as_verbs
 from app.modules.retrieval.text import american, identifiers, stem, stems, variants, words
 
@@ -1282,6 +1282,57 @@ class TestListsOfHeadings:
             part = Part(id=1, text="Which directories are used?", query=Query.from_text("x"))
             listed = _sibling_list(index, ranked, part)
         assert [name for name, _ in listed] == ["Cache directory", "Data directory"]
+
+    def test_a_heading_the_question_says_is_the_one_item_asked_for(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "using/dependency-selectors.md": (
+                    "# Dependency Selectors\n\nSelectors find dependencies in the tree, the "
+                    "way CSS selectors find elements of a page.\n\n## Syntax\n\n"
+                    "Selectors combine like those of CSS.\n\n"
+                    "### Combinators\n\n`>` selects a direct child dependency.\n\n"
+                    "### Dependency Type Selectors\n\n"
+                    "- `.prod` a dependency from `dependencies`\n"
+                    "- `.dev` a dependency from `devDependencies`\n"
+                    "- `.peer` a dependency from `peerDependencies`\n\n"
+                    "### Pseudo Selectors\n\n- `:not(<selector>)` negates a selector\n"
+                    "- `:has(<selector>)` a dependency with matching descendants\n\n"
+                    "### Attribute Selectors\n\nThe attribute selectors read `package.json` "
+                    "fields of a dependency.\n"
+                ),
+                "commands/query.md": (
+                    "# query\n\nThe query command prints the dependencies that match a "
+                    "selector, as JSON.\n"
+                ),
+            },
+        )
+        answer, bundle = _run(
+            _config(tmp_path, root),
+            "Which dependency type selectors can I use to filter how a dependency was declared?",
+            "h6",
+        )
+        for selector in (".prod", ".dev", ".peer"):
+            assert f"`{selector}`" in answer, answer
+        plan = bundle["plan"]
+        assert isinstance(plan, list)
+        assert plan[0]["outline"] == [], answer
+        # The heading is said word for word, "type" with it, though a search drops "type".
+        with SectionIndex.open(tmp_path / "index.sqlite") as index:
+            index.sync(root, max_chars=1800, overlap_chars=0)
+            query = Query.from_text(
+                "Which dependency type selectors can I use to filter how it was declared?"
+            )
+            assert "type" not in query.terms
+            sections = {
+                h.section.headings[-1]: h
+                for h in index.file_sections("using/dependency-selectors.md")
+                if h.section.headings
+            }
+            idf = index.idf(query.forms)
+            assert _heading_named(sections["Dependency Type Selectors"], query, idf)
+            assert not _heading_named(sections["Pseudo Selectors"], query, idf)
 
     def test_headings_that_are_not_the_things_asked_for_are_no_list(self, tmp_path: Path) -> None:
         root = tmp_path / "docs"

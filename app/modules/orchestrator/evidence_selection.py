@@ -11,7 +11,7 @@ from collections import defaultdict
 from app.modules.evidence import Evidence, Part
 from app.modules.llm.extractive import _ASKS_LIST
 from app.modules.retrieval.index import Hit, SectionIndex
-from app.modules.retrieval.retriever import NAVIGATION_HEADING, Ranked, rank, section_stems
+from app.modules.retrieval.retriever import NAVIGATION_HEADING, Ranked, rank, says, section_stems
 from app.modules.retrieval.specificity import specificity
 from app.modules.retrieval.text import STOPWORDS, stem, stems, words
 
@@ -281,8 +281,9 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
         return []
     # The most of the best passages under one heading; then the closest heading above them.
     path, prefix = max(candidates, key=lambda c: (len(below[c]), len(c[1]), -first[c]))
-    top = ranked[0].hit
-    if _names_heading(asked, top) and (path, prefix) != (top.section.path, top.section.headings):
+    top = ranked[0].hit.section
+    said = bool(top.headings) and says(asked, top.headings[-1])
+    if said and (path, prefix) != (top.path, top.headings):
         # "which scripts does npm publish run?": the list under "npm publish" answers, not
         # the headings beside it; "which storage directories ...?" is answered by the
         # headings under "Storage directories".
@@ -334,13 +335,6 @@ def _asked_nouns(text: str) -> set[str]:
                 return {stem(nouns[0])} if nouns else set()
             return set()
     return set()
-
-
-def _names_heading(question: str, hit: Hit) -> bool:
-    """Whether the question says a passage's heading word for word ("npm publish")."""
-    headings = hit.section.headings
-    heading = " ".join(words(headings[-1])) if headings else ""
-    return bool(heading) and f" {heading} " in f" {' '.join(words(question))} "
 
 
 ASKED_NOUN_REACH = 4  # words between "which"/"what" and the noun it asks for

@@ -254,8 +254,18 @@ def _heading_named(hit: Hit, query: Query, idf: dict[str, float]) -> bool:
     headings = hit.section.headings
     if not headings or fold(headings[-1]) == fold(hit.section.title):
         return False  # a page's title is its file's subject, weighed already
-    own = {s for s in stems(LINK_TARGET.sub("", headings[-1])) if not s.isdigit()}
-    return len(own) >= 2 and own <= set(query.terms) and any(idf.get(t, 0.0) > 0 for t in own)
+    heading = LINK_TARGET.sub("", headings[-1])
+    own = {s for s in stems(heading) if not s.isdigit()}
+    if len(own) >= 2 and own <= set(query.terms) and any(idf.get(t, 0.0) > 0 for t in own):
+        return True
+    # Said word for word, with the words a search drops ("Dependency Type Selectors").
+    return len(words(heading)) >= 3 and says(query.text, heading)
+
+
+def says(question: str, heading: str) -> bool:
+    """Whether the question says a heading word for word ("npm publish")."""
+    said = " ".join(words(heading))
+    return bool(said) and f" {said} " in f" {' '.join(words(question))} "
 
 
 def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) -> list[Ranked]:
