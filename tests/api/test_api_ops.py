@@ -297,6 +297,10 @@ class TestEventNumbering:
         async with serve(config) as here, serve(settings()) as other:
             assert (await here.post(RUNS, json={**QUESTION, "run_id": "again"})).status_code == 202
             await wait_for_status(here, "again", {"completed"})
+            # This process says "completed" as soon as the run ends in memory; the other one
+            # reads the state file, written a moment later (the end is told first: see
+            # FileRunStore._flush). Wait until it sees the end too.
+            await wait_for_status(other, "again", {"completed"})
             assert (await other.delete(f"{RUNS}/again")).status_code == 204
             assert (await here.post(RUNS, json={**QUESTION, "run_id": "again"})).status_code == 202
             await wait_for_status(here, "again", {"completed"})
