@@ -1191,6 +1191,35 @@ class TestListsOfDocuments:
         assert not any(t.startswith(("---", "///")) for t in texts), texts
 
 
+class TestNoPaddingAfterTheValue:
+    def test_once_the_value_is_given_a_weaker_sentence_without_one_is_padding(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "acme/fleet.md": (
+                    "# Acme fleet\n\nAt the end of 2024 Acme had 186 electric trucks in daily "
+                    "use.\n\nThe 2030 goal is 600 electric trucks.\n"
+                ),
+                "acme/programme.md": (
+                    "# Acme fleet programme\n\nThe programme replaces the diesel trucks of Acme "
+                    "with electric trucks.\n"
+                ),
+                "acme/chargers.md": "# Chargers\n\nAcme runs 40 chargers at two depots.\n",
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "How many electric trucks did Acme have at the end of 2024?",
+            "p1",
+        )
+        body = answer.split("## Sources")[0]
+        assert body.startswith("At the end of 2024 Acme had 186 electric trucks"), answer
+        assert "The programme replaces" not in body, answer
+
+
 class TestListsOfHeadings:
     @staticmethod
     def _session_sheet(root: Path) -> None:

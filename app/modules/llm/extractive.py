@@ -60,6 +60,7 @@ SECTION_PRIOR = 0.5  # how much the retrieval rank of a unit's section counts
 MIN_FRAMED = 0.1
 SEMANTIC_WEIGHT = 0.2  # question-to-unit similarity (WordLlama); tuned on the dev halves
 LEAD_VALUE_SHARE = 0.75  # a unit holding the value asked for leads if it scores this near the top
+PAD_SHARE = 0.85  # under a lead that gives the value asked, a unit without one needs this share
 FLOOR = 0.6  # supporting units score at least this share of the lead's score
 SAME_SUBJECT = 0.4  # another folder's unit holds this much of what the lead is about
 BROAD_FLOOR = 0.5  # a unit read in its context must cover at least this much of the question
@@ -1016,9 +1017,15 @@ class ExtractiveWriter:
         lead_folder = _folders(evidence[lead_unit.evidence_id].path)
         # What the answer is about: the question's words its lead holds, read in context.
         about = [t for t in terms if t in views[id(lead_unit)]]
+        lead_typed = scored[0][3]
         for score, unit, bag, typed in scored:
             if len(chosen) >= limit or score < floor:
                 break
+            if chosen and lead_typed and not typed and score < PAD_SHARE * scored[0][0]:
+                # The value asked for is given: the rest holds one too, or is nearly as strong
+                # ("the programme replaces diesel trucks with electric ones" is padding under
+                # "how many electric trucks did Acme have at the end of 2024?").
+                continue
             if (
                 not (broad or asks_list or typed or id(unit) in gives_reason)
                 and _folders(evidence[unit.evidence_id].path) != lead_folder
