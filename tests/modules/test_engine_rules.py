@@ -19,7 +19,7 @@ from app.modules.orchestrator.evidence_selection import (
 )
 from app.modules.orchestrator.gaps import assess_gaps
 from app.modules.orchestrator.module import run_pipeline
-from app.modules.orchestrator.planner import plan_parts
+from app.modules.orchestrator.planner import is_broad, plan_parts
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
 from app.modules.retrieval.retriever import Query, Ranked, _heading_named, rank, search_weights
@@ -52,6 +52,20 @@ class TestQuestionWords:
 
 
 class TestPlanner:
+    @pytest.mark.parametrize(
+        ("question", "broad"),
+        [
+            ("What are the main initiatives of Aurora?", True),
+            ("What are the key measures in Harbor's plan?", True),
+            ("My main callback only runs with a subcommand. How do I run it always?", False),
+            ("Which key does the config file use for the port?", False),
+        ],
+    )
+    def test_an_overview_asks_for_the_main_things_not_about_a_main_thing(
+        self, question: str, broad: bool
+    ) -> None:
+        assert is_broad(question) is broad
+
     def test_a_scene_setting_statement_joins_its_question(self) -> None:
         parts = plan_parts("I deprecated a version by accident. How do I take it back?")
         assert [p.text for p in parts] == [

@@ -52,7 +52,9 @@ class PlannedPart:
 
 
 _BROAD = re.compile(
-    r"\b(main|key|major|principal|overview|summary|summari[sz]e|outline|all the|list the|"
+    # "the main initiatives", "key measures", not "my main callback" or "the key file"
+    r"\b(?:main|key|major|principal)\s+(?:[\w-]+\s+)?(?!(?:does|goes|has|was)\b)[a-z]+[^su\W]s\b"
+    r"|\b(overview|summary|summari[sz]e|outline|all the|list the|"
     r"initiatives|programmes|programs|measures|actions|projects|steps|activities|efforts|"
     r"strategies|approaches|plans)\b"
     r"|\bwhat (is|are|has|have) .{2,60}? (doing|done)\b"
