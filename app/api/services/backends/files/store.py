@@ -38,7 +38,13 @@ from typing import Any
 import pydantic_core
 
 from app.api.services.backends.files.event_log import last_event
-from app.api.services.errors import IllegalTransition, RunActive, RunAlreadyExists, RunNotFound
+from app.api.services.errors import (
+    IllegalTransition,
+    RunActive,
+    RunAlreadyExists,
+    RunNotFound,
+    ShuttingDown,
+)
 from app.api.services.faults import fault
 from app.api.services.keyed_locks import KeyedLocks
 from app.api.services.run_status import ACTIVE, TERMINAL
@@ -350,11 +356,11 @@ class FileRunStore:
         if start:
             try:
                 self._create_pool.submit(self._commit_pending)
-            except RuntimeError:  # close() has begun: nothing is created any more
+            except RuntimeError as exc:  # close() has begun: nothing is created any more
                 with self._pending_lock:
                     self._pending.remove(new)
                     self._committing -= 1
-                raise
+                raise ShuttingDown() from exc
         return new.future  # type: ignore[return-value]
 
     def _commit_pending(self) -> None:

@@ -186,3 +186,17 @@ async def test_no_create_of_a_group_answers_before_its_run_is_renamed_into_place
         release.set()
         go_on.set()
         store.close()
+
+
+async def test_a_create_after_close_is_refused_as_shutting_down(settings) -> None:
+    from app.api.services.backends.files.store import FileRunStore
+    from app.api.services.errors import ShuttingDown
+    from app.api.services.run_store import RunOptions
+
+    store = FileRunStore(settings())
+    store.open()
+    store.close()
+    # A 503 with Retry-After for the client, not a RuntimeError (a 500) from the closed pool.
+    with pytest.raises(ShuttingDown):
+        await store.acreate("late", RunOptions(question="late?"))
+    assert not (store.root / "late").exists()
