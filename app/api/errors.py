@@ -139,13 +139,18 @@ def add_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == _BODY_NOT_PARSED:
-            # FastAPI answers 400 when the body is not even text (invalid UTF-8); to a
-            # client it is malformed JSON like any other, which docs/api.md makes a 422.
+            # FastAPI answers 400 when the body cannot be parsed at all (not UTF-8 text, or
+            # nested too deeply for the JSON parser); to a client it is malformed JSON like
+            # any other, which docs/api.md makes a 422. FastAPI chains the parser's error.
+            if isinstance(exc.__cause__, RecursionError):
+                why, short = "it is nested too deeply", "nested too deeply"
+            else:
+                why, short = "it is not even UTF-8 text", "not valid UTF-8"
             return error_response(
                 422,
                 "validation_error",
-                "the body is not valid JSON (it is not even UTF-8 text)",
-                detail=[{"type": "json_invalid", "loc": ["body"], "msg": "not valid UTF-8"}],
+                f"the body is not valid JSON ({why})",
+                detail=[{"type": "json_invalid", "loc": ["body"], "msg": short}],
             )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")

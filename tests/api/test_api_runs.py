@@ -622,6 +622,23 @@ class TestRecord:
 
 
 class TestRobustness:
+    @pytest.mark.parametrize(
+        ("body", "why"),
+        [
+            (b'{"question": "\xff\xfe"}', "it is not even UTF-8 text"),
+            (b"[" * 30_000, "it is nested too deeply"),
+        ],
+    )
+    async def test_a_body_that_cannot_be_parsed_says_why(
+        self, serve, settings, body: bytes, why: str
+    ) -> None:
+        async with serve(settings()) as client:
+            response = await client.post(
+                RUNS, content=body, headers={"content-type": "application/json"}
+            )
+        assert response.status_code == 422, response.text
+        assert response.json()["message"] == f"the body is not valid JSON ({why})"
+
     async def test_a_post_after_output_was_deleted_makes_it_again(
         self, serve, settings, wait_for_status
     ) -> None:
