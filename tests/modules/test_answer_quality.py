@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow  # the whole engine over seven corpora (~40 s)
 # false-gap rate. Measured 2026-12-07 at the end of the day's fourth round
 # (benchmarks/eval_corpora.py; benchmarks/results/answer-quality-round4-after.json for the
 # test halves), less a margin of 0.02; dev floors raised after the fifth round (lists of
-# headings; benchmarks/results/answer-quality-round5.md). eng-playbook, httpx, typer and
+# headings; benchmarks/results/answer-quality-round5.md; httpx's and typer's false-gap
+# ceilings rose with the rule that a value in a code example is not the value asked for,
+# which flags two more unanswerable questions). eng-playbook, httpx, typer and
 # owasp-cheatsheets were written that day by people who never saw the engine; their test
 # halves were measured before any tuning on them (README, "Answer quality").
 FLOORS: dict[tuple[str, str], dict[str, float]] = {
@@ -42,17 +44,17 @@ FLOORS: dict[tuple[str, str], dict[str, float]] = {
     ("eng-playbook", "test"): {
         "hit_at_5": 0.92, "mrr": 0.72, "kfr": 0.44, "gap": 0.98, "false_gap": 0.14,
     },
-    ("httpx", "dev"): {"hit_at_5": 0.98, "mrr": 0.86, "kfr": 0.74, "gap": 0.57, "false_gap": 0.15},
-    ("httpx", "test"): {"hit_at_5": 0.98, "mrr": 0.84, "kfr": 0.56, "gap": 0.57, "false_gap": 0.14},
-    ("npm", "dev"): {"hit_at_5": 0.91, "mrr": 0.85, "kfr": 0.72, "gap": 0.83, "false_gap": 0.15},
+    ("httpx", "dev"): {"hit_at_5": 0.98, "mrr": 0.86, "kfr": 0.74, "gap": 0.98, "false_gap": 0.2},
+    ("httpx", "test"): {"hit_at_5": 0.98, "mrr": 0.84, "kfr": 0.56, "gap": 0.57, "false_gap": 0.2},
+    ("npm", "dev"): {"hit_at_5": 0.91, "mrr": 0.85, "kfr": 0.77, "gap": 0.83, "false_gap": 0.15},
     ("npm", "test"): {"hit_at_5": 0.79, "mrr": 0.69, "kfr": 0.8, "gap": 0.57, "false_gap": 0.21},
     ("owasp-cheatsheets", "dev"): {
         "hit_at_5": 0.98, "mrr": 0.89, "kfr": 0.67, "gap": 0.57, "false_gap": 0.11,
     },
     ("owasp-cheatsheets", "test"): {
-        "hit_at_5": 0.92, "mrr": 0.85, "kfr": 0.64, "gap": 0.18, "false_gap": 0.32,
+        "hit_at_5": 0.92, "mrr": 0.85, "kfr": 0.64, "gap": 0.38, "false_gap": 0.32,
     },
-    ("typer", "dev"): {"hit_at_5": 0.85, "mrr": 0.66, "kfr": 0.55, "gap": 0.98, "false_gap": 0.07},
+    ("typer", "dev"): {"hit_at_5": 0.85, "mrr": 0.66, "kfr": 0.6, "gap": 0.98, "false_gap": 0.11},
     ("typer", "test"): {"hit_at_5": 0.92, "mrr": 0.72, "kfr": 0.53, "gap": 0.78, "false_gap": 0.26},
     ("uv", "dev"): {"hit_at_5": 0.91, "mrr": 0.76, "kfr": 0.6, "gap": 0.98, "false_gap": 0.06},
     ("uv", "test"): {"hit_at_5": 0.98, "mrr": 0.83, "kfr": 0.49, "gap": 0.98, "false_gap": 0.4},

@@ -1462,6 +1462,20 @@ class TestWordsThatNameNothing:
         assert part.decisive == [], part
         assert part.gap is False, part
 
+    def test_a_value_in_a_code_example_is_not_the_value_asked_for(self) -> None:
+        question = "How many connection retries does a transport make by default?"
+        in_code = _assessed(
+            question,
+            "# Transports\n\nA transport can retry connections. For example:\n\n"
+            "```python\ntransport = httpx.HTTPTransport(retries=1)\n```\n",
+        )
+        assert in_code.gap is True, in_code
+        stated = _assessed(
+            question,
+            "# Transports\n\nBy default a transport makes 3 connection retries.\n",
+        )
+        assert stated.gap is False, stated
+
     def test_the_askers_placeholder_package_is_not_a_missing_name(self) -> None:
         part = _assessed(
             "Why does TAB completion not work with `python -m mypkg`?",

@@ -47,6 +47,7 @@ ABSENT_SPECIFIC = 0.4  # at or below: verbs and phrasing (specificity.NOT_A_NOUN
 
 
 WINDOW_UNITS = 3
+_CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 ATTRIBUTE_COVERAGE = 0.25  # of what is asked about a named subject, in its best passage
 # A word only the scene-setting statements use ("Our checklist calls it a smell. How many
 # arguments ...?") weighs this share in coverage and never names what is missing.
@@ -258,9 +259,9 @@ def _window_coverage(
     for start in range(len(units)):
         value = coverage(terms, context.union(*units[start : start + WINDOW_UNITS]), weights)
         best = max(best, value)
-        if wanted is None or _answers(
-            wanted, " ".join(pieces[start : start + WINDOW_UNITS]), question
-        ):
+        # A value in a code example ("retries=1") is an example, not what the text states.
+        said = _CODE_BLOCK.sub(" ", " ".join(pieces[start : start + WINDOW_UNITS]))
+        if wanted is None or _answers(wanted, said, question):
             typed = max(typed, value)
     return best, typed
 
