@@ -1381,7 +1381,9 @@ class TestListsOfHeadings:
         root = tmp_path / "docs"
         self._session_sheet(root)
         answer, bundle = _run(
-            _config(tmp_path, root), "Which web browsers respect Secure and HttpOnly?", "h2"
+            _config(tmp_path, root),
+            "Which browsers do the Secure and HttpOnly cookie attributes work in?",
+            "h2",
         )
         plan = bundle["plan"]
         assert isinstance(plan, list)

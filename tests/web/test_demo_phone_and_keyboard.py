@@ -28,6 +28,21 @@ def _in_view(page: Page, locator: Locator) -> bool:
     return bool(box["y"] >= 0 and box["y"] + box["height"] <= height)
 
 
+def _start_gated_run(page: Page, server: Server) -> str:
+    """Ask a question of the file-gated pipeline from the demo; its run id once running."""
+    page.goto(server.base_url + "/demo/")
+    page.get_by_test_id("question").fill("q?")
+    page.get_by_test_id("start").click()
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "running")
+    return page.get_by_test_id("run-id").inner_text()
+
+
+def _release_pieces(run_dir: Path, first: int, last: int) -> None:
+    """Let the gated pipeline stream pieces ``first`` .. ``last`` of its answer."""
+    for n in range(first, last + 1):
+        (run_dir / delta_file(n)).touch()
+
+
 def test_on_a_phone_the_reader_stays_at_the_answer_when_the_run_ends(
     uvicorn: Uvicorn, page: Page, tmp_path: Path
 ) -> None:
@@ -60,13 +75,9 @@ def test_on_a_phone_a_first_short_piece_does_not_use_up_bringing_the_run_into_vi
     output = tmp_path / "output"
     env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
     with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
-        page.goto(server.base_url + "/demo/")
-        page.get_by_test_id("question").fill("q?")
-        page.get_by_test_id("start").click()
-        expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "running")
-        run_id = page.get_by_test_id("run-id").inner_text()
+        run_dir = output / _start_gated_run(page, server)
         answer = page.get_by_test_id("answer")
-        (output / run_id / delta_file(1)).touch()
+        _release_pieces(run_dir, 1, 1)
         expect(answer).to_contain_text("Piece 1.")
         short = page.get_by_test_id("run").evaluate(
             "node => document.documentElement.scrollHeight - window.innerHeight"
@@ -74,10 +85,9 @@ def test_on_a_phone_a_first_short_piece_does_not_use_up_bringing_the_run_into_vi
         )
         assert short, "the page could already bring the run up: this test would prove nothing"
         pieces = 300  # then an answer longer than the screen
-        for n in range(2, pieces + 1):
-            (output / run_id / delta_file(n)).touch()
+        _release_pieces(run_dir, 2, pieces)
         expect(answer).to_contain_text(f"Piece {pieces}.")
-        (output / run_id / RELEASE_FILE).touch()
+        (run_dir / RELEASE_FILE).touch()
         expect(page.get_by_test_id("run")).to_have_attribute("data-ready", "true")
         answer_top = answer.evaluate("node => node.getBoundingClientRect().top")
     assert 0 <= answer_top < PHONE["height"] / 2, answer_top
@@ -92,23 +102,18 @@ def test_on_a_phone_a_reader_who_scrolls_is_not_pulled_to_the_run(
     output = tmp_path / "output"
     env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
     with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
-        page.goto(server.base_url + "/demo/")
-        page.get_by_test_id("question").fill("q?")
-        page.get_by_test_id("start").click()
-        expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "running")
-        run_id = page.get_by_test_id("run-id").inner_text()
+        run_dir = output / _start_gated_run(page, server)
         answer = page.get_by_test_id("answer")
-        (output / run_id / delta_file(1)).touch()
+        _release_pieces(run_dir, 1, 1)
         expect(answer).to_contain_text("Piece 1.")
         page.mouse.move(100, 100)
         page.mouse.wheel(0, -400)  # back up, towards the question
         page.wait_for_function("window.scrollY === 0")
         pieces = 300
-        for n in range(2, pieces + 1):
-            (output / run_id / delta_file(n)).touch()
+        _release_pieces(run_dir, 2, pieces)
         expect(answer).to_contain_text(f"Piece {pieces}.")
         assert page.evaluate("window.scrollY") == 0
-        (output / run_id / RELEASE_FILE).touch()
+        (run_dir / RELEASE_FILE).touch()
         expect(page.get_by_test_id("run")).to_have_attribute("data-ready", "true")
         assert page.evaluate("window.scrollY") == 0
 
@@ -120,15 +125,10 @@ def test_on_a_phone_status_and_cancel_stay_in_view_while_the_answer_streams(
     output = tmp_path / "output"
     env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
     with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
-        page.goto(server.base_url + "/demo/")
-        page.get_by_test_id("question").fill("q?")
-        page.get_by_test_id("start").click()
+        run_dir = output / _start_gated_run(page, server)
         badge = page.get_by_test_id("run-status")
-        expect(badge).to_have_attribute("data-status", "running")
-        run_id = page.get_by_test_id("run-id").inner_text()
         pieces = 300  # an answer longer than the screen
-        for n in range(1, pieces + 1):
-            (output / run_id / delta_file(n)).touch()
+        _release_pieces(run_dir, 1, pieces)
         expect(page.get_by_test_id("answer")).to_contain_text(f"Piece {pieces}.")
         # The reader follows the text down to its end.
         page.get_by_test_id("answer").evaluate(
@@ -146,7 +146,7 @@ def test_on_a_phone_status_and_cancel_stay_in_view_while_the_answer_streams(
         # The run ends while the reader is inside the answer: the page must not move them
         # (scroll anchoring in the replaced blocks once jumped to the evidence list).
         before = page.evaluate("window.scrollY")
-        (output / run_id / RELEASE_FILE).touch()
+        (run_dir / RELEASE_FILE).touch()
         expect(page.get_by_test_id("run")).to_have_attribute("data-ready", "true")
         expect(badge).to_have_attribute("data-status", "completed")
         assert abs(page.evaluate("window.scrollY") - before) < 40

@@ -620,6 +620,11 @@ _ASKS_LIST = re.compile(
 )
 
 
+def asked_sentence(text: str) -> str:
+    """The sentence that asks, after any that set the scene ("I run uv in CI. Which ...?")."""
+    return re.split(r"(?<=[.?!])\s+", text.strip())[-1]
+
+
 def _with_opening_list(
     units: list[tuple[str, str, int]], heading_path: str
 ) -> list[tuple[str, str, int]]:
@@ -858,8 +863,7 @@ class ExtractiveWriter:
         why = bool(_ASKS_WHY.search(part.text))
         asks_list = bool(_ASKS_LIST.search(part.text))
         asks_default = bool(_ASKS_DEFAULT.search(part.text))
-        asked = re.split(r"(?<=[.?!])\s+", part.text.strip())[-1]
-        yes_no = bool(_ASKS_YES_NO.match(asked))
+        yes_no = bool(_ASKS_YES_NO.match(asked_sentence(part.text)))
         attributes = [t for t in terms if t not in part.query.names]
         if part.follows:
             # What this part asks is in its own words; the borrowed ones ("tools", "install"

@@ -9,7 +9,7 @@ import re
 from collections import defaultdict
 
 from app.modules.evidence import Evidence, Part
-from app.modules.llm.extractive import _ASKS_LIST
+from app.modules.llm.extractive import _ASKS_LIST, asked_sentence
 from app.modules.retrieval.index import Hit, SectionIndex
 from app.modules.retrieval.retriever import NAVIGATION_HEADING, Ranked, rank, says, section_stems
 from app.modules.retrieval.specificity import specificity
@@ -257,7 +257,7 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
     passages are among them. "What cookie attributes ...?" finds "Cookies > HttpOnly
     Attribute" and "Cookies > Domain and Path Attributes": the list asked for is every
     heading under "Cookies", not the sentences of the two found."""
-    asked = re.split(r"(?<=[.?!])\s+", part.text.strip())[-1]
+    asked = asked_sentence(part.text)
     nouns = _asked_nouns(asked)
     if not nouns or not _ASKS_LIST.search(asked) or _ASKS_DOCUMENTS.search(asked):
         return []
@@ -288,21 +288,15 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
         # the headings beside it; "which storage directories ...?" is answered by the
         # headings under "Storage directories".
         return []
-    depth = len(prefix)
-    groups: dict[str, Hit] = {}
-    for hit in index.file_sections(path):
-        own = hit.section.headings
-        if len(own) > depth and own[:depth] == prefix and hit.section.text.strip():
-            groups.setdefault(own[depth], hit)
+    sections = index.file_sections(path)
     listed = [
         (name, hit)
-        for name, hit in groups.items()
-        if not set(words(name)) <= _TEMPLATE_HEADINGS | STOPWORDS
-        and not NAVIGATION_HEADING.match(name)
+        for name, hit in _sub_headings(sections, prefix)
+        if not NAVIGATION_HEADING.match(name)
     ][:MAX_LISTED]
     # The headings must be the things asked for: "which shells ...?" is not answered by the
     # sub-headings of the completion tutorial, though two of its passages were found.
-    title = index.file_sections(path)[0].section.title if listed else ""
+    title = sections[0].section.title if listed else ""
     named = set(stems(" ".join((title, *prefix, *(name for name, _ in listed)))))
     return listed if len(listed) >= 2 and nouns & named else []
 
@@ -405,6 +399,22 @@ def _subject_terms(part: Part, idf: dict[str, float]) -> set[str]:
     return {t for t in part.query.terms if idf.get(t, 0.0) > 0}
 
 
+def _sub_headings(sections: list[Hit], prefix: tuple[str, ...]) -> list[tuple[str, Hit]]:
+    """The headings right under ``prefix`` (in document order), each with its first section
+    that has text; template headings ("Budget", "Examples") left out."""
+    depth = len(prefix)
+    groups: dict[str, Hit] = {}
+    for hit in sections:
+        own = hit.section.headings
+        if len(own) > depth and own[:depth] == prefix and hit.section.text.strip():
+            groups.setdefault(own[depth], hit)
+    return [
+        (name, hit)
+        for name, hit in groups.items()
+        if not set(words(name)) <= _TEMPLATE_HEADINGS | STOPWORDS
+    ]
+
+
 def _outline_of(
     index: SectionIndex, best: Ranked, terms: frozenset[str] | set[str] = frozenset()
 ) -> list[tuple[str, Hit]]:
@@ -417,17 +427,7 @@ def _outline_of(
     first: list[tuple[str, Hit]] = []
     listed: list[tuple[str, Hit]] = []
     for depth in range(len(headings), -1, -1):
-        prefix = headings[:depth]
-        groups: dict[str, Hit] = {}
-        for hit in sections:
-            own = hit.section.headings
-            if len(own) > depth and own[:depth] == prefix and hit.section.text.strip():
-                groups.setdefault(own[depth], hit)
-        distinctive = [
-            (name, hit)
-            for name, hit in groups.items()
-            if not set(words(name)) <= _TEMPLATE_HEADINGS | STOPWORDS
-        ]
+        distinctive = _sub_headings(sections, headings[:depth])
         if len(distinctive) < 2:
             continue
         first = first or distinctive[:MAX_OUTLINE]
