@@ -392,6 +392,34 @@ class TestGapWords:
         assert isinstance(plan, list)
         assert plan[0]["gap"] is True, plan[0]
 
+    @pytest.mark.parametrize(("in_other_documents", "gap"), [(False, False), (True, True)])
+    def test_a_word_no_document_uses_is_the_askers_own_and_makes_no_gap(
+        self, in_other_documents: bool, gap: bool
+    ) -> None:
+        question = "How do I clean the cached wheels piling up in my garage?"
+        query = Query.from_text(question)
+        document = "# Cache\n\nRun `tool cache clean` to remove every cached wheel.\n"
+        passage = Evidence(
+            id=1,
+            kind="section",
+            text=document,
+            score=1.0,
+            path="tool/cache.md",
+            stems=frozenset(stems(document)),
+        )
+        part = Part(id=1, text=question, query=query, evidence_ids=[1])
+        lacking = set(query.terms) - passage.stems
+        assert stem("garage") in lacking
+        # No document says "garage": the asker's own word for a thing the documents name
+        # otherwise, not a subject they lack. Documents that speak of garages elsewhere, and
+        # not here, leave the part unanswered.
+        unknown = set() if in_other_documents else lacking
+        # A word in no document weighs the most in IDF.
+        idf = {**dict.fromkeys(query.terms, 2.0), stem("garage"): 6.0}
+        assess_gaps([part], [passage], idf, unknown)
+        assert part.coverage < 0.5
+        assert part.gap is gap
+
 
 class TestVerbsInContext:
     @pytest.mark.parametrize(

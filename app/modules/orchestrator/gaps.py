@@ -150,17 +150,22 @@ def assess_gaps(
         # Low coverage makes a gap only when what the passages lack includes a word that
         # names something (a noun, a name: specificity >= ABSENT_SPECIFIC); a question in
         # everyday verbs and phrasing ("getting rid of", "hang on to") is not unanswered
-        # because the documents say it in other words.
+        # because the documents say it in other words. Nor is one word no document uses at
+        # all ("subway", "flavour", "verdict"; a name specific enough to decide alone is
+        # ``key_absent``): it is the asker's word for what the documents call otherwise. A
+        # word the documents use elsewhere and not here, or two words none of them uses
+        # ("boots and gloves"), is what they lack.
         # Words borrowed from an earlier part ("it" -> what that part was about) help find
         # passages; whether this part is answered is judged on its own words. A word the
         # question uses as a verb ("boots up", "kick off") names nothing, whatever else it
         # can be.
         own = set(stems(part.text)) - scene_only
-        lacks_a_name = any(
-            _subject_weight(part, t) > ABSENT_SPECIFIC and not _a_quantity(t)
+        lacking = [
+            t
             for t in absent
-            if t in own
-        )
+            if t in own and _subject_weight(part, t) > ABSENT_SPECIFIC and not _a_quantity(t)
+        ]
+        lacks_a_name = any(t not in unknown for t in lacking) or len(lacking) > 1
         low = best < GAP_COVERAGE and lacks_a_name
         # The passages name the subject ("Verdant", "Ostervale Dairy") and say nothing of what
         # is asked about it ("water consumption target"): the names alone carried the
