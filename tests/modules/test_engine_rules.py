@@ -1669,3 +1669,53 @@ class TestNestedLists:
         # Its own children only: the grandchildren stay with their parent.
         assert "HTTPError:\n- TransportError\n- DecodingError" in texts, texts
         assert "ConnectError" in texts, texts
+
+
+class TestHeadingsOfTheKindAsked:
+    @pytest.fixture
+    def root(self, tmp_path: Path) -> Path:
+        root = tmp_path / "docs"
+        page = (
+            "# {name} Pattern\n\n## Also known as\n\n* {alias}\n\n"
+            "## Intent of the {name} Pattern\n\nThe {name} pattern {intent}.\n\n"
+            "## Benefits and Trade-offs of the {name} Pattern\n\n"
+            "Benefits:\n\n* {benefit}\n\nTrade-offs:\n\n* {cost}\n"
+        )
+        _write(
+            root,
+            {
+                "bridge/README.md": page.format(
+                    name="Bridge",
+                    alias="Handle/Body",
+                    intent="decouples an abstraction from its implementation in Java",
+                    benefit="Abstraction and implementation vary independently.",
+                    cost="More classes and indirection to follow.",
+                ),
+                "locking/README.md": page.format(
+                    name="Double-Checked Locking",
+                    alias="Lock hint",
+                    intent="reduces the overhead of acquiring a lock in Java",
+                    benefit="Less locking once the object exists.",
+                    cost="Memory visibility issues unless the field is volatile.",
+                ),
+            },
+        )
+        return root
+
+    @pytest.mark.parametrize(
+        ("question", "fact"),
+        [
+            ("What's the other name the catalogue gives for the Bridge pattern?", "Handle/Body"),
+            ("Why is double-checked locking fragile, what can go wrong with it?", "volatile"),
+        ],
+    )
+    def test_the_section_whose_heading_names_what_is_asked_answers(
+        self, tmp_path: Path, root: Path, question: str, fact: str
+    ) -> None:
+        answer, _ = _run(_config(tmp_path, root), question, "h1")
+        body, sources = answer.split("## Sources")
+        assert fact in body, answer
+        # The section under that heading is the best evidence, cited first.
+        assert ("Also known as" if fact == "Handle/Body" else "Trade-offs") in sources.split(
+            "\n- [2]"
+        )[0]

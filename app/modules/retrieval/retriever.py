@@ -181,6 +181,10 @@ def _local(query: Query, idf: dict[str, float], hit: Hit, similarity: float) -> 
     return 0.5 * coverage(query.terms, found, idf) + 0.5 * max(similarity, 0.0)
 
 
+def _best_files(file_strength: dict[str, float]) -> list[str]:
+    return sorted(file_strength, key=lambda p: file_strength[p], reverse=True)[:EXPAND_FILES]
+
+
 def _within_best_files(
     index: SectionIndex,
     query: Query,
@@ -199,8 +203,7 @@ def _within_best_files(
     """
     position = {r.hit.id: i for i, r in enumerate(ranked)}
     extra: list[Ranked] = []
-    best_files = sorted(file_strength, key=lambda p: file_strength[p], reverse=True)[:EXPAND_FILES]
-    for path in best_files:
+    for path in _best_files(file_strength):
         siblings = index.file_sections(path)
         if len(siblings) < 2:
             continue
@@ -242,12 +245,54 @@ def _navigation(hit: Hit) -> bool:
 HEADING_MATCH = 1.25
 
 
-def _heading_prior(hit: Hit, query: Query, idf: dict[str, float]) -> float:
+def _heading_prior(
+    hit: Hit, query: Query, idf: dict[str, float], facets: Sequence[re.Pattern[str]] = ()
+) -> float:
     """What a section's own heading says of its place: a link list far below content; a
     heading the question names in full ("npm publish" under "Life Cycle Operation Order")
-    documents exactly that, so its place is with the best."""
+    documents exactly that, so its place is with the best; so does a heading of the kind the
+    question asks for ("Trade-offs" for "what can go wrong with it?"), on the best pages."""
     prior = NAVIGATION_PRIOR if _navigation(hit) else 1.0
-    return prior * HEADING_MATCH if _heading_named(hit, query, idf) else prior
+    headings = hit.section.headings
+    facet = bool(headings) and any(f.search(headings[-1]) for f in facets)
+    return prior * HEADING_MATCH if facet or _heading_named(hit, query, idf) else prior
+
+
+# What a question asks for, and the headings documentation conventionally puts it under
+# (a pattern catalogue's "Also known as", "Trade-offs", "When to use"; a guide's
+# "Pitfalls", "Considerations"): the words differ, so neither BM25 nor word vectors match
+# them.
+_FACETS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (re.compile(asked, re.IGNORECASE), re.compile(heading, re.IGNORECASE))
+    for asked, heading in (
+        (
+            r"\b(?:other|another|alternative|different)\s+names?\b|\balso\s+(?:called|known)\b"
+            r"|\baliases?\b|\baka\b",
+            r"\balso known\b|\baliases?\b|\bother names?\b",
+        ),
+        (
+            r"\b(?:drawbacks?|downsides?|disadvantages?|cons|pitfalls?|risks?|risky|"
+            r"trade-?offs?|limitations?|caveats?|weakness(?:es)?|fragile)\b|\bgo(?:es)? wrong\b",
+            r"\btrade-?offs?\b|\bdrawbacks?\b|\bdisadvantages?\b|\bconsequences\b"
+            r"|\bpitfalls?\b|\blimitations?\b|\bconsiderations\b|\bliabilities\b|\bcaveats?\b"
+            r"|\bcons\b|\brisks?\b",
+        ),
+        (
+            r"\bwhen (?:should|would|do|does|can|to) (?:i |we |you |one )?(?:use|pick|choose|"
+            r"apply|reach for|consider)\b|\bgood fit\b|\buse cases?\b|\bapplicab",
+            r"\bwhen to use\b|\bapplicability\b|\buse cases?\b|\bwhen should\b",
+        ),
+        (
+            r"\b(?:benefits?|advantages?|pros|upsides?)\b",
+            r"\bbenefits?\b|\badvantages?\b|\bpros\b",
+        ),
+    )
+)
+
+
+def asked_facets(question: str) -> list[re.Pattern[str]]:
+    """The heading patterns of the kinds of content ``question`` asks for."""
+    return [heading for asked, heading in _FACETS if asked.search(question)]
 
 
 def _heading_named(hit: Hit, query: Query, idf: dict[str, float]) -> bool:
@@ -322,7 +367,16 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
         for hit, score, cov, found in scored
     ]
     ranked += _within_best_files(index, query, idf, vector, ranked, file_strength)
-    ranked = [replace(r, score=r.score * _heading_prior(r.hit, query, idf)) for r in ranked]
+    facets = asked_facets(query.text)
+    on_best = set(_best_files(file_strength))
+    ranked = [
+        replace(
+            r,
+            score=r.score
+            * _heading_prior(r.hit, query, idf, facets if r.hit.section.path in on_best else ()),
+        )
+        for r in ranked
+    ]
     ranked.sort(key=lambda r: r.score, reverse=True)
 
     chosen: list[Ranked] = []
