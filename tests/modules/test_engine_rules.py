@@ -22,7 +22,14 @@ from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import is_broad, plan_parts
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.index import SectionIndex
-from app.modules.retrieval.retriever import Query, Ranked, _heading_named, rank, search_weights
+from app.modules.retrieval.retriever import (
+    Query,
+    Ranked,
+    _heading_named,
+    asked_facets,
+    rank,
+    search_weights,
+)
 from app.modules.retrieval.specificity import specificity, used_as_verbs
 from app.modules.retrieval.text import american, identifiers, stem, stems, variants, words
 
@@ -1679,7 +1686,7 @@ class TestHeadingsOfTheKindAsked:
             "# {name} Pattern\n\n## Also known as\n\n* {alias}\n\n"
             "## Intent of the {name} Pattern\n\nThe {name} pattern {intent}.\n\n"
             "## Benefits and Trade-offs of the {name} Pattern\n\n"
-            "Benefits:\n\n* {benefit}\n\nTrade-offs:\n\n* {cost}\n"
+            "### Benefits\n\n* {benefit}\n\n### Trade-offs\n\n* {cost}\n"
         )
         _write(
             root,
@@ -1714,8 +1721,23 @@ class TestHeadingsOfTheKindAsked:
     ) -> None:
         answer, _ = _run(_config(tmp_path, root), question, "h1")
         body, sources = answer.split("## Sources")
-        assert fact in body, answer
+        assert fact in body.split("\n\n")[0], answer
         # The section under that heading is the best evidence, cited first.
         assert ("Also known as" if fact == "Handle/Body" else "Trade-offs") in sources.split(
             "\n- [2]"
         )[0]
+
+    @pytest.mark.parametrize(
+        ("question", "asks"),
+        [
+            ("Why is thread-local storage risky with pooled threads?", True),
+            ("What are the downsides of the Bridge pattern?", True),
+            ("When should I use a bridge?", True),
+            ("Does it have an alias?", True),
+            # "low-risk" says what kind of app, not that the drawbacks are asked for.
+            ("What idle timeouts suit high-value apps versus low-risk ones?", False),
+            ("What does the Bridge pattern decouple?", False),
+        ],
+    )
+    def test_what_kind_of_content_a_question_asks_for(self, question: str, asks: bool) -> None:
+        assert bool(asked_facets(question)) is asks

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
 from app.modules.retrieval.embedding import embed
-from app.modules.retrieval.retriever import coverage
+from app.modules.retrieval.retriever import asked_facets, coverage
 from app.modules.retrieval.text import LINK_TARGET, STOPWORDS, content_terms, stems
 
 _ABBREVIATIONS = frozenset(
@@ -864,6 +864,7 @@ class ExtractiveWriter:
         asks_list = bool(_ASKS_LIST.search(part.text))
         asks_default = bool(_ASKS_DEFAULT.search(part.text))
         yes_no = bool(_ASKS_YES_NO.match(asked_sentence(part.text)))
+        facets = asked_facets(part.text)
         attributes = [t for t in terms if t not in part.query.names]
         if part.follows:
             # What this part asks is in its own words; the borrowed ones ("tools", "install"
@@ -897,6 +898,8 @@ class ExtractiveWriter:
             in_view = context | set(stems(item.text))
             if subject and not subject & in_view:
                 continue
+            # Under the heading of what is asked ("Trade-offs" for "what can go wrong?").
+            of_kind = any(f.search(item.heading_path or "") for f in facets)
             names_here = bool(names & in_view)
             any_name_here = not part.query.names or bool(set(part.query.names) & in_view)
             units = split_units(item.text)
@@ -958,6 +961,8 @@ class ExtractiveWriter:
                     score += HOW_TO_BONUS / 2  # code that does it, or only an example
                 elif why and _REASON.search(plain):
                     score += HOW_TO_BONUS  # a reason, not a restatement of the rule
+                if of_kind:
+                    score += HOW_TO_BONUS
                 if asks_default and _DEFAULT.search(plain):
                     score += HOW_TO_BONUS  # "By default, `code` is `0`"
                 if yes_no and _POLARITY.search(plain):

@@ -192,6 +192,7 @@ def _within_best_files(
     vector: Vectors,
     ranked: list[Ranked],
     file_strength: dict[str, float],
+    facets: Sequence[re.Pattern[str]] = (),
 ) -> list[Ranked]:
     """Sections of the best matching files that the first rankings missed or placed low.
 
@@ -213,9 +214,15 @@ def _within_best_files(
         anchor = max(found_here, key=lambda r: r.score)
         anchor_local = local.get(anchor.hit.id, 0.0) or 1.0
         for hit in siblings:
-            if hit.id == anchor.hit.id or local[hit.id] <= anchor_local * EXPAND_MARGIN:
+            ratio = local[hit.id] / anchor_local
+            if _of_a_kind_asked(hit, facets):
+                # Under the heading of what is asked ("Trade-offs"), in words of its own.
+                ratio = max(ratio, 1.0)
+            elif ratio <= EXPAND_MARGIN:
                 continue
-            score = anchor.score * min(local[hit.id] / anchor_local, 1.05)
+            if hit.id == anchor.hit.id:
+                continue
+            score = anchor.score * min(ratio, 1.05)
             if hit.id in position:
                 old = ranked[position[hit.id]]
                 if score > old.score:
@@ -253,9 +260,13 @@ def _heading_prior(
     documents exactly that, so its place is with the best; so does a heading of the kind the
     question asks for ("Trade-offs" for "what can go wrong with it?"), on the best pages."""
     prior = NAVIGATION_PRIOR if _navigation(hit) else 1.0
+    named = _of_a_kind_asked(hit, facets) or _heading_named(hit, query, idf)
+    return prior * HEADING_MATCH if named else prior
+
+
+def _of_a_kind_asked(hit: Hit, facets: Sequence[re.Pattern[str]]) -> bool:
     headings = hit.section.headings
-    facet = bool(headings) and any(f.search(headings[-1]) for f in facets)
-    return prior * HEADING_MATCH if facet or _heading_named(hit, query, idf) else prior
+    return bool(headings) and any(f.search(headings[-1]) for f in facets)
 
 
 # What a question asks for, and the headings documentation conventionally puts it under
@@ -267,12 +278,14 @@ _FACETS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     for asked, heading in (
         (
             r"\b(?:other|another|alternative|different)\s+names?\b|\balso\s+(?:called|known)\b"
-            r"|\baliases?\b|\baka\b",
-            r"\balso known\b|\baliases?\b|\bother names?\b",
+            r"|\balias(?:es)?\b|\baka\b",
+            r"\balso known\b|\balias(?:es)?\b|\bother names?\b",
         ),
         (
-            r"\b(?:drawbacks?|downsides?|disadvantages?|cons|pitfalls?|risks?|risky|"
-            r"trade-?offs?|limitations?|caveats?|weakness(?:es)?|fragile)\b|\bgo(?:es)? wrong\b",
+            # "low-risk apps" describes the apps; "risky", "the risks of" ask for the drawbacks.
+            r"\b(?:drawbacks?|downsides?|disadvantages?|cons|pitfalls?|trade-?offs?|"
+            r"limitations?|caveats?|weakness(?:es)?|fragile)\b|\bgo(?:es)? wrong\b"
+            r"|(?<![\w-])(?:risks?|risky)(?![\w-])",
             r"\btrade-?offs?\b|\bdrawbacks?\b|\bdisadvantages?\b|\bconsequences\b"
             r"|\bpitfalls?\b|\blimitations?\b|\bconsiderations\b|\bliabilities\b|\bcaveats?\b"
             r"|\bcons\b|\brisks?\b",
@@ -366,8 +379,8 @@ def rank(index: SectionIndex, query: Query, *, k: int, idf: dict[str, float]) ->
         Ranked(hit, 0.8 * score + 0.2 * file_strength[hit.section.path] / strongest, cov, found)
         for hit, score, cov, found in scored
     ]
-    ranked += _within_best_files(index, query, idf, vector, ranked, file_strength)
     facets = asked_facets(query.text)
+    ranked += _within_best_files(index, query, idf, vector, ranked, file_strength, facets)
     on_best = set(_best_files(file_strength))
     ranked = [
         replace(
