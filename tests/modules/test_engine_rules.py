@@ -1741,3 +1741,61 @@ class TestHeadingsOfTheKindAsked:
     )
     def test_what_kind_of_content_a_question_asks_for(self, question: str, asks: bool) -> None:
         assert bool(asked_facets(question)) is asks
+
+
+class TestFrontMatterLabels:
+    @staticmethod
+    def _page(title: str, category: str, tags: list[str], text: str) -> str:
+        tag_lines = "".join(f"  - {t}\n" for t in tags)
+        return (
+            f"---\ntitle: {title}\ncategory: {category}\ntag:\n{tag_lines}tags:\n{tag_lines}---\n\n"
+            f"## Intent\n\n{text}\n"
+        )
+
+    def test_labels_are_the_category_and_tags_of_the_front_matter(self) -> None:
+        page = self._page("Retry", "Resilience", ["Fault tolerance", "Performance"], "Retry.")
+        sections = split_markdown(page, "retry/README.md")
+        assert sections[0].labels == (
+            "category: Resilience",
+            "tag: Fault tolerance",
+            "tag: Performance",
+        )
+
+    def test_a_list_of_documents_in_a_category_lists_exactly_that_category(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        pages = {
+            "retry": ("Retry Pattern", "Resilience", "Call again after a failure."),
+            "circuit-breaker": (
+                "Circuit Breaker Pattern",
+                "Resilience",
+                "Stop calling a sick service.",
+            ),
+            "bulkhead": ("Bulkhead Pattern", "Resilience", "Partition resources per consumer."),
+            "singleton": ("Singleton Pattern", "Creational", "One instance of a class."),
+            "builder": ("Builder Pattern", "Creational", "Build complex objects step by step."),
+        }
+        _write(
+            root,
+            {
+                f"{folder}/README.md": self._page(title, category, ["Java"], text)
+                for folder, (title, category, text) in pages.items()
+            },
+        )
+        config = _config(tmp_path, root)
+        answer, bundle = _run(config, "Which patterns fall under the Resilience category?", "l1")
+        cited = {e["path"] for e in bundle["evidence"]}  # type: ignore[attr-defined]
+        assert {"retry/README.md", "circuit-breaker/README.md", "bulkhead/README.md"} <= cited
+        for title in ("Retry Pattern", "Circuit Breaker Pattern", "Bulkhead Pattern"):
+            assert title in answer
+        assert "Singleton" not in answer
+        assert "Builder" not in answer
+
+        # The labels follow the files: a page moved to another category leaves the list.
+        (root / "bulkhead/README.md").write_text(
+            self._page("Bulkhead Pattern", "Structural", ["Java"], "Partition resources.")
+        )
+        answer, _ = _run(config, "Which patterns fall under the Resilience category?", "l2")
+        assert "Retry Pattern" in answer
+        assert "Bulkhead" not in answer

@@ -29,6 +29,9 @@ class Section:
     line_end: int  # 1-based, inclusive
     text: str  # the section's markdown, heading line excluded
     lead: str = ""  # the document's description / first paragraph, shared by its sections
+    # The document's own category and tags from its front matter ("category: Resilience",
+    # "tag: PHP"): what a list of documents can be anchored by.
+    labels: tuple[str, ...] = ()
 
     @property
     def heading_path(self) -> str:
@@ -42,7 +45,7 @@ def _parser() -> MarkdownIt:
     return MarkdownIt("commonmark").use(front_matter_plugin).disable("inline")
 
 
-_FRONT_MATTER_KEYS = ("description", "summary", "abstract", "tags", "keywords")
+_FRONT_MATTER_KEYS = ("description", "summary", "abstract", "category", "categories", "tags", "keywords")
 # An underscore inside a word is part of a name ("reason_phrase"), not emphasis.
 _INLINE_MARKUP = re.compile(r"[*`]+|(?<!\w)_+|_+(?!\w)|\[([^\]]*)\]\([^)]*\)|<[^>]+>")
 
@@ -78,6 +81,24 @@ def _front_matter_text(meta: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+# Front-matter keys that file a page under a category or tag, by what they call one.
+_LABEL_KEYS = {"category": "category", "categories": "category", "tags": "tag", "tag": "tag"}
+
+
+def _labels(meta: dict[str, Any]) -> tuple[str, ...]:
+    found: list[str] = []
+    for key, name in _LABEL_KEYS.items():
+        value = meta.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str | int | float) and not isinstance(item, bool):
+                said = " ".join(str(item).split())
+                # The key travels with the value: the page says "category: Resilience".
+                label = f"{name}: {said}"
+                if said and label not in found:
+                    found.append(label)
+    return tuple(found)
+
+
 def _title_from_path(path: str) -> str:
     stem = PurePosixPath(path).stem
     return re.sub(r"[-_]+", " ", stem).strip().capitalize() or path
@@ -111,6 +132,7 @@ def split_markdown(
     if not title:
         title = h1s[0][3] if title_from_h1 else _title_from_path(path)
     lead = " ".join(f"{_front_matter_text(meta)} {first_paragraph}".split())[:400]
+    labels = _labels(meta)
 
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
@@ -134,6 +156,7 @@ def split_markdown(
                 title=title,
                 headings=tuple(path_titles),
                 lead=lead,
+                labels=labels,
                 max_chars=max_chars,
                 overlap_chars=overlap_chars,
             )
@@ -173,6 +196,7 @@ def _slices(
     title: str,
     headings: tuple[str, ...],
     lead: str,
+    labels: tuple[str, ...],
     max_chars: int,
     overlap_chars: int,
 ) -> Iterator[Section]:
@@ -195,7 +219,7 @@ def _slices(
         first, last = group[0][0], group[-1][1]
         body = "\n".join(lines[first:last]).strip()
         if len(body) <= max_chars:
-            yield Section(path, title, headings, first + 1, last, body, lead)
+            yield Section(path, title, headings, first + 1, last, body, lead, labels)
             return
         # Only a single enormous line gets here: cut it into overlapping windows so that
         # no row holds megabytes and no character is dropped.
@@ -205,7 +229,7 @@ def _slices(
             starts.append(len(body) - max_chars)
         for offset in starts:
             window = body[offset : offset + max_chars]
-            yield Section(path, title, headings, first + 1, last, window, lead)
+            yield Section(path, title, headings, first + 1, last, window, lead, labels)
 
     group: list[tuple[int, int]] = []
     for piece in pieces:

@@ -749,11 +749,12 @@ class ExtractiveWriter:
                 yield "The closest passages found:\n\n"
                 yield from _points(chosen[:CLOSEST])
             return
+        if part.collection and part.outline:
+            # The documents themselves are the answer, whatever sentences scored.
+            yield from self._documents(part, evidence)
+            return
         if not chosen:
             yield f"{gap_sentence(part)}\n\n"
-            return
-        if part.collection and part.outline:
-            yield from self._documents(part, evidence)
             return
         if part.outline:
             yield from self._overview(part, evidence, chosen)

@@ -154,6 +154,10 @@ def _collection(
                 return [(hit.section.title, hit) for hit in openings if hit]
     if not asks_documents:
         return []
+    labelled = _labelled(index, part)
+    if labelled:
+        openings = [_opening(index, path) for path in labelled]
+        return [(hit.section.title, hit) for hit in openings if hit is not None]
     # More sections than a part's own evidence: a list may name a dozen documents.
     ranked = rank(index, part.query, k=COLLECTION_K, idf=idf)
     if not ranked:
@@ -173,6 +177,21 @@ def _collection(
     # Each document by what it opens with: what it is about, not the passage that matched.
     openings = [_opening(index, r.hit.section.path) for r in listed[:MAX_LISTED]]
     return [(hit.section.title, hit) for hit in openings if hit is not None]
+
+
+def _labelled(index: SectionIndex, part: Part) -> list[str]:
+    """The files whose front matter files them under the category or tag the question names
+    ("which patterns are in the Resilience category?"), when that is a list: two or more, at
+    most MAX_LISTED. A label whose kind the question names too ("category") wins, then the
+    one it names most fully ("Data access" over "Data")."""
+    asked = set(part.query.terms)
+    named = []
+    for label, files in index.labelled().items():
+        kind, _, value = label.partition(": ")
+        value_stems = set(stems(value))
+        if value_stems and value_stems <= asked and 2 <= len(files) <= MAX_LISTED:
+            named.append((stem(kind) in asked, len(value_stems), label, files))
+    return max(named)[3] if named else []
 
 
 ABOUT = 0.25  # share of a document's sections that name the subject of a list of documents

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ def embedding_text(section: Section) -> str:
     return f"{section.title}. {' '.join(section.headings)}. {section.text[:EMBED_CHARS]}"
 
 
-SCHEMA_VERSION = "8"
+SCHEMA_VERSION = "9"
 SCHEMA_USER_VERSION = int(SCHEMA_VERSION)
 
 # bm25() column weights: title, heading path, lead (front matter + first paragraph), body,
@@ -67,7 +68,7 @@ CREATE TABLE IF NOT EXISTS files(
 );
 CREATE TABLE IF NOT EXISTS sections(
     id INTEGER PRIMARY KEY, path TEXT NOT NULL, title TEXT NOT NULL, headings TEXT NOT NULL,
-    line_start INTEGER NOT NULL, line_end INTEGER NOT NULL
+    line_start INTEGER NOT NULL, line_end INTEGER NOT NULL, labels TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sections_by_path ON sections(path);
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_fts USING fts5(
@@ -77,6 +78,12 @@ CREATE TABLE IF NOT EXISTS section_vectors(id INTEGER PRIMARY KEY, vector BLOB N
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_vocab USING fts5vocab(sections_fts, 'row');
 CREATE VIRTUAL TABLE IF NOT EXISTS sections_terms USING fts5vocab(sections_fts, 'instance');
 """
+
+
+# What a Hit is read from (``SectionIndex._hit``), in this order.
+_HIT_COLUMNS = (
+    "s.id, s.path, s.title, s.headings, s.line_start, s.line_end, f.lead, f.body, s.labels"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,14 +312,15 @@ class SectionIndex:
         vectors = embed([embedding_text(s) for s in sections])
         for section, vector in zip(sections, vectors, strict=True):
             cursor = self._db.execute(
-                "INSERT INTO sections(path, title, headings, line_start, line_end)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO sections(path, title, headings, line_start, line_end, labels)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     section.path,
                     section.title,
                     json.dumps(section.headings, ensure_ascii=False),
                     section.line_start,
                     section.line_end,
+                    json.dumps(section.labels, ensure_ascii=False),
                 ),
             )
             self._db.execute(
@@ -341,13 +349,13 @@ class SectionIndex:
         expression = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
         weights = ", ".join(str(w) for w in COLUMN_WEIGHTS)
         rows = self._db.execute(
-            "SELECT s.id, s.path, s.title, s.headings, s.line_start, s.line_end, f.lead, f.body,"
+            f"SELECT {_HIT_COLUMNS},"
             f" bm25(sections_fts, {weights}) AS rank"
             " FROM sections_fts AS f JOIN sections AS s ON s.id = f.rowid"
             " WHERE sections_fts MATCH ? ORDER BY rank LIMIT ?",
             (expression, limit),
         ).fetchall()
-        return [self._hit(row, -float(row[8])) for row in rows]
+        return [self._hit(row, -float(row[9])) for row in rows]
 
     def mentions(self, text: str) -> bool:
         """Whether any section holds ``text`` verbatim (ASCII case folded): a code name
@@ -406,7 +414,7 @@ class SectionIndex:
             return []
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(
-            "SELECT s.id, s.path, s.title, s.headings, s.line_start, s.line_end, f.lead, f.body"
+            f"SELECT {_HIT_COLUMNS}"
             " FROM sections AS s JOIN sections_fts AS f ON f.rowid = s.id"
             f" WHERE s.id IN ({marks})",
             list(ids),
@@ -423,10 +431,21 @@ class SectionIndex:
         ).fetchall()
         return [row[0] for row in rows if "/" not in row[0][len(prefix) :]]
 
+    def labelled(self) -> dict[str, list[str]]:
+        """Each front-matter label ("category: Resilience", "tag: PHP") with the files that
+        carry it, sorted."""
+        files: dict[str, list[str]] = defaultdict(list)
+        for path, labels in self._db.execute(
+            "SELECT path, labels FROM sections WHERE labels != '[]' GROUP BY path ORDER BY path"
+        ):
+            for label in json.loads(labels):
+                files[label].append(path)
+        return dict(files)
+
     def file_sections(self, path: str) -> list[Hit]:
         """Every section of one file, in reading order."""
         rows = self._db.execute(
-            "SELECT s.id, s.path, s.title, s.headings, s.line_start, s.line_end, f.lead, f.body"
+            f"SELECT {_HIT_COLUMNS}"
             " FROM sections AS s JOIN sections_fts AS f ON f.rowid = s.id"
             " WHERE s.path = ? ORDER BY s.id",
             (path,),
@@ -445,6 +464,7 @@ class SectionIndex:
                 line_end=row[5],
                 text=row[7],
                 lead=row[6],
+                labels=tuple(json.loads(row[8])),
             ),
             bm25=bm25,
         )

@@ -135,8 +135,11 @@ class Ranked:
 
 
 def section_stems(hit: Hit) -> list[str]:
+    """What a section says, read under its title, headings and its page's own labels."""
     section = hit.section
-    return stems(f"{section.title} {' '.join(section.headings)} {section.text}")
+    return stems(
+        f"{section.title} {' '.join(section.labels)} {' '.join(section.headings)} {section.text}"
+    )
 
 
 SEARCH_SPECIFICITY = 0.7  # share of a term's search weight that its specificity scales
