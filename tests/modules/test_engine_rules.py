@@ -66,6 +66,12 @@ class TestPlanner:
             ("What are the key measures in Harbor's plan?", True),
             ("My main callback only runs with a subcommand. How do I run it always?", False),
             ("Which key does the config file use for the port?", False),
+            ("What are all the different kinds of leave I can take?", True),
+            # "all the" describes the parts here; the question asks how one thing works.
+            (
+                "How does the Step Builder stop me calling build() before all the parts are set?",
+                False,
+            ),
         ],
     )
     def test_an_overview_asks_for_the_main_things_not_about_a_main_thing(
