@@ -55,7 +55,6 @@ SCENE_WEIGHT = 0.35
 # A question whose own words say this little (specificities summed: "Which one wins?",
 # "Is that true?") asks about the scene it set.
 MIN_ASKED = 1.0
-DEBUG: dict = {}
 
 
 def assess_gaps(
@@ -178,7 +177,6 @@ def assess_gaps(
             else 1.0
         )
         part.gap = low or typed < GAP_TYPED or asked < ATTRIBUTE_COVERAGE or bool(part.decisive)
-        DEBUG[part.text] = ",".join(n for n, c in (("low", low), ("typed", typed < GAP_TYPED), ("asked", asked < ATTRIBUTE_COVERAGE), ("decisive", bool(part.decisive))) if c) or None  # DEBUG
         part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
 
 
