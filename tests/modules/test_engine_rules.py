@@ -54,6 +54,11 @@ class TestQuestionWords:
             "i", "have", "not", "it", "will", "not", "you", "can", "not",
         ]  # fmt: skip
 
+    def test_the_word_joined_to_a_name_is_not_a_name(self) -> None:
+        query = Query.from_text("My Annotated-style parameters blow up. Which Typer version?")
+        assert set(query.names) == {stem("annotated"), stem("typer")}
+        assert query.specific[stem("style")] < 0.5
+
     def test_latin_abbreviations_are_not_code_names(self) -> None:
         assert identifiers("the timeout, i.e. how long `fetch-timeout` waits") == ["fetch-timeout"]
 

@@ -89,10 +89,14 @@ class Query:
         ordered = stems(" ".join(subject))
         terms = tuple(dict.fromkeys(ordered))
         bigrams = tuple(dict.fromkeys(itertools.pairwise(ordered)))
+        # "Annotated-style": the capitalised part is the name, not the word it is joined to.
         capitalised = [
-            w
+            part
             for w in _CAPITALISED.findall(text)
-            if fold(w) not in STOPWORDS and not _PLURAL_ACRONYM.fullmatch(w)
+            for part in w.split("-")
+            if part[:1].isupper()
+            and fold(part) not in STOPWORDS
+            and not _PLURAL_ACRONYM.fullmatch(part)
         ]
         # Borrowed context ("it" -> the organisation named before) helps find passages,
         # but the part's own names say what it is about.
