@@ -450,6 +450,8 @@ class TestVerbsInContext:
             ("a coworker is dealing with an emergency", "dealing"),
             ("how many files does npm hang on to", "hang"),
             ("how can I make it prefer reusing the existing one", "reusing"),
+            ("customers end up double-billed. What pattern addresses that?", "addresses"),
+            ("which setting controls this", "controls"),
         ],
     )
     def test_words_the_question_uses_as_verbs(self, question: str, verb: str) -> None:
@@ -462,6 +464,8 @@ class TestVerbsInContext:
             ("when does the tram project start", "project"),
             ("which airport should I fly from", "airport"),
             ("does the kick off meeting have a budget", "budget"),
+            ("which setting that controls the cache should I change", "setting"),
+            ("is there a limit on the addresses that I can add", "addresses"),
         ],
     )
     def test_nouns_stay_nouns(self, question: str, noun: str) -> None:

@@ -97,6 +97,7 @@ _BEFORE_VERB = frozenset(
 )
 _BE = frozenset("am is are was were be been being m re s keep keeps start starts stop".split())
 _PARTICLES = frozenset("up off away out down back".split())
+_OBJECTS = frozenset("this these those it them me us".split())
 _DETERMINERS = frozenset("a an the my your our their his her its this that these those".split())
 
 
@@ -119,6 +120,9 @@ def used_as_verbs(tokens: list[str]) -> set[str]:
             before in _BEFORE_VERB
             or (word.endswith("ing") and (before in _BE or _only_a_verb(before)))
             or after in _PARTICLES
+            # "which pattern addresses this?": a word with an object after it acts
+            # ("... addresses that?" at the end: "the setting that controls" is a noun's)
+            or (i > 0 and (after in _OBJECTS or (after == "that" and i + 2 == len(tokens))))
             or (after == "on" and tokens[i + 2 : i + 3] == ["to"])
             # "does npm hang", "can uv turn": an auxiliary, its subject, then the verb
             or (two_before in _BEFORE_VERB - {"to"} and before not in _DETERMINERS)
