@@ -1322,6 +1322,21 @@ class TestListsOfHeadings:
         assert isinstance(plan, list)
         assert [o["heading"] for o in plan[0]["outline"]] == listed
 
+    def test_the_item_the_question_names_beside_the_others_asks_for_the_others(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        self._session_sheet(root)
+        # Naming one attribute "alongside" asks for its siblings, not the list under it.
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "Which cookie attributes get set alongside the Secure Attribute on session cookies?",
+            "h6",
+        )
+        listed = re.findall(r"^- \*\*(.+?)\*\*", answer, re.MULTILINE)
+        assert "HttpOnly Attribute" in listed, answer
+        assert "SameSite Attribute" in listed, answer
+
     def test_the_heading_the_question_names_lists_what_is_under_it(self, tmp_path: Path) -> None:
         root = tmp_path / "docs"
         _write(

@@ -614,7 +614,8 @@ def _with_lists(units: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]
 # "Which lifecycle scripts ...", "what kinds of leave", "in what order": several things.
 _ASKS_LIST = re.compile(
     r"\b(?:which|what)\s+(?:[\w/-]+\s+){0,2}?(?!(?:does|has|was|this)\b)[a-z]+[^su\W]s\s+(?:do|does|did|can|could|should|"
-    r"would|will|must|are|is|have|has|i|we|you|the|in|for|of|to|that|at|on)\b|\blist\b|\ball the\b"
+    r"would|will|must|are|is|have|has|i|we|you|the|in|for|of|to|that|at|on|get|exist|need|"
+    r"come|go)\b|\blist\b|\ball the\b"
     r"|\bin what order\b|\b(?:kinds?|types?|sorts?) of\b",
     re.IGNORECASE,
 )

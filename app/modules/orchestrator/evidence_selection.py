@@ -301,7 +301,8 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
     # The most of the best passages under one heading; then the closest heading above them.
     path, prefix = max(candidates, key=lambda c: (len(below[c]), len(c[1]), -first[c]))
     top = ranked[0].hit.section
-    said = bool(top.headings) and says(asked, top.headings[-1])
+    # "... alongside the Hero table model?" names one item to ask for the others.
+    said = bool(top.headings) and says(asked, top.headings[-1]) and not _BESIDES.search(asked)
     if said and (path, prefix) != (top.path, top.headings):
         # "which scripts does npm publish run?": the list under "npm publish" answers, not
         # the headings beside it; "which storage directories ...?" is answered by the
@@ -320,6 +321,9 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
     return listed if len(listed) >= 2 and nouns & named else []
 
 
+_BESIDES = re.compile(
+    r"\b(?:alongside|besides|other than|apart from|in addition to|except(?: for)?)\b", re.I
+)
 _ASKS_MANNER = re.compile(r"\s*(?:how|why|when|where)\b", re.IGNORECASE)
 # Plurals that name the form of an answer, not what it lists.
 _LIST_FORMS = frozenset("kinds types sorts ways things options examples".split())
