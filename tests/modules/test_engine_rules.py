@@ -13,6 +13,7 @@ from app.modules.documents.sections import split_markdown
 from app.modules.evidence import Evidence, Part, cited_ids
 from app.modules.llm.extractive import _answers, _cite, answer_pattern, gap_sentence, split_units
 from app.modules.orchestrator.evidence_selection import (
+    _labelled,
     _own_weights,
     _sibling_list,
     retrieve_evidence,
@@ -21,7 +22,7 @@ from app.modules.orchestrator.gaps import assess_gaps
 from app.modules.orchestrator.module import run_pipeline
 from app.modules.orchestrator.planner import is_broad, plan_parts
 from app.modules.retrieval.embedding import embed
-from app.modules.retrieval.index import SectionIndex
+from app.modules.retrieval.index import SectionIndex, index_path_for
 from app.modules.retrieval.retriever import (
     Query,
     Ranked,
@@ -72,6 +73,7 @@ class TestPlanner:
             ("My main callback only runs with a subcommand. How do I run it always?", False),
             ("Which key does the config file use for the port?", False),
             ("What are all the different kinds of leave I can take?", True),
+            ("Show me all the supported platforms.", True),
             # "all the" describes the parts here; the question asks how one thing works.
             (
                 "How does the Step Builder stop me calling build() before all the parts are set?",
@@ -451,7 +453,7 @@ class TestVerbsInContext:
             ("how many files does npm hang on to", "hang"),
             ("how can I make it prefer reusing the existing one", "reusing"),
             ("customers end up double-billed. What pattern addresses that?", "addresses"),
-            ("which setting controls this", "controls"),
+            ("which setting controls it", "controls"),
         ],
     )
     def test_words_the_question_uses_as_verbs(self, question: str, verb: str) -> None:
@@ -466,6 +468,8 @@ class TestVerbsInContext:
             ("does the kick off meeting have a budget", "budget"),
             ("which setting that controls the cache should I change", "setting"),
             ("is there a limit on the addresses that I can add", "addresses"),
+            ("does the acme budget this year include travel", "budget"),
+            ("i upgraded the package it fails", "package"),
         ],
     )
     def test_nouns_stay_nouns(self, question: str, noun: str) -> None:
@@ -1766,6 +1770,9 @@ class TestHeadingsOfTheKindAsked:
             ("Does it have an alias?", True),
             # "low-risk" says what kind of app, not that the drawbacks are asked for.
             ("What idle timeouts suit high-value apps versus low-risk ones?", False),
+            ("How does the SameSite attribute reduce CSRF risk?", False),
+            ("How do I take advantage of HTTP/2?", False),
+            ("What are the risks of caching tokens?", True),
             ("What does the Bridge pattern decouple?", False),
         ],
     )
@@ -1789,6 +1796,13 @@ class TestFrontMatterLabels:
             "category: Resilience",
             "tag: Fault tolerance",
             "tag: Performance",
+        )
+        # Tags in one string, a capitalised key, a date: as site generators read them.
+        page = "---\nCategory: Guides\ntags: php, security\ndate: 2024-01-02\n---\n\nText.\n"
+        assert split_markdown(page, "a.md")[0].labels == (
+            "category: Guides",
+            "tag: php",
+            "tag: security",
         )
 
     def test_a_list_of_documents_in_a_category_lists_exactly_that_category(
@@ -1822,6 +1836,13 @@ class TestFrontMatterLabels:
         assert "Singleton" not in answer
         assert "Builder" not in answer
 
+        # A label spelled another way is the same label.
+        (root / "bulkhead/README.md").write_text(
+            self._page("Bulkhead Pattern", "resilience", ["Java"], "Partition resources.")
+        )
+        answer, _ = _run(config, "Which patterns fall under the Resilience category?", "l3")
+        assert "Bulkhead Pattern" in answer
+
         # The labels follow the files: a page moved to another category leaves the list.
         (root / "bulkhead/README.md").write_text(
             self._page("Bulkhead Pattern", "Structural", ["Java"], "Partition resources.")
@@ -1829,3 +1850,34 @@ class TestFrontMatterLabels:
         answer, _ = _run(config, "Which patterns fall under the Resilience category?", "l2")
         assert "Retry Pattern" in answer
         assert "Bulkhead" not in answer
+
+    def test_a_label_is_not_the_list_when_the_question_asks_more_or_every_page_has_it(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        pages = {
+            "retry": ("Retry Guide", "Guides", "Call again after a failure of the service."),
+            "breaker": ("Circuit Breaker Guide", "Guides", "Stop calling after a failure."),
+            "singleton": ("Singleton Guide", "Guides", "One instance of a class."),
+            "builder": ("Builder Reference", "Reference", "Build objects step by step."),
+            "factory": ("Factory Reference", "Reference", "Create objects by kind."),
+        }
+        _write(
+            root,
+            {
+                f"{folder}/README.md": self._page(title, category, ["Java"], text)
+                for folder, (title, category, text) in pages.items()
+            },
+        )
+        config = _config(tmp_path, root)
+        # "failures" is a subject of the question's own: not every guide answers it.
+        answer, _ = _run(config, "Which guides cover failures?", "m1")
+        assert "Singleton" not in answer
+        # A tag every page carries sorts nothing out; a label with a subject beside it is
+        # not the whole question.
+        with SectionIndex.open(index_path_for(config.index_root, root)) as index:
+            for question in ("Which Java documents are there?", "Which guides cover failures?"):
+                part = Part(id=1, text=question, query=Query.from_text(question))
+                assert _labelled(index, part) == [], question
+            part = Part(id=1, text="Which guides are there?", query=Query.from_text("guides"))
+            assert len(_labelled(index, part)) == 3

@@ -70,33 +70,38 @@ def _front_matter(content: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _values(meta: dict[str, Any], key: str) -> list[str]:
+    """A front-matter key's values as text: one value, or each item of a list; dates, maps
+    and other structures are not text a reader searches."""
+    value = next((v for k, v in meta.items() if str(k).lower() == key), None)
+    items = value if isinstance(value, list) else [value]
+    return [
+        " ".join(str(item).split())
+        for item in items
+        if isinstance(item, str | int | float) and not isinstance(item, bool) and str(item).strip()
+    ]
+
+
 def _front_matter_text(meta: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for key in _FRONT_MATTER_KEYS:
-        value = meta.get(key)
-        if isinstance(value, list):
-            parts.extend(str(item) for item in value)
-        elif value:
-            parts.append(str(value))
-    return " ".join(parts)
+    return " ".join(v for key in _FRONT_MATTER_KEYS for v in _values(meta, key))
 
 
 # Front-matter keys that file a page under a category or tag, by what they call one.
 _LABEL_KEYS = {"category": "category", "categories": "category", "tags": "tag", "tag": "tag"}
+MAX_LABELS = 50  # a page's labels travel with each of its sections: a bounded few
 
 
 def _labels(meta: dict[str, Any]) -> tuple[str, ...]:
     found: list[str] = []
     for key, name in _LABEL_KEYS.items():
-        value = meta.get(key)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str | int | float) and not isinstance(item, bool):
-                said = " ".join(str(item).split())
+        for value in _values(meta, key):
+            # "tags: php, security" is two tags, as site generators read it.
+            for said in (v.strip() for v in value.split(",")):
                 # The key travels with the value: the page says "category: Resilience".
                 label = f"{name}: {said}"
                 if said and label not in found:
                     found.append(label)
-    return tuple(found)
+    return tuple(found[:MAX_LABELS])
 
 
 def _title_from_path(path: str) -> str:

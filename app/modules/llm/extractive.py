@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
 from app.modules.retrieval.embedding import embed
-from app.modules.retrieval.retriever import asked_facets, coverage
+from app.modules.retrieval.retriever import asked_facets, coverage, of_the_kind
 from app.modules.retrieval.text import LINK_TARGET, STOPWORDS, content_terms, stems
 
 _ABBREVIATIONS = frozenset(
@@ -613,7 +613,7 @@ def _with_lists(units: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]
 
 # "Which lifecycle scripts ...", "what kinds of leave", "in what order": several things.
 _ASKS_LIST = re.compile(
-    r"\b(?:which|what)\s+(?:[\w/-]+\s+){0,2}?(?!(?:does|has|was|this)\b)[a-z]+[^su\W]s\s+(?:do|does|did|can|could|should|"
+    r"\b(?:which|what)\s+(?!if\b)(?:[\w/-]+\s+){0,2}?(?!(?:does|has|was|this)\b)[a-z]+[^su\W]s\s+(?:do|does|did|can|could|should|"
     r"would|will|must|are|is|have|has|i|we|you|the|in|for|of|to|that|at|on|get|exist|need|"
     r"come|go)\b|\blist\b|\ball the\b"
     r"|\bin what order\b|\b(?:kinds?|types?|sorts?) of\b",
@@ -901,7 +901,7 @@ class ExtractiveWriter:
             if subject and not subject & in_view:
                 continue
             # Under the heading of what is asked ("Trade-offs" for "what can go wrong?").
-            of_kind = any(f.search(item.heading_path or "") for f in facets)
+            of_kind = of_the_kind((item.heading_path or "").rsplit(" > ", 1)[-1], facets)
             names_here = bool(names & in_view)
             any_name_here = not part.query.names or bool(set(part.query.names) & in_view)
             units = split_units(item.text)

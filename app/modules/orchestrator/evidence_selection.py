@@ -181,17 +181,43 @@ def _collection(
 
 def _labelled(index: SectionIndex, part: Part) -> list[str]:
     """The files whose front matter files them under the category or tag the question names
-    ("which patterns are in the Resilience category?"), when that is a list: two or more, at
-    most MAX_LISTED. A label whose kind the question names too ("category") wins, then the
-    one it names most fully ("Data access" over "Data")."""
+    ("which patterns are in the Resilience category?"), when that is the whole question and a
+    list: two or more files, at most MAX_LISTED, not nearly every labelled file. A label whose
+    kind the question names too ("category") wins, then the one it names most fully ("Data
+    access" over "Data"). Labels that differ only in case or kind are one label."""
     asked = set(part.query.terms)
-    named = []
-    for label, files in index.labelled().items():
+    labelled = index.labelled()
+    everywhere = len({p for files in labelled.values() for p in files}) * LABEL_EVERYWHERE
+    # One label per kind and value however it is spelled ("Resilience", "resilience").
+    groups: dict[tuple[str, frozenset[str]], set[str]] = defaultdict(set)
+    for label, files in labelled.items():
         kind, _, value = label.partition(": ")
-        value_stems = set(stems(value))
-        if value_stems and value_stems <= asked and 2 <= len(files) <= MAX_LISTED:
-            named.append((stem(kind) in asked, len(value_stems), label, files))
-    return max(named)[3] if named else []
+        value_stems = frozenset(stems(value))
+        if value_stems and value_stems <= asked:
+            groups[(stem(kind), value_stems)].update(files)
+    named = [
+        (kind in asked, len(value_stems), sorted(paths))
+        for (kind, value_stems), paths in groups.items()
+        if 2 <= len(paths) <= min(MAX_LISTED, everywhere)
+        and not _more_asked(part, asked - value_stems - {kind})
+    ]
+    return max(named)[2] if named else []
+
+
+LABEL_EVERYWHERE = 0.8  # a label on nearly every labelled file sorts nothing out
+
+
+def _more_asked(part: Part, rest: set[str]) -> bool:
+    """Whether the question asks more than the label: "which guides cover failures?" names
+    the label "Guides" and a subject of its own, so the label alone is not the list."""
+    kind_words = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
+    return any(
+        part.query.specific.get(t, 0.0) > LABEL_SUBJECT and t not in part.query.verbs
+        for t in rest - kind_words
+    )
+
+
+LABEL_SUBJECT = 0.5  # at or below: phrasing ("file under", "fall under"), not a subject
 
 
 ABOUT = 0.25  # share of a document's sections that name the subject of a list of documents
@@ -322,7 +348,7 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
 
 
 _BESIDES = re.compile(
-    r"\b(?:alongside|besides|other than|apart from|in addition to|except(?: for)?)\b", re.I
+    r"\b(?:alongside|besides|other than|apart from|in addition to|except for)\b", re.I
 )
 _ASKS_MANNER = re.compile(r"\s*(?:how|why|when|where)\b", re.IGNORECASE)
 # Plurals that name the form of an answer, not what it lists.

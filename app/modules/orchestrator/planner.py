@@ -55,7 +55,7 @@ _BROAD = re.compile(
     # "the main initiatives", "key measures", not "my main callback" or "the key file"
     r"\b(?:main|key|major|principal)\s+(?:[\w-]+\s+)?(?!(?:does|goes|has|was)\b)[a-z]+[^su\W]s\b"
     # "what are all the kinds of leave?", not "before all the required parts are set"
-    r"|\b(?:what|which|list|name|give)\b[^?.]{0,20}?\ball the\b"
+    r"|\b(?:what|which|list|name|give|show|tell|enumerate)\b[^?.]{0,20}?\ball the\b"
     r"|\b(overview|summary|summari[sz]e|outline|list the|"
     r"initiatives|programmes|programs|measures|actions|projects|steps|activities|efforts|"
     r"strategies|approaches|plans)\b"

@@ -273,7 +273,12 @@ def _heading_prior(
 
 def _of_a_kind_asked(hit: Hit, facets: Sequence[re.Pattern[str]]) -> bool:
     headings = hit.section.headings
-    return bool(headings) and any(f.search(headings[-1]) for f in facets)
+    return bool(headings) and of_the_kind(headings[-1], facets)
+
+
+def of_the_kind(heading: str, facets: Sequence[re.Pattern[str]]) -> bool:
+    """Whether a section's own heading (not its page's title or parents) is of a kind asked."""
+    return any(f.search(heading) for f in facets)
 
 
 # What a question asks for, and the headings documentation conventionally puts it under
@@ -289,10 +294,12 @@ _FACETS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\balso known\b|\balias(?:es)?\b|\bother names?\b",
         ),
         (
-            # "low-risk apps" describes the apps; "risky", "the risks of" ask for the drawbacks.
+            # "risky", "the risks of it" ask for the drawbacks; "low-risk apps" and "reduce
+            # the risk of CSRF" do not.
             r"\b(?:drawbacks?|downsides?|disadvantages?|cons|pitfalls?|trade-?offs?|"
             r"limitations?|caveats?|weakness(?:es)?|fragile)\b|\bgo(?:es)? wrong\b"
-            r"|(?<![\w-])(?:risks?|risky)(?![\w-])",
+            r"|(?<![\w-])risky\b|(?<![\w-])risks (?:of|with|in|to)\b|\b(?:what|any) risks\b"
+            r"|\bwhat are the risks\b",
             r"\btrade-?offs?\b|\bdrawbacks?\b|\bdisadvantages?\b|\bconsequences\b"
             r"|\bpitfalls?\b|\blimitations?\b|\bconsiderations\b|\bliabilities\b|\bcaveats?\b"
             r"|\bcons\b|\brisks?\b",
@@ -303,7 +310,8 @@ _FACETS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\bwhen to use\b|\bapplicability\b|\buse cases?\b|\bwhen should\b",
         ),
         (
-            r"\b(?:benefits?|advantages?|pros|upsides?)\b",
+            # not "take advantage of"
+            r"\b(?:benefits?|pros|upsides?)\b|(?<!take )(?<!taking )(?<!takes )\badvantages?\b",
             r"\bbenefits?\b|\badvantages?\b|\bpros\b",
         ),
     )

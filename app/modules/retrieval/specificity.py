@@ -97,7 +97,17 @@ _BEFORE_VERB = frozenset(
 )
 _BE = frozenset("am is are was were be been being m re s keep keeps start starts stop".split())
 _PARTICLES = frozenset("up off away out down back".split())
-_OBJECTS = frozenset("this these those it them me us".split())
+_OBJECTS = frozenset("it them me us".split())
+_DEMONSTRATIVES = frozenset("this that these those".split())
+
+
+def _object_after(tokens: list[str], i: int) -> bool:
+    after = tokens[i + 1] if i + 1 < len(tokens) else ""
+    # A demonstrative ends the question ("addresses that?"); inside it, it opens a noun
+    # phrase ("this year").
+    return i > 0 and (after in _OBJECTS or (after in _DEMONSTRATIVES and i + 2 == len(tokens)))
+
+
 _DETERMINERS = frozenset("a an the my your our their his her its this that these those".split())
 
 
@@ -120,9 +130,10 @@ def used_as_verbs(tokens: list[str]) -> set[str]:
             before in _BEFORE_VERB
             or (word.endswith("ing") and (before in _BE or _only_a_verb(before)))
             or after in _PARTICLES
-            # "which pattern addresses this?": a word with an object after it acts
-            # ("... addresses that?" at the end: "the setting that controls" is a noun's)
-            or (i > 0 and (after in _OBJECTS or (after == "that" and i + 2 == len(tokens))))
+            # "which pattern addresses it?", "... addresses that?" at the end: a word with its
+            # object after it acts. Not "the package it ...", "the budget this year",
+            # "the setting that controls": after a determiner it is a noun.
+            or (before not in _DETERMINERS and _object_after(tokens, i))
             or (after == "on" and tokens[i + 2 : i + 3] == ["to"])
             # "does npm hang", "can uv turn": an auxiliary, its subject, then the verb
             or (two_before in _BEFORE_VERB - {"to"} and before not in _DETERMINERS)
