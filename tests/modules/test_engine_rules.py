@@ -874,6 +874,9 @@ class TestClauses:
             ("Wait a minute to connect, but give up after 10 seconds otherwise. How?", 1),
             ("What is the budget, and have they approved it?", 2),
             ("What is the budget, but how is the plan funded?", 2),
+            # "and can never be NULL" goes on about "id": no subject, no question of its own.
+            ("If id is the primary key and can never be NULL, why is it optional?", 1),
+            ("Is the cache shared and can I move it?", 2),
         ],
     )
     def test_a_clause_is_a_part_only_when_it_asks(self, question: str, parts: int) -> None:

@@ -25,9 +25,12 @@ _QUESTION_START = (
 _HAVE_ASKS = r"ha(?:ve|s|d)\s+\w+\s+(?:\w+(?:ed|en|wn|ne)|got|been|made|done|had|set|put)\b"
 _NOT_HAVE = r"(?!ha(?:ve|s|d)\b)"
 _IMPERATIVES = r"list|name|describe|explain|give|tell"
+# "id is the primary key and can never be NULL": an auxiliary with no subject after it goes
+# on with the subject before, it does not ask ("and can I ...?" does).
+_GOES_ON = r"(?!\w+\s+(?:never|not|also|always|only|still|just|be|been|easily)\b)"
 _CLAUSE_BREAK = re.compile(
     rf"\s*(?:,\s*)?\b(?:"
-    rf"(?:and|as well as|also|plus)\s+(?={_HAVE_ASKS}|{_NOT_HAVE}(?:{_QUESTION_START})\b)"
+    rf"(?:and|as well as|also|plus)\s+(?={_HAVE_ASKS}|{_NOT_HAVE}{_GOES_ON}(?:{_QUESTION_START})\b)"
     rf"|but\s+(?={_HAVE_ASKS}|{_NOT_HAVE}(?!(?:{_IMPERATIVES})\b)(?:{_QUESTION_START})\b))",
     re.IGNORECASE,
 )
