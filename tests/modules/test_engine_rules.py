@@ -11,7 +11,14 @@ import pytest
 from app.config import AppConfig
 from app.modules.documents.sections import split_markdown
 from app.modules.evidence import Evidence, Part, cited_ids
-from app.modules.llm.extractive import _answers, _cite, answer_pattern, gap_sentence, split_units
+from app.modules.llm.extractive import (
+    _answers,
+    _cite,
+    answer_pattern,
+    asked_kind,
+    gap_sentence,
+    split_units,
+)
 from app.modules.orchestrator.evidence_selection import (
     _labelled,
     _own_weights,
@@ -1884,3 +1891,29 @@ class TestFrontMatterLabels:
                 assert _labelled(index, part) == [], question
             part = Part(id=1, text="Which guides are there?", query=Query.from_text("guides"))
             assert len(_labelled(index, part)) == 3
+
+
+class TestKindOfAnswerAsked:
+    def test_the_kind_of_thing_asked_for_need_not_be_said_by_the_passage(self) -> None:
+        question = "Which Relationship() parameter sets up the many-to-many between Hero and Team?"
+        query = Query.from_text(question)
+        document = (
+            "Pass `link_model=HeroTeamLink` to Relationship() on Hero and on Team; "
+            "it sets up both sides."
+        )
+        passage = Evidence(
+            id=1,
+            kind="section",
+            text=document,
+            score=1.0,
+            path="tutorial/many-to-many.md",
+            stems=frozenset(stems(document)),
+        )
+        part = Part(id=1, text=question, query=query, evidence_ids=[1])
+        assert asked_kind(question) == stem("parameter")
+        assert stem("parameter") not in passage.stems
+        # "parameter" weighs most of what is asked about the named things, and the passage
+        # answers with one ("link_model=") without saying the word.
+        idf = {**dict.fromkeys(query.terms, 2.0), stem("parameter"): 5.0}
+        assess_gaps([part], [passage], idf, set())
+        assert part.gap is False, part

@@ -18,7 +18,7 @@ from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
 from app.modules.retrieval.embedding import embed
 from app.modules.retrieval.retriever import asked_facets, coverage, of_the_kind
-from app.modules.retrieval.text import LINK_TARGET, STOPWORDS, content_terms, stems
+from app.modules.retrieval.text import LINK_TARGET, STOPWORDS, content_terms, stem, stems
 
 _ABBREVIATIONS = frozenset(
     [
@@ -165,14 +165,28 @@ _ASKS_NAME = re.compile(
 
 # "Which flag / setting / password manager ...": the answer names a thing the question does
 # not (a code span, a flag, an environment variable, a CamelCase or capitalised name, a link).
+_KINDS = (
+    r"flag|option|setting|command|subcommand|variable|config\w*|key|field|tool|manager|app|"
+    r"application|channel|file|format|package|library|plugin|provider|service|site|website|"
+    r"form|url|address|email|parameter|argument|function|method|class|header|script|hook|"
+    r"program|platform|browser|editor|account|system|portal"
+)
 _ASKS_IDENTIFIER = re.compile(
-    r"\b(which|what(?:'s| is| are)?(?: the)?)\s+(?:[\w-]+\s+){0,2}?(flag|option|setting|"
-    r"command|subcommand|variable|config\w*|key|field|tool|manager|app|application|channel|"
-    r"file|format|package|library|plugin|provider|service|site|website|form|url|address|"
-    r"email|parameter|argument|function|method|class|header|script|hook|program|platform|"
-    r"browser|editor|account|system|portal)s?\b",
+    rf"\b(which|what(?:'s| is| are)?(?: the)?)\s+(?:[\w-]+\s+){{0,2}}?({_KINDS})s?\b",
     re.IGNORECASE,
 )
+# The same kinds after a name in code form: "which Relationship() parameter ...".
+_ASKED_KIND = re.compile(rf"\b(?:which|what)\s+(?:\S+\s+){{0,2}}?({_KINDS})s?\b", re.I)
+
+
+def asked_kind(text: str) -> str | None:
+    """The stem of the kind of thing a "which flag / setting / parameter ...?" question asks
+    for: the answer names one, often without the word ("`link_model=`" for "which
+    parameter")."""
+    match = _ASKED_KIND.search(text)
+    return stem(match.group(1)) if match else None
+
+
 _NAMED = re.compile(
     r"`[^`\n]+`|(?<![\w-])--?[a-z][\w-]+|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z][a-z]+[A-Z]\w*"
     r"|\[(?:[^\]\s]+\s?){1,4}\]\(|(?<=[a-z,;] )[A-Z][\w-]*[a-z]\b|#[a-z][\w-]+"

@@ -14,6 +14,7 @@ from app.modules.evidence import CITATION, Evidence, Part
 from app.modules.llm.extractive import (
     _answers,
     answer_pattern,
+    asked_kind,
     gap_sentence,
     split_units,
 )
@@ -170,7 +171,10 @@ def assess_gaps(
         # The passages name the subject ("Verdant", "Ostervale Dairy") and say nothing of what
         # is asked about it ("water consumption target"): the names alone carried the
         # coverage. An overview is answered by the subject's outline, so it is not held to it.
-        attributes = [t for t in terms if t not in part.query.names]
+        # "Which Relationship() parameter ...": "parameter" is the kind of answer asked for,
+        # which the passage names ("link_model=") rather than says.
+        kind = asked_kind(part.text)
+        attributes = [t for t in terms if t not in part.query.names and t != kind]
         asked = (
             max((coverage(attributes, v, weights) for v in views), default=0.0)
             if part.query.names and attributes and not part.broad
