@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from app.modules.process_identity import process_start
 from tests.support.processes import (
     REPO,
     SERVICE_APP,
@@ -126,9 +128,23 @@ def _follow(base_url: str, cluster: Cluster, stop: threading.Event) -> None:
                 return
 
 
+# write_json_atomic's temp files: .<name>.<pid>-<n>.tmp
+_TEMP_FILE = re.compile(r"\..+\.(\d+)-\d+\.tmp")
+
+
+def _written_now(name: str) -> bool:
+    match = _TEMP_FILE.fullmatch(name)
+    return match is not None and process_start(int(match.group(1))) is not None
+
+
 def _check(output: Path, base_url: str, cluster: Cluster) -> None:
     """Every invariant, after a restart and before any new POST."""
-    leftovers = [p.name for p in output.rglob("*") if p.name.endswith(".tmp")]
+    # A temp file of a live process is a write in progress (the restarted server saves its
+    # run summary in the background right after start-up), not a leftover; one whose
+    # process is gone is what a kill left and start-up must have removed.
+    leftovers = [
+        p.name for p in output.rglob("*") if p.name.endswith(".tmp") and not _written_now(p.name)
+    ]
     leftovers += [
         p.name for p in output.iterdir() if p.name.startswith((".creating-", ".deleting-"))
     ]
