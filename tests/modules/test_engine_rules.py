@@ -1799,6 +1799,17 @@ class TestFrontMatterLabels:
             f"## Intent\n\n{text}\n"
         )
 
+    @classmethod
+    def _catalogue(cls, root: Path, pages: dict[str, tuple[str, str, str]]) -> None:
+        """One page per folder: (title, category, opening text), each tagged "Java"."""
+        _write(
+            root,
+            {
+                f"{folder}/README.md": cls._page(title, category, ["Java"], text)
+                for folder, (title, category, text) in pages.items()
+            },
+        )
+
     def test_labels_are_the_category_and_tags_of_the_front_matter(self) -> None:
         page = self._page("Retry", "Resilience", ["Fault tolerance", "Performance"], "Retry.")
         sections = split_markdown(page, "retry/README.md")
@@ -1830,13 +1841,7 @@ class TestFrontMatterLabels:
             "singleton": ("Singleton Pattern", "Creational", "One instance of a class."),
             "builder": ("Builder Pattern", "Creational", "Build complex objects step by step."),
         }
-        _write(
-            root,
-            {
-                f"{folder}/README.md": self._page(title, category, ["Java"], text)
-                for folder, (title, category, text) in pages.items()
-            },
-        )
+        self._catalogue(root, pages)
         config = _config(tmp_path, root)
         answer, bundle = _run(config, "Which patterns fall under the Resilience category?", "l1")
         cited = {e["path"] for e in bundle["evidence"]}  # type: ignore[attr-defined]
@@ -1872,13 +1877,7 @@ class TestFrontMatterLabels:
             "builder": ("Builder Reference", "Reference", "Build objects step by step."),
             "factory": ("Factory Reference", "Reference", "Create objects by kind."),
         }
-        _write(
-            root,
-            {
-                f"{folder}/README.md": self._page(title, category, ["Java"], text)
-                for folder, (title, category, text) in pages.items()
-            },
-        )
+        self._catalogue(root, pages)
         config = _config(tmp_path, root)
         # "failures" is a subject of the question's own: not every guide answers it.
         answer, _ = _run(config, "Which guides cover failures?", "m1")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,21 @@ def _release_pieces(run_dir: Path, first: int, last: int) -> None:
         (run_dir / delta_file(n)).touch()
 
 
+@contextmanager
+def _first_piece_on_a_phone(
+    uvicorn: Uvicorn, page: Page, tmp_path: Path, base_dir: Path
+) -> Iterator[Path]:
+    """A gated run started from the demo on a phone, its first piece shown; its folder."""
+    page.set_viewport_size(PHONE)
+    output = tmp_path / "output"
+    env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
+    with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
+        run_dir = output / _start_gated_run(page, server)
+        _release_pieces(run_dir, 1, 1)
+        expect(page.get_by_test_id("answer")).to_contain_text("Piece 1.")
+        yield run_dir
+
+
 def test_on_a_phone_the_reader_stays_at_the_answer_when_the_run_ends(
     uvicorn: Uvicorn, page: Page, tmp_path: Path
 ) -> None:
@@ -71,14 +86,8 @@ def test_on_a_phone_a_first_short_piece_does_not_use_up_bringing_the_run_into_vi
     # The flaky form of the test above, made deterministic: the first piece is shown while
     # the page is still too short to scroll the run up to the top. The page must bring the
     # run up once it can, not keep the reader where that first, clamped scroll left them.
-    page.set_viewport_size(PHONE)
-    output = tmp_path / "output"
-    env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
-    with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
-        run_dir = output / _start_gated_run(page, server)
+    with _first_piece_on_a_phone(uvicorn, page, tmp_path, base_dir) as run_dir:
         answer = page.get_by_test_id("answer")
-        _release_pieces(run_dir, 1, 1)
-        expect(answer).to_contain_text("Piece 1.")
         short = page.get_by_test_id("run").evaluate(
             "node => document.documentElement.scrollHeight - window.innerHeight"
             " < node.getBoundingClientRect().top + window.scrollY - 20"
@@ -98,14 +107,8 @@ def test_on_a_phone_a_reader_who_scrolls_is_not_pulled_to_the_run(
 ) -> None:
     # While the run cannot yet be brought up (its answer is still short), the reader scrolls
     # on their own: from then on the page leaves the scrolling to them.
-    page.set_viewport_size(PHONE)
-    output = tmp_path / "output"
-    env = {"APP_BASE_DIR": str(base_dir), "APP_OUTPUT_DIR": str(output)}
-    with uvicorn(**env, APP_PIPELINE=FILE_GATED) as server:
-        run_dir = output / _start_gated_run(page, server)
+    with _first_piece_on_a_phone(uvicorn, page, tmp_path, base_dir) as run_dir:
         answer = page.get_by_test_id("answer")
-        _release_pieces(run_dir, 1, 1)
-        expect(answer).to_contain_text("Piece 1.")
         page.mouse.move(100, 100)
         page.mouse.wheel(0, -400)  # back up, towards the question
         page.wait_for_function("window.scrollY === 0")

@@ -150,14 +150,12 @@ def _collection(
             # The folder's landing page first: it introduces the rest.
             files = sorted(index.folder_files(folder), key=lambda p: not _LANDING.search(p))
             if 2 <= len(files) <= MAX_LISTED:
-                openings = [_opening(index, path) for path in files]
-                return [(hit.section.title, hit) for hit in openings if hit]
+                return _documents(index, files)
     if not asks_documents:
         return []
     labelled = _labelled(index, part)
     if labelled:
-        openings = [_opening(index, path) for path in labelled]
-        return [(hit.section.title, hit) for hit in openings if hit is not None]
+        return _documents(index, labelled)
     # More sections than a part's own evidence: a list may name a dozen documents.
     ranked = rank(index, part.query, k=COLLECTION_K, idf=idf)
     if not ranked:
@@ -175,8 +173,7 @@ def _collection(
     if len(listed) < 2:
         return []
     # Each document by what it opens with: what it is about, not the passage that matched.
-    openings = [_opening(index, r.hit.section.path) for r in listed[:MAX_LISTED]]
-    return [(hit.section.title, hit) for hit in openings if hit is not None]
+    return _documents(index, [r.hit.section.path for r in listed[:MAX_LISTED]])
 
 
 def _labelled(index: SectionIndex, part: Part) -> list[str]:
@@ -195,11 +192,13 @@ def _labelled(index: SectionIndex, part: Part) -> list[str]:
         value_stems = frozenset(stems(value))
         if value_stems and value_stems <= asked:
             groups[(stem(kind), value_stems)].update(files)
+    # The kind of document asked for ("which guides ...") is no subject of its own.
+    kind_words = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
     named = [
         (kind in asked, len(value_stems), sorted(paths))
         for (kind, value_stems), paths in groups.items()
         if 2 <= len(paths) <= min(MAX_LISTED, everywhere)
-        and not _more_asked(part, asked - value_stems - {kind})
+        and not _more_asked(part, asked - value_stems - kind_words - {kind})
     ]
     return max(named)[2] if named else []
 
@@ -210,10 +209,8 @@ LABEL_EVERYWHERE = 0.8  # a label on nearly every labelled file sorts nothing ou
 def _more_asked(part: Part, rest: set[str]) -> bool:
     """Whether the question asks more than the label: "which guides cover failures?" names
     the label "Guides" and a subject of its own, so the label alone is not the list."""
-    kind_words = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
     return any(
-        part.query.specific.get(t, 0.0) > LABEL_SUBJECT and t not in part.query.verbs
-        for t in rest - kind_words
+        part.query.specific.get(t, 0.0) > LABEL_SUBJECT and t not in part.query.verbs for t in rest
     )
 
 
@@ -273,6 +270,12 @@ def _names_folder(question: str, name: list[str]) -> bool:
 _AUXILIARIES = frozenset(
     "do does did is are was were be can could should would will must may might has have had".split()
 )
+
+
+def _documents(index: SectionIndex, paths: list[str]) -> list[tuple[str, Hit]]:
+    """Each document by its title and what it opens with: what it is about."""
+    openings = [_opening(index, path) for path in paths]
+    return [(hit.section.title, hit) for hit in openings if hit is not None]
 
 
 def _opening(index: SectionIndex, path: str) -> Hit | None:
