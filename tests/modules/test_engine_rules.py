@@ -39,7 +39,15 @@ from app.modules.retrieval.retriever import (
     search_weights,
 )
 from app.modules.retrieval.specificity import specificity, used_as_verbs
-from app.modules.retrieval.text import american, identifiers, stem, stems, variants, words
+from app.modules.retrieval.text import (
+    adjective,
+    american,
+    identifiers,
+    stem,
+    stems,
+    variants,
+    words,
+)
 
 
 class TestSpecificity:
@@ -1571,8 +1579,9 @@ class TestWordsThatNameNothing:
         assert query.terms == ("yarn", "lockfil", "instal")
 
 
-def _assessed(question: str, document: str) -> Part:
-    """One part of ``question`` after the gap check, with ``document`` as its only passage."""
+def _assessed(question: str, document: str, weights: dict[str, float] | None = None) -> Part:
+    """One part of ``question`` after the gap check, with ``document`` as its only passage
+    (every term weighing 2.0 in the corpus, unless ``weights`` says otherwise)."""
     query = Query.from_text(question)
     evidence = Evidence(
         id=1,
@@ -1587,7 +1596,7 @@ def _assessed(question: str, document: str) -> Part:
         stems=frozenset(stems(document)),
     )
     part = Part(id=1, text=question, query=query, evidence_ids=[1])
-    idf = dict.fromkeys(query.terms, 2.0)
+    idf = dict.fromkeys(query.terms, 2.0) | (weights or {})
     assess_gaps([part], [evidence], idf, unknown=set(query.terms) - evidence.stems)
     return part
 
@@ -1916,3 +1925,110 @@ class TestKindOfAnswerAsked:
         idf = {**dict.fromkeys(query.terms, 2.0), stem("parameter"): 5.0}
         assess_gaps([part], [passage], idf, set())
         assert part.gap is False, part
+
+
+class TestValueAskedInTheAskingSentence:
+    def test_a_when_clause_in_the_scene_asks_for_no_time(self) -> None:
+        # The scene ("when someone passes --quiet first ...") is not a question about a
+        # time; the asking sentence ("Why does that happen?") wants a reason.
+        part = _assessed(
+            "when someone passes --quiet first its validation callback fires and errors "
+            "before the banner is shown. Why does that happen",
+            "# Eager options\n\nA validation callback fires in the order the options are "
+            "passed, so the --quiet callback errors before the banner is shown.\n",
+        )
+        assert part.typed_coverage == 1.0
+        assert not part.gap
+
+
+class TestValueAmongTheQuestionsWords:
+    def test_a_value_beside_nearly_all_the_covered_words_answers_a_wordy_question(
+        self,
+    ) -> None:
+        # "long" weighs much and no passage says it; "tenant" is only in a sentence far from
+        # the value. The value's sentences cover less than half the question, and nearly
+        # all that the passage covers.
+        part = _assessed(
+            "How long does the cache keep an entry for a tenant",
+            "# Cache\n\nThe cache keeps an entry for ten minutes.\n\nPools are separate.\n\n"
+            "Logs are kept.\n\nEach tenant has its own pool.\n",
+            {"long": 30.0, "tenant": 0.3},
+        )
+        assert part.coverage >= 0.5
+        assert 0.9 * part.coverage <= part.typed_coverage < 0.5
+        assert not part.gap
+
+    def test_a_value_near_the_few_words_of_a_poorly_covered_question_is_no_answer(self) -> None:
+        # One word no document uses ("compensation") is not what makes this a gap (it may
+        # be the asker's word); the passage covering a third of the question is.
+        part = _assessed(
+            "How long can a chapter run in the saga before compensation",
+            "# Saga\n\nThe saga runs each chapter for at most 2 seconds.\n",
+            {"compens": 6.0},
+        )
+        assert part.typed_coverage == part.coverage < 0.5
+        assert part.gap
+
+
+class TestFollowingPartsAnswerFromTheFirstPassage:
+    def test_the_answer_beside_the_first_parts_is_read_for_a_part_in_other_words(
+        self, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "reference/storage.md": (
+                    "# Storage\n\n## Tools\n\n"
+                    "By default, tools are installed in `~/.local/share/tool-home`.\n\n"
+                    "Use `tool dir` to show the tool installation directory.\n\n"
+                    "Use the `TOOL_HOME` environment variable to configure the installation "
+                    "directory.\n"
+                ),
+                "guides/cooldown.md": (
+                    "# Cooldown\n\n## Moving versions\n\n"
+                    "Tags can be moved across commits, so pin a digest somewhere else.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root),
+            "Where do installed tools end up on disk by default, and how do I move them "
+            "somewhere else?",
+            "f1",
+        )
+        second = answer.split("**how do I move them somewhere else?**", 1)[1]
+        assert "TOOL_HOME" in second.split("## Sources")[0], answer
+
+
+class TestAdverbs:
+    @pytest.mark.parametrize(
+        ("adverb", "adjective"),
+        [
+            ("irregularly", "irregular"),
+            ("manually", "manual"),
+            ("automatically", "automatic"),
+            ("critically", "critical"),
+            ("easily", "easy"),
+            ("reliably", "reliable"),
+        ],
+    )
+    def test_an_adverb_stems_as_its_adjective(self, adverb: str, adjective: str) -> None:
+        assert stem(adverb) == stem(adjective)
+        assert adverb in variants(adjective)  # the full-text query finds either
+
+    @pytest.mark.parametrize("word", ["assembly", "only", "family", "supply", "likely", "daily"])
+    def test_a_word_that_only_ends_in_ly_is_left_alone(self, word: str) -> None:
+        assert adjective(word) == word
+        assert variants(word) == [word]
+
+    def test_the_adverb_in_the_question_is_covered_by_the_adjective_in_the_passage(
+        self,
+    ) -> None:
+        part = _assessed(
+            "how do I advance the progress bar when I process things irregularly",
+            "# Progress bar\n\nTo advance the progress bar by irregular steps as you process "
+            "things, call `.update()` with the number of items.\n",
+        )
+        assert part.absent == []
+        assert part.coverage == 1.0

@@ -635,6 +635,9 @@ _ASKS_LIST = re.compile(
 )
 
 
+CARRIED_BONUS = 0.2
+
+
 def asked_sentence(text: str) -> str:
     """The sentence that asks, after any that set the scene ("I run uv in CI. Which ...?")."""
     return re.split(r"(?<=[.?!])\s+", text.strip())[-1]
@@ -874,7 +877,7 @@ class ExtractiveWriter:
             return []
         top_score = max(evidence[i].score for i in section_ids) or 1.0
         # The question's most distinctive name ("Northwind", not "Scope") must be in view.
-        wanted = answer_pattern(part.text)
+        wanted = answer_pattern(asked_sentence(part.text))
         how_to = bool(_ASKS_HOW_TO.search(part.text))
         why = bool(_ASKS_WHY.search(part.text))
         asks_list = bool(_ASKS_LIST.search(part.text))
@@ -905,6 +908,8 @@ class ExtractiveWriter:
         entities = {
             n for i in section_ids for n in _entity_stems("", path=_folders(evidence[i].path))
         } | set(subject)
+        before = next((p for p in brief.parts if p.id == part.id - 1), None)
+        carried = set(before.evidence_ids[:1]) if before is not None and part.follows else set()
         scored: list[tuple[float, Unit, set[str], bool]] = []
         views: dict[int, set[str]] = {}  # id(unit) -> what it says read in its context
         gives_reason: set[int] = set()  # id(unit) of units that give a reason ("because")
@@ -942,7 +947,7 @@ class ExtractiveWriter:
                 # the sentence that introduces its list and the section's opening.
                 direct = coverage(terms, own, brief.idf)
                 framed = coverage(terms, own | intro | topic | context, brief.idf)
-                if framed < MIN_FRAMED:
+                if framed < MIN_FRAMED and evidence_id not in carried:
                     continue
                 if subject and not subject & (context | block_stems[block]):
                     continue  # neither its heading nor its paragraph names what is asked about
@@ -988,6 +993,8 @@ class ExtractiveWriter:
                 if content and len(content - question_stems) / len(content) < 0.3:
                     score -= 0.15
                 score -= 0.02 * rank  # earlier evidence is better evidence
+                if evidence_id in carried:
+                    score += CARRIED_BONUS
                 if n_words < 4 and kind == "sentence":
                     score -= 0.15
                 if n_words > 70 and "\n" not in text:

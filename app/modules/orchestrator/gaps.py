@@ -15,6 +15,7 @@ from app.modules.llm.extractive import (
     _answers,
     answer_pattern,
     asked_kind,
+    asked_sentence,
     gap_sentence,
     split_units,
 )
@@ -44,6 +45,7 @@ PARTIAL_COVERAGE = 0.4
 
 
 GAP_TYPED = 0.5
+TYPED_SHARE = 0.9  # ... or this share of the best passage's coverage
 ABSENT_SPECIFIC = 0.4  # at or below: verbs and phrasing (specificity.NOT_A_NOUN caps verbs at 0.4)
 
 
@@ -98,7 +100,7 @@ def assess_gaps(
         # in each corner of a long section.
         # Held to a value (an amount, a date), not to an identifier: "which setting" is often
         # answered by a sentence that names it in words.
-        wanted = answer_pattern(part.text, identifiers=False)
+        wanted = answer_pattern(asked_sentence(part.text), identifiers=False)
         windows = [_window_coverage(terms, e, weights, wanted, part.text) for e in passages]
         near = max(
             [w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql],
@@ -180,7 +182,12 @@ def assess_gaps(
             if part.query.names and attributes and not part.broad
             else 1.0
         )
-        part.gap = low or typed < GAP_TYPED or asked < ATTRIBUTE_COVERAGE or bool(part.decisive)
+        # A value the passages hold among nearly all the words the best of them covers is
+        # the value asked for, however wordy the question ("how long will a request wait on
+        # a server that has gone quiet"); a question the passages cover poorly is not
+        # answered by a number that happens to sit near its few words.
+        valued = typed >= GAP_TYPED or (best >= GAP_COVERAGE and typed >= TYPED_SHARE * best)
+        part.gap = low or not valued or asked < ATTRIBUTE_COVERAGE or bool(part.decisive)
         part.partial = part.gap and not (key_absent or unknown_names) and best >= PARTIAL_COVERAGE
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import Stemmer
+from wordfreq import zipf_frequency
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CAMEL = re.compile(r"\b[A-Za-z]+[a-z][A-Z][A-Za-z]*\b")
@@ -172,8 +173,45 @@ _SPELLINGS = {
 
 
 def canonical(word: str) -> str:
-    """One spelling per word: abbreviations expanded, British spellings as American."""
-    return american(ALIASES.get(word, word))
+    """One spelling per word: abbreviations expanded, British spellings as American, an
+    adverb as the adjective it is made from."""
+    return adjective(american(ALIASES.get(word, word)))
+
+
+# Porter stems "irregularly" to "irregularli" and "irregular" to "irregular": a question's
+# "update the bar irregularly" never met the documents' "irregular batches", nor "do it
+# manually" a "manual step". An adverb is read as its adjective when that is an English
+# word (``wordfreq``); these words end in -ly without being made from one that way.
+_NOT_ADVERBS = frozenset(
+    """assembly comply likely unlikely timely untimely namely mostly gently overly friendly
+    unfriendly costly orderly elderly lately family anomaly monopoly butterfly supply multiply
+    reapply holy jelly belly bully rally italy july""".split()
+)
+_ADVERB_ENDINGS = (("ically", "ical"), ("ically", "ic"), ("bly", "ble"), ("ily", "y"), ("ly", ""))
+ADJECTIVE_ZIPF = 3.0  # how common (Zipf scale) the adjective must be in English
+
+
+@lru_cache(maxsize=50_000)
+def adjective(word: str) -> str:
+    """The adjective an adverb is made from ("automatically" -> "automatic"); else the word."""
+    if len(word) < 6 or not word.endswith("ly") or word in _NOT_ADVERBS:
+        return word
+    for ending, replacement in _ADVERB_ENDINGS:
+        if word.endswith(ending):
+            base = word[: -len(ending)] + replacement
+            if (
+                len(base) >= 4
+                and base not in STOPWORDS
+                and zipf_frequency(base, "en") >= ADJECTIVE_ZIPF
+            ):
+                return base
+    return word
+
+
+def _adverbs(word: str) -> set[str]:
+    """The adverbs made from an adjective ("manual" -> "manually"), for the full-text query."""
+    forms = {word + "ly", word[:-1] + "ily", word[:-2] + "ly", word + "ally"}
+    return {f for f in forms if f != word and adjective(f) == word and zipf_frequency(f, "en") > 1}
 
 
 def american(word: str) -> str:
@@ -185,6 +223,7 @@ def american(word: str) -> str:
 def variants(word: str) -> list[str]:
     """Spellings of ``word`` that the index may hold (for the full-text query)."""
     forms = {word, canonical(word)}
+    forms |= _adverbs(canonical(word))
     forms |= {short for short, full in ALIASES.items() if full == canonical(word)}
     forms |= {british for british, american in _SPELLINGS.items() if american in forms}
     forms |= {re.sub(r"iz(ation|ations|ing|ed|es|e|er|ers)$", r"is\1", f) for f in set(forms)}
