@@ -2032,3 +2032,70 @@ class TestAdverbs:
         )
         assert part.absent == []
         assert part.coverage == 1.0
+
+
+class TestDocfxAndGithubMarkers:
+    def test_include_lines_and_alert_markers_say_nothing(self) -> None:
+        units = split_units(
+            "[!INCLUDE [header](../_includes/header.md)]\n\n"
+            "Enable several consumers to process messages from one channel.\n\n"
+            "> [!NOTE]\n> Queues keep messages until a consumer takes them.\n\n"
+            "{* docs_src/consumers/tutorial001_py310.py hl[9] *}\n"
+        )
+        assert [text for text, _, _ in units] == [
+            "Enable several consumers to process messages from one channel.",
+            "Queues keep messages until a consumer takes them.",
+        ]
+
+
+class TestHubPages:
+    def test_a_page_the_question_names_lists_the_pages_it_links_to(self, tmp_path: Path) -> None:
+        # "Messaging patterns" links to its patterns in a table; the pattern pages that say
+        # "message" most are not the list (one of them is not in the category at all).
+        patterns = {
+            "claim-check": ("Claim Check", "Split a large message into a claim check."),
+            "priority-queue": ("Priority Queue", "Prioritize requests sent to services."),
+            "pipes-and-filters": ("Pipes and Filters", "Break a task into reusable steps."),
+            "retry": ("Retry", "Retry a failed message, message after message, messaging."),
+        }
+        files = {
+            f"{name}.md": f"# {title} pattern\n\n{opening}\n\n## Context\n\nMore text.\n"
+            for name, (title, opening) in patterns.items()
+        }
+        files["category/messaging.md"] = (
+            "# Messaging patterns\n\nCloud applications need a messaging infrastructure.\n\n"
+            "| Pattern | Summary |\n| --- | --- |\n"
+            "| [Claim Check](../claim-check.md) | Split a large message. |\n"
+            "| [Priority Queue](../priority-queue.md) | Prioritize requests. |\n"
+            "| [Pipes and Filters](../pipes-and-filters.md) | Reusable steps. |\n"
+            "| [Azure docs](https://example.com/azure) | Elsewhere. |\n"
+        )
+        root = tmp_path / "docs"
+        _write(root, files)
+        answer, bundle = _run(_config(tmp_path, root), "which patterns are about messaging?", "h1")
+        listed = re.findall(r"^- \*\*(.+?)\*\*", answer.split("## Sources")[0], re.M)
+        assert listed == [
+            "Messaging patterns",
+            "Claim Check pattern",
+            "Priority Queue pattern",
+            "Pipes and Filters pattern",
+        ], answer
+        evidence = bundle["evidence"]
+        assert isinstance(evidence, list)
+        assert evidence[0]["path"] == "category/messaging.md"
+
+    def test_a_page_whose_title_the_question_does_not_say_is_no_hub(self, tmp_path: Path) -> None:
+        files = {
+            f"{name}.md": f"# {name.title()} pattern\n\nAbout {name} and messages.\n"
+            for name in ("queue", "topic", "relay")
+        }
+        files["index.md"] = "# Catalogue\n\n" + "".join(
+            f"- [{n}](./{n}.md)\n" for n in ("queue", "topic", "relay")
+        )
+        root = tmp_path / "docs"
+        _write(root, files)
+        answer, _ = _run(_config(tmp_path, root), "which patterns are about messages?", "h2")
+        listed = re.findall(r"^- \*\*(.+?)\*\*", answer.split("## Sources")[0], re.M)
+        # The pages that match, best first; the catalogue is not the list that introduces them.
+        assert listed[0] != "Catalogue", answer
+        assert {"Queue pattern", "Topic pattern", "Relay pattern"} <= set(listed), answer

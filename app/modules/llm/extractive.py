@@ -238,7 +238,9 @@ _POLARITY = re.compile(
 # "--8<-- 'file.md'", mkdocstrings' "::: typer.Option", a line that is only a Jekyll tag
 # such as '{% image "_img/1.png" "tips" %}'): a pointer to what the page shows, not a
 # sentence.
-_INCLUDE = re.compile(r"^\s*(?:\{\*.*\*\}|\{!.*!\}|\{%.*%\}\s*$|-{2}8<-{2}|:::\s)")
+_INCLUDE = re.compile(
+    r"^\s*(?:\{\*.*\*\}|\{!.*!\}|\{%.*%\}\s*$|-{2}8<-{2}|:::\s|\[!INCLUDE\b)", re.IGNORECASE
+)
 
 
 # "Why ...?" is answered by a reason: "because", "subject to FOIA", "to prevent ...".
@@ -523,9 +525,9 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
             add(item.group(1).strip(), "item")
             indents[len(units) - 1] = len(line) - len(line.lstrip())
             continue
-        if _RULE.fullmatch(stripped) or _ADMONITION.match(stripped):
-            # A horizontal rule, or a documentation tool's box marker ("/// tip",
-            # "!!! warning", "//// tab | Linux"): it separates; it says nothing.
+        if _RULE.fullmatch(stripped) or _ADMONITION.match(stripped) or _INCLUDE.match(stripped):
+            # A horizontal rule, a documentation tool's box marker ("/// tip", "!!! warning",
+            # "//// tab | Linux") or an include directive: it separates; it says nothing.
             flush()
             continue
         if not stripped or stripped.startswith(("<", "#")):
@@ -1079,8 +1081,12 @@ class ExtractiveWriter:
 
 
 _RULE = re.compile(r"(?:-{3,}|\*{3,}|_{3,})")
-# "/// note", "!!! warning": a documentation tool's box, not a sentence.
-_ADMONITION = re.compile(r"^\s*(?:/{3}|!{3}|\?{3})")
+# "/// note", "!!! warning", GitHub's and DocFX's "> [!NOTE]": a documentation tool's box,
+# not a sentence.
+_ADMONITION = re.compile(
+    r"^\s*(?:/{3}|!{3}|\?{3}|(?:>\s*)?\[!(?:note|tip|important|warning|caution)\]\s*$)",
+    re.IGNORECASE,
+)
 
 
 # A capitalised word that does not start a sentence.

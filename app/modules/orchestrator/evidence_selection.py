@@ -5,6 +5,7 @@ best matching document for an overview question.
 from __future__ import annotations
 
 import itertools
+import posixpath
 import re
 from collections import defaultdict
 
@@ -13,7 +14,7 @@ from app.modules.llm.extractive import _ASKS_LIST, asked_sentence
 from app.modules.retrieval.index import Hit, SectionIndex
 from app.modules.retrieval.retriever import NAVIGATION_HEADING, Ranked, rank, says, section_stems
 from app.modules.retrieval.specificity import specificity
-from app.modules.retrieval.text import STOPWORDS, stem, stems, words
+from app.modules.retrieval.text import STOPWORDS, content_terms, stem, stems, words
 
 MAX_EVIDENCE = 16
 FOLLOW_EVIDENCE = 3  # passages of the part before that a part going on about it reads too
@@ -160,6 +161,9 @@ def _collection(
     ranked = rank(index, part.query, k=COLLECTION_K, idf=idf)
     if not ranked:
         return []
+    listed_by_hub = _hub_list(index, part, ranked)
+    if listed_by_hub:
+        return _documents(index, listed_by_hub)
     best: dict[str, Ranked] = {}
     for r in ranked:
         best.setdefault(r.hit.section.path, r)
@@ -174,6 +178,36 @@ def _collection(
         return []
     # Each document by what it opens with: what it is about, not the passage that matched.
     return _documents(index, [r.hit.section.path for r in listed[:MAX_LISTED]])
+
+
+# A markdown link to another page of the folder: "[Bulkhead](../bulkhead.md)", "[x](./x)".
+_PAGE_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s#?]+)")
+HUB_LINKS = 3  # links to other pages of the folder that make a page a list of pages
+
+
+def _hub_list(index: SectionIndex, part: Part, ranked: list[Ranked]) -> list[str]:
+    """The pages a hub page lists, when the question names it: "which patterns are about
+    messaging?" is answered by the table of the "Messaging patterns" page, not by the pages
+    that say "message" most. A hub is a page among those found whose title the question
+    says in full and that links to at least HUB_LINKS other pages: the hub, then the pages
+    it links to, in its order."""
+    asked = set(part.query.terms)
+    for path in dict.fromkeys(r.hit.section.path for r in ranked):
+        sections = index.file_sections(path)
+        title = set(content_terms(sections[0].section.title)) if sections else set()
+        if not title or not title <= asked:
+            continue
+        folder = posixpath.dirname(path)
+        targets: list[str] = []
+        for hit in sections:
+            for link in _PAGE_LINK.findall(hit.section.text):
+                target = posixpath.normpath(posixpath.join(folder, link)).lstrip("/")
+                targets += [target, f"{target}.md", f"{target}/index.md", f"{target}/README.md"]
+        known = index.known_files(list(dict.fromkeys(targets)))
+        pages = [t for t in dict.fromkeys(targets) if t in known and t != path]
+        if len(pages) >= HUB_LINKS:
+            return [path, *pages[: MAX_LISTED - 1]]  # the hub first: it introduces its list
+    return []
 
 
 def _labelled(index: SectionIndex, part: Part) -> list[str]:

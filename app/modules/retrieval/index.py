@@ -442,6 +442,14 @@ class SectionIndex:
                 files[label].append(path)
         return dict(files)
 
+    def known_files(self, paths: Sequence[str]) -> set[str]:
+        """Which of ``paths`` are indexed files."""
+        if not paths:
+            return set()
+        marks = ",".join("?" * len(paths))
+        rows = self._db.execute(f"SELECT path FROM files WHERE path IN ({marks})", list(paths))
+        return {row[0] for row in rows.fetchall()}
+
     def file_sections(self, path: str) -> list[Hit]:
         """Every section of one file, in reading order."""
         rows = self._db.execute(
