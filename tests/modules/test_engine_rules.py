@@ -2099,3 +2099,66 @@ class TestHubPages:
         # The pages that match, best first; the catalogue is not the list that introduces them.
         assert listed[0] != "Catalogue", answer
         assert {"Queue pattern", "Topic pattern", "Relay pattern"} <= set(listed), answer
+
+
+class TestCountedInTimes:
+    def test_n_times_counts_the_attempts_its_sentence_speaks_of(self) -> None:
+        question = "after how many failed attempts does the loop treat the exception as lasting?"
+        wanted = answer_pattern(question, identifiers=False)
+        assert wanted is not None
+        assert _answers(
+            wanted,
+            "The loop tracks the number of times the operation has been attempted, and if "
+            "the code fails three times the exception is assumed to be lasting.",
+            question,
+        )
+        # "three times as long" in a sentence about something else counts no attempts.
+        assert not _answers(wanted, "The loop then waits three times as long.", question)
+
+
+class TestTheStoryIsTheAskersWords:
+    def test_a_word_only_the_story_uses_is_not_what_the_passages_lack(self) -> None:
+        # "What do I pass?" says little: the story carries the subject, in the asker's words
+        # ("quick", "server"), which the documents say otherwise.
+        scene = (
+            "For a quick local test I am hitting a server whose certificate has expired, and "
+            "I just want the client to stop complaining."
+        )
+        question = f"{scene} What do I pass?"
+        text = "To disable certificate verification for a local test, pass `verify=False`."
+        evidence = Evidence(
+            id=1,
+            kind="section",
+            text=text,
+            score=1.0,
+            path="docs/ssl.md",
+            title="SSL",
+            heading_path="",
+            line_start=1,
+            line_end=3,
+            stems=frozenset(stems(f"SSL {text}")),
+        )
+        query = Query.from_text(question)
+        part = Part(id=1, text=question, query=query, evidence_ids=[1], scene=scene)
+        idf = dict.fromkeys(query.terms, 2.0) | {"quick": 6.0, "server": 6.0}
+        assess_gaps([part], [evidence], idf, unknown=set())
+        assert part.coverage < 0.5
+        assert not part.gap, part.missing
+
+
+class TestWhatIsAskedOfANamedSubject:
+    def test_a_verb_the_passage_does_not_use_leaves_nothing_unsaid(self) -> None:
+        part = _assessed(
+            "Which class does the Thread-Specific Storage example rely on for its UserContext?",
+            "# Thread-Specific Storage\n\nThe Thread-Specific Storage example keeps each "
+            "UserContext in a ThreadLocal class.\n",
+        )
+        assert not part.gap, part.missing
+
+    def test_a_noun_the_passage_does_not_use_is_what_it_leaves_unsaid(self) -> None:
+        part = _assessed(
+            "What is the Ostervale Dairy water consumption target of Verdant?",
+            "# Verdant at Ostervale Dairy\n\nVerdant runs the Ostervale Dairy site with a "
+            "staff of forty and two milking halls.\n",
+        )
+        assert part.gap

@@ -301,13 +301,22 @@ def _answers(wanted: re.Pattern[str], text: str, question: str) -> bool:
         if "default" in own and counted & own:
             counted = set()
         around = _Around(readable)
+        # "if the code fails three times" counts the attempts its sentence speaks of
+        # ("the number of times ... attempted"): "N times" counts what the sentence is about.
+        about = bool(counted & own)
         return any(
-            new(m.group(0)) and (not counted or around.near(counted, m.start(), m.end()))
+            new(m.group(0))
+            and (
+                not counted
+                or around.near(counted, m.start(), m.end())
+                or (about and _TIMES.match(readable, m.end()) is not None)
+            )
             for m in wanted.finditer(readable)
         )
     return any(new(m.group(0)) for m in wanted.finditer(readable))
 
 
+_TIMES = re.compile(r"\s+times?\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow many\s+((?:[\w-]+\s+){0,3}[\w-]+)", re.IGNORECASE)
 NEAR_WORDS = 4  # a count and what it counts: "after 5 failed attempts", "retries=3"
 

@@ -162,7 +162,7 @@ def assess_gaps(
         # passages; whether this part is answered is judged on its own words. A word the
         # question uses as a verb ("boots up", "kick off") names nothing, whatever else it
         # can be.
-        own = set(stems(part.text)) - scene_only
+        own = set(stems(part.text)) - scene_only - _told(part)
         lacking = [
             t
             for t in absent
@@ -182,6 +182,15 @@ def assess_gaps(
             if part.query.names and attributes and not part.broad
             else 1.0
         )
+        # Only a word that names something can be what the passages leave unsaid: "which
+        # class does the example rely on?" is not unanswered for want of "rely".
+        said_of_subject = max(views, key=lambda v: coverage(attributes, v, weights), default=set())
+        if not any(
+            _subject_weight(part, t) > ABSENT_SPECIFIC
+            for t in attributes
+            if t not in said_of_subject
+        ):
+            asked = 1.0
         # A value the passages hold among nearly all the words the best of them covers is
         # the value asked for, however wordy the question ("how long will a request wait on
         # a server that has gone quiet"); a question the passages cover poorly is not
@@ -200,6 +209,13 @@ def _scene_only(part: Part) -> set[str]:
     if sum(part.query.specific.get(t, 0.0) for t in content_terms(text)) < MIN_ASKED:
         return set()
     return set(stems(part.scene)) - asked
+
+
+def _told(part: Part) -> set[str]:
+    """Stems only the scene-setting statements use, however little the asking sentence says."""
+    if not part.scene or not part.text.startswith(part.scene):
+        return set()
+    return set(stems(part.scene)) - set(stems(part.text[len(part.scene) :]))
 
 
 def _example_only(part: Part) -> set[str]:
