@@ -2162,3 +2162,31 @@ class TestWhatIsAskedOfANamedSubject:
             "staff of forty and two milking halls.\n",
         )
         assert part.gap
+
+
+class TestValueFurtherDown:
+    def test_the_value_may_sit_below_the_passages_that_cover_the_question_best(self) -> None:
+        question = "What is the minimum Typer version that supports Annotated?"
+        query = Query.from_text(question)
+        texts = [f"Typer supports Annotated parameters in form {n}." for n in "abcdef"]
+        texts.append("Typer added support for Annotated in version 0.9.0.")
+
+        def passage(number: int, text: str) -> Evidence:
+            return Evidence(
+                id=number,
+                kind="section",
+                text=text,
+                score=1.0,
+                path=f"docs/page{number}.md",
+                title="Annotated",
+                heading_path="",
+                line_start=1,
+                line_end=1,
+                stems=frozenset(stems(text)),
+            )
+
+        evidence = [passage(n, text) for n, text in enumerate(texts, start=1)]
+        part = Part(id=1, text=question, query=query, evidence_ids=[e.id for e in evidence])
+        assess_gaps([part], evidence, dict.fromkeys(query.terms, 2.0), unknown=set())
+        assert part.typed_coverage >= 0.5
+        assert not part.gap, part.missing

@@ -30,6 +30,7 @@ GAP_COVERAGE = 0.5
 
 
 GAP_PASSAGES = 6
+VALUE_PASSAGES = 10  # the passages searched for the value a question asks for
 
 
 KEY_SPECIFICITY = 0.9
@@ -106,9 +107,17 @@ def assess_gaps(
             [w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql],
             default=0.0,
         )
-        # Only a question that asks for a value is held to holding one.
+        # Only a question that asks for a value is held to holding one. The value may sit
+        # a little further down than the passages that cover the question best (a page's
+        # "Typer added support for Annotated in version 0.9.0" under a heading of its own).
+        more = [by_id[i] for i in part.evidence_ids[GAP_PASSAGES:VALUE_PASSAGES]]
         typed = (
-            max([w[1] for w in windows] + [1.0 for _ in sql], default=0.0)
+            max(
+                [w[1] for w in windows]
+                + [_window_coverage(terms, e, weights, wanted, part.text)[1] for e in more]
+                + [1.0 for _ in sql],
+                default=0.0,
+            )
             if wanted is not None
             else 1.0
         )
