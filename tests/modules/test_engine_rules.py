@@ -94,6 +94,11 @@ class TestPlanner:
                 "How does the Step Builder stop me calling build() before all the parts are set?",
                 False,
             ),
+            ("Which steps does the onboarding checklist list?", True),
+            ("What climate initiatives is Harbor running?", True),
+            # a reason, and a verb: neither asks for the steps or the measures themselves
+            ("Why should the steps of a compensating transaction be idempotent?", False),
+            ("Who measures soil carbon for Verdant's farming programme?", False),
         ],
     )
     def test_an_overview_asks_for_the_main_things_not_about_a_main_thing(

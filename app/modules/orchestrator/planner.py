@@ -59,8 +59,11 @@ _BROAD = re.compile(
     r"\b(?:main|key|major|principal)\s+(?:[\w-]+\s+)?(?!(?:does|goes|has|was)\b)[a-z]+[^su\W]s\b"
     # "what are all the kinds of leave?", not "before all the required parts are set"
     r"|\b(?:what|which|list|name|give|show|tell|enumerate)\b[^?.]{0,20}?\ball the\b"
-    r"|\b(overview|summary|summari[sz]e|outline|list the|"
-    r"initiatives|programmes|programs|measures|actions|projects|steps|activities|efforts|"
+    r"|\b(overview|summary|summari[sz]e|outline|list the)\b"
+    # "what initiatives ...", "which steps ...": the plural is what is asked for; not "who
+    # measures soil carbon" or "why should the steps of a transaction be idempotent"
+    r"|\b(?:what|which|list|name|describe|give|show|tell)\b(?:\s+[\w'’-]+){0,5}?\s+"
+    r"(initiatives|programmes|programs|measures|actions|projects|steps|activities|efforts|"
     r"strategies|approaches|plans)\b"
     r"|\bwhat (is|are|has|have) .{2,60}? (doing|done)\b"
     r"|\bhow (is|are|does|do|will) .{2,60}? (going about|plan\w* to|approach\w*|tackl\w*|"
@@ -70,8 +73,13 @@ _BROAD = re.compile(
 
 
 def is_broad(text: str) -> bool:
-    """Whether ``text`` asks for an overview of several things rather than one fact."""
-    return bool(_BROAD.search(text))
+    """Whether ``text`` asks for an overview of several things rather than one fact. "Why
+    should the steps of a compensating transaction be idempotent?" asks for a reason."""
+    asked = re.split(r"(?<=[.?!])\s+", text.strip())[-1]
+    return bool(_BROAD.search(text)) and not _ASKS_REASON.match(asked)
+
+
+_ASKS_REASON = re.compile(r"\s*why\b", re.IGNORECASE)
 
 
 def _names(text: str) -> list[str]:
