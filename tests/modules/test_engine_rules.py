@@ -112,6 +112,20 @@ class TestPlanner:
             "I deprecated a version by accident. How do I take it back?"
         ]
 
+    def test_the_clauses_of_a_story_are_no_parts(self) -> None:
+        # Only what is asked splits into parts; "I added a --version option with a
+        # callback" was answered as a question of its own.
+        story = (
+            "I added a --version option with a callback, but when someone passes --name "
+            "first its callback fails."
+        )
+        parts = plan_parts(f"{story} Why does that happen and how do I make --version win?")
+        assert [p.text for p in parts] == [
+            f"{story} Why does that happen",
+            "how do I make --version win?",
+        ]
+        assert parts[0].scene == story
+
     def test_it_borrows_the_subject_of_the_clause_before(self) -> None:
         first, second = plan_parts(
             "How many weeks of parental leave do I get, and how long must I stay after I use it?"

@@ -149,10 +149,12 @@ def plan_parts(question: str) -> list[PlannedPart]:
     clauses: list[str] = []
     scenes: dict[int, str] = {}  # clause index -> the statements before its sentence
     for scene, asked in _sentences(question):
-        sentence = f"{scene} {asked}".strip()
         first = len(clauses)
-        for raw in _CLAUSE_BREAK.split(sentence):
-            clause = raw.strip(" ,;")
+        # The story is told, not asked: its own clauses ("I added a --version option, but
+        # when ...") are no parts; it sets the scene of the first clause of what is asked.
+        for number, raw in enumerate(_CLAUSE_BREAK.split(asked)):
+            told = f"{scene} {raw}" if number == 0 and scene else raw
+            clause = told.strip(" ,;")
             if clause and content_terms(clause):
                 clauses.extend(_comparison_parts(clause) or [clause])
             elif clauses and _ASKS_ABOUT_IT.match(clause or ""):
