@@ -1812,10 +1812,73 @@ class TestHeadingsOfTheKindAsked:
             ("How do I take advantage of HTTP/2?", False),
             ("What are the risks of caching tokens?", True),
             ("What does the Bridge pattern decouple?", False),
+            ("What should I consider before sharding my data store?", True),
+            ("Any considerations for caching static data?", True),
+            ("What does the Cache-Aside pattern assume about the data store?", True),
+            ("Do you consider SQLite a server database?", False),
         ],
     )
     def test_what_kind_of_content_a_question_asks_for(self, question: str, asks: bool) -> None:
         assert bool(asked_facets(question)) is asks
+
+    def test_what_to_consider_is_answered_under_considerations(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "sharding.md": (
+                    "# Sharding pattern\n\nDivide a data store into horizontal partitions.\n\n"
+                    "## Solution\n\nDivide the data store into shards. Each shard holds "
+                    "a subset of the data store's rows.\n\n"
+                    "## Issues and considerations\n\n* Rebalancing shards is expensive: "
+                    "plan the shard key so that shards stay even.\n"
+                ),
+            },
+        )
+        answer, _ = _run(
+            _config(tmp_path, root), "What should I consider before sharding a data store?", "c1"
+        )
+        assert answer.startswith("Rebalancing shards is expensive"), answer
+
+
+class TestDefinitions:
+    @pytest.fixture
+    def root(self, tmp_path: Path) -> Path:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "sidecar.md": (
+                    "# Sidecar pattern\n\nDeploy components of an application into a "
+                    "separate process or container to provide isolation.\n\n"
+                    "This pattern is named Sidecar because it resembles a sidecar attached to "
+                    "a motorcycle. The sidecar pattern is sometimes called the sidekick "
+                    "pattern.\n\n## Solution\n\nCo-locate a cohesive set of tasks with "
+                    "the primary application.\n"
+                ),
+                "gatekeeper.md": (
+                    "# Gatekeeper pattern\n\nProtect services with a dedicated host.\n\n"
+                    "## Related patterns\n\nThe [Sidecar pattern](./sidecar.md) might "
+                    "also be relevant.\n"
+                ),
+            },
+        )
+        return root
+
+    @pytest.mark.parametrize(
+        "question", ["What is the Sidecar pattern?", "what's the sidecar pattern about?"]
+    )
+    def test_asked_what_a_thing_is_the_opening_of_its_page_leads(
+        self, tmp_path: Path, root: Path, question: str
+    ) -> None:
+        answer, _ = _run(_config(tmp_path, root), question, "d1")
+        assert answer.startswith("Deploy components of an application"), answer
+
+    def test_a_longer_question_is_no_definition(self, tmp_path: Path, root: Path) -> None:
+        answer, _ = _run(
+            _config(tmp_path, root), "What is the Sidecar pattern named after, and why?", "d2"
+        )
+        assert not answer.startswith("Deploy components"), answer
 
 
 class TestFrontMatterLabels:

@@ -611,6 +611,15 @@ def _with_properties(units: list[tuple[str, str, int]]) -> list[tuple[str, str, 
 
 
 HOW_TO_BONUS = 0.1
+DEFINITION_RANK = 5  # the page that defines must be among the best passages found
+# "What is the Sidecar pattern?", "what's a dependency?": the whole question asks what it is
+# (not "what is the pattern named after?" or "what is it used for?").
+_ASKS_DEFINITION = re.compile(
+    r"^\s*(?:what(?:'s|’s| is| are)|define|describe)\s+(?:the |an? )?"
+    r"(?![^?]*\b\w+ed\b)(?![^?]*\b(?:after|for|by|in|of|to|with|from|on)\s*\?*\s*$)"
+    r"[\w'’./-]+(?:\s+[\w'’./-]+){0,3}\s*\?*\s*$",
+    re.IGNORECASE,
+)
 _LINK_ONLY = re.compile(r"^\s*(?:[-*]\s*)?\[[^\]\n]+\]\([^)\n]*\)\s*[.,;:]?\s*$")
 LIST_ITEMS = 8  # items that travel with the sentence that introduces them
 
@@ -894,6 +903,7 @@ class ExtractiveWriter:
         asks_list = bool(_ASKS_LIST.search(part.text))
         asks_default = bool(_ASKS_DEFAULT.search(part.text))
         yes_no = bool(_ASKS_YES_NO.match(asked_sentence(part.text)))
+        defining = bool(_ASKS_DEFINITION.match(part.text))
         facets = asked_facets(part.text)
         attributes = [t for t in terms if t not in part.query.names]
         if part.follows:
@@ -924,6 +934,7 @@ class ExtractiveWriter:
         scored: list[tuple[float, Unit, set[str], bool]] = []
         views: dict[int, set[str]] = {}  # id(unit) -> what it says read in its context
         gives_reason: set[int] = set()  # id(unit) of units that give a reason ("because")
+        definitions: set[tuple[int, int]] = set()  # (evidence, position): a page's opening
         for rank, evidence_id in enumerate(section_ids):
             item = evidence[evidence_id]
             context = set(stems(f"{item.path} {item.title} {item.heading_path}"))
@@ -932,6 +943,14 @@ class ExtractiveWriter:
                 continue
             # Under the heading of what is asked ("Trade-offs" for "what can go wrong?").
             of_kind = of_the_kind((item.heading_path or "").rsplit(" > ", 1)[-1], facets)
+            # "What is the Sidecar pattern?": the page's opening sentence defines it ("Deploy
+            # components of an application into a separate process ..."), in words of its own.
+            defines = (
+                defining
+                and rank < DEFINITION_RANK
+                and (item.heading_path or "") == item.title
+                and _titled(item.title, terms)
+            )
             names_here = bool(names & in_view)
             any_name_here = not part.query.names or bool(set(part.query.names) & in_view)
             units = split_units(item.text)
@@ -995,6 +1014,8 @@ class ExtractiveWriter:
                     score += HOW_TO_BONUS  # a reason, not a restatement of the rule
                 if of_kind:
                     score += HOW_TO_BONUS
+                if defines and position == 0:
+                    definitions.add((evidence_id, position))
                 if asks_default and _DEFAULT.search(plain):
                     score += HOW_TO_BONUS  # "By default, `code` is `0`"
                 if yes_no and _POLARITY.search(plain):
@@ -1046,6 +1067,9 @@ class ExtractiveWriter:
             (s for s in strong if asks_default and _DEFAULT.search(_MARKUP.sub("", s[1].text))),
             strong[0] if strong else None,
         )
+        # Asked what a thing is, the opening sentence of the page it titles leads: it defines
+        # the thing in words of its own, which share few with the question.
+        lead = next((s for s in scored if (s[1].evidence_id, s[1].position) in definitions), lead)
         if lead is not None:
             scored.remove(lead)
             scored.insert(0, (scored[0][0] if scored else lead[0], *lead[1:]))
@@ -1087,6 +1111,14 @@ class ExtractiveWriter:
             chosen.append((unit, bag))
             per_section[unit.evidence_id] = per_section.get(unit.evidence_id, 0) + 1
         return [unit for unit, _ in chosen]
+
+
+def _titled(title: str, terms: list[str]) -> bool:
+    """Whether a page's title names what a question asks about: all of it ("the Sidecar
+    pattern"), or the question's subject is all in it ("CQRS" in "Command and Query
+    Responsibility Segregation (CQRS) pattern")."""
+    titled = set(content_terms(title))
+    return bool(titled) and bool(terms) and (titled <= set(terms) or set(terms) <= titled)
 
 
 _RULE = re.compile(r"(?:-{3,}|\*{3,}|_{3,})")

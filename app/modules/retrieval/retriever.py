@@ -314,6 +314,17 @@ _FACETS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\b(?:benefits?|pros|upsides?)\b|(?<!take )(?<!taking )(?<!takes )\badvantages?\b",
             r"\bbenefits?\b|\badvantages?\b|\bpros\b",
         ),
+        (
+            # "what should I consider before sharding?", "anything to keep in mind?"
+            r"\b(?:should|must|need to|to) (?:i |we |you |one )?(?:consider|keep in mind|"
+            r"think about|watch out for|be aware of)\b|\bconsiderations\b|\bthings to consider\b",
+            r"\bconsiderations\b|\bissues\b|\bcaveats?\b|\bthings to consider\b",
+        ),
+        (
+            # "what does the pattern assume?", "which assumptions ...?"
+            r"\bassum(?:e|es|ed|ing|ptions?)\b",
+            r"\bassumptions?\b|\bprerequisites?\b",
+        ),
     )
 )
 
