@@ -1024,6 +1024,38 @@ class TestWhenClauses:
         assert (wanted is not None and wanted.search("every Monday") is not None) is asks_a_time
 
 
+class TestWhenToUse:
+    @pytest.mark.parametrize(
+        "question",
+        ["When should I use the Strangler pattern?", "When shouldn't I use a bulkhead?"],
+    )
+    def test_when_to_use_asks_in_which_cases_not_at_what_time(self, question: str) -> None:
+        assert answer_pattern(question) is None
+
+    def test_may_the_verb_is_no_month(self) -> None:
+        wanted = answer_pattern("When does the office open?")
+        assert wanted is not None
+        assert wanted.search("It opens on 3 May.") is not None
+        assert wanted.search("This pattern may not be suitable.") is None
+
+    def test_the_cases_it_suits_lead_not_the_cases_it_does_not(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "strangler.md": (
+                    "# Strangler pattern\n\nIncrementally migrate a legacy system.\n\n"
+                    "## When to use this pattern\n\nThis pattern may not be suitable:\n\n"
+                    "- When requests to the back-end system cannot be intercepted.\n"
+                    "- For smaller systems where wholesale replacement is simple.\n\n"
+                    "Use this pattern when gradually migrating a back-end application.\n"
+                ),
+            },
+        )
+        answer, _ = _run(_config(tmp_path, root), "When should I use the Strangler pattern?", "w1")
+        assert answer.startswith("Use this pattern when gradually migrating"), answer
+
+
 class TestPluralAcronyms:
     def test_a_plural_acronym_is_a_kind_of_thing_not_a_name(self) -> None:
         query = Query.from_text("Why not put user IDs into the labels of a GSA metric?")

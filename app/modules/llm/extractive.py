@@ -85,9 +85,11 @@ _NUMBER_WORDS = (
 # Any figure but a bare year: "how many trucks" is not answered by "in 2024".
 _NUMBER = re.compile(rf"\b(?!(?:19|20)\d\d\b)\d[\d,.]*|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE)
 _TIME = re.compile(
-    r"\b(19|20)\d\d\b|\b(january|february|march|april|may|june|july|august|september|"
+    r"\b(19|20)\d\d\b|\b(january|february|march|april|june|july|august|september|"
     r"october|november|december|q[1-4]|quarter|annually|monthly|weekly|daily|every|"
-    r"years?|months?|weeks?|days?|hours?)\b",
+    r"years?|months?|weeks?|days?|hours?)\b"
+    # the month, not the verb: "in May", "May 2024", "3 May", not "this may not be suitable"
+    r"|\bin may\b|\bmay\s+\d|\d\s+may\b",
     re.IGNORECASE,
 )
 _PROPER = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b|\b[A-Z]{2,}\b")
@@ -133,6 +135,13 @@ _ASKS_PERCENT = re.compile(
 _PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
 # "When I bump my version, what gets ...?": an opening "when" clause sets a condition; the
 # question comes after the comma.
+# "When should I use the Strangler pattern?" asks in which cases, not at what time.
+_WHEN_TO_USE = re.compile(
+    r"^\W*when (?:(?:should|would|do|does|can|could)(?:n['’]t| not)?|to|"
+    r"is it (?:best|better|wise) to) "
+    r"(?:i |we |you |one )?(?:use|pick|choose|apply|prefer|consider|reach for|not use|avoid)\b",
+    re.IGNORECASE,
+)
 _WHEN_CLAUSE = re.compile(
     r"^\W*when\b[^?,]*,\s*(?:what|how|which|who|where|why|is|are|does|do|did|can|could|"
     r"should|will|would)\b",
@@ -259,7 +268,11 @@ def answer_pattern(question: str, *, identifiers: bool = True) -> re.Pattern[str
         return _YEAR
     if _ASKS_VERSION.search(question):
         return _VERSION
-    if _ASKS_TIME.search(question) and not _WHEN_CLAUSE.match(question):
+    if (
+        _ASKS_TIME.search(question)
+        and not _WHEN_CLAUSE.match(question)
+        and not _WHEN_TO_USE.match(question)
+    ):
         return _TIME
     if _ASKS_LENGTH.search(question):
         return _MEASURE
