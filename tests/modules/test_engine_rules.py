@@ -1848,6 +1848,8 @@ class TestHeadingsOfTheKindAsked:
             ("Any considerations for caching static data?", True),
             ("What does the Cache-Aside pattern assume about the data store?", True),
             ("Do you consider SQLite a server database?", False),
+            ("What problem does the Claim Check pattern solve?", True),
+            ("What problem did you hit?", False),
         ],
     )
     def test_what_kind_of_content_a_question_asks_for(self, question: str, asks: bool) -> None:
@@ -2159,6 +2161,20 @@ class TestDocfxAndGithubMarkers:
         assert [text for text, _, _ in units] == [
             "Enable several consumers to process messages from one channel.",
             "Queues keep messages until a consumer takes them.",
+        ]
+
+
+class TestImages:
+    def test_an_image_line_is_no_sentence(self) -> None:
+        units = split_units(
+            "Load data on demand into a cache.\n\n"
+            "![Using the Cache-Aside pattern](./_images/cache-aside-diagram.png)\n\n"
+            "[![Build](https://example.com/badge.svg)](https://example.com/ci)\n\n"
+            "The ![icon](icon.png) inline image stays in its sentence.\n"
+        )
+        assert [text for text, _, _ in units] == [
+            "Load data on demand into a cache.",
+            "The ![icon](icon.png) inline image stays in its sentence.",
         ]
 
 

@@ -547,9 +547,15 @@ def split_units(text: str) -> list[tuple[str, str, int]]:
             add(item.group(1).strip(), "item")
             indents[len(units) - 1] = len(line) - len(line.lstrip())
             continue
-        if _RULE.fullmatch(stripped) or _ADMONITION.match(stripped) or _INCLUDE.match(stripped):
+        if (
+            _RULE.fullmatch(stripped)
+            or _ADMONITION.match(stripped)
+            or _INCLUDE.match(stripped)
+            or _IMAGE_LINE.fullmatch(stripped)
+        ):
             # A horizontal rule, a documentation tool's box marker ("/// tip", "!!! warning",
-            # "//// tab | Linux") or an include directive: it separates; it says nothing.
+            # "//// tab | Linux"), an include directive or an image ("![Diagram of the
+            # Sidecar pattern](./_images/sidecar.png)"): it separates; it says nothing.
             flush()
             continue
         if not stripped or stripped.startswith(("<", "#")):
@@ -1135,6 +1141,7 @@ def _titled(title: str, terms: list[str]) -> bool:
 
 
 _RULE = re.compile(r"(?:-{3,}|\*{3,}|_{3,})")
+_IMAGE_LINE = re.compile(r"(?:\[?!\[[^\]]*\]\([^)]*\)\]?(?:\([^)]*\))?\s*)+")
 # "/// note", "!!! warning", GitHub's and DocFX's "> [!NOTE]": a documentation tool's box,
 # not a sentence.
 _ADMONITION = re.compile(

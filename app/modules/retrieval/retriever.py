@@ -321,6 +321,12 @@ _FACETS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\bconsiderations\b|\bissues\b|\bcaveats?\b|\bthings to consider\b",
         ),
         (
+            # "what problem does the Claim Check pattern solve?"
+            r"\bwhat (?:problems?|issues?|challenges?)\b[^?]*\b(?:solve|address|fix|tackle|"
+            r"prevent)\w*\b",
+            r"\bproblems?\b|\bmotivation\b|\bchallenges?\b",
+        ),
+        (
             # "what does the pattern assume?", "which assumptions ...?"
             r"\bassum(?:e|es|ed|ing|ptions?)\b",
             r"\bassumptions?\b|\bprerequisites?\b",
