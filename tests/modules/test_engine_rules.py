@@ -2214,20 +2214,26 @@ class TestHubPages:
         assert isinstance(evidence, list)
         assert evidence[0]["path"] == "category/messaging.md"
 
-    def test_a_page_whose_title_the_question_does_not_say_is_no_hub(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("title", ["Catalogue", "Patterns"])
+    def test_a_page_whose_title_the_question_does_not_say_is_no_hub(
+        self, tmp_path: Path, title: str
+    ) -> None:
+        # "Patterns" is the kind of document asked for, not what they are about: as a hub
+        # it would list every pattern it links to, whatever the question's subject.
         files = {
             f"{name}.md": f"# {name.title()} pattern\n\nAbout {name} and messages.\n"
             for name in ("queue", "topic", "relay")
         }
-        files["index.md"] = "# Catalogue\n\n" + "".join(
-            f"- [{n}](./{n}.md)\n" for n in ("queue", "topic", "relay")
+        files["cache.md"] = "# Cache pattern\n\nKeep data close to where it is read.\n"
+        files["index.md"] = f"# {title}\n\n" + "".join(
+            f"- [{n}](./{n}.md)\n" for n in ("cache", "queue", "topic", "relay")
         )
         root = tmp_path / "docs"
         _write(root, files)
         answer, _ = _run(_config(tmp_path, root), "which patterns are about messages?", "h2")
         listed = re.findall(r"^- \*\*(.+?)\*\*", answer.split("## Sources")[0], re.M)
         # The pages that match, best first; the catalogue is not the list that introduces them.
-        assert listed[0] != "Catalogue", answer
+        assert listed[0] != title, answer
         assert {"Queue pattern", "Topic pattern", "Relay pattern"} <= set(listed), answer
 
 

@@ -192,11 +192,14 @@ def _hub_list(index: SectionIndex, part: Part, ranked: list[Ranked]) -> list[str
     says in full and that links to at least HUB_LINKS other pages: the hub, then the pages
     it links to, in its order."""
     asked = set(part.query.terms)
-    for path in dict.fromkeys(r.hit.section.path for r in ranked):
-        sections = index.file_sections(path)
-        title = set(content_terms(sections[0].section.title)) if sections else set()
-        if not title or not title <= asked:
+    # The kind of document asked for is no subject: a page titled "Patterns" lists them all.
+    kind = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
+    titles = {r.hit.section.path: r.hit.section.title for r in ranked}
+    for path, title_text in titles.items():
+        title = set(content_terms(title_text))
+        if not title - kind or not title <= asked:
             continue
+        sections = index.file_sections(path)
         folder = posixpath.dirname(path)
         targets: list[str] = []
         for hit in sections:

@@ -444,11 +444,13 @@ class SectionIndex:
 
     def known_files(self, paths: Sequence[str]) -> set[str]:
         """Which of ``paths`` are indexed files."""
-        if not paths:
-            return set()
-        marks = ",".join("?" * len(paths))
-        rows = self._db.execute(f"SELECT path FROM files WHERE path IN ({marks})", list(paths))
-        return {row[0] for row in rows.fetchall()}
+        found: set[str] = set()
+        for start in range(0, len(paths), 500):  # well under SQLite's bound on parameters
+            chunk = list(paths[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT path FROM files WHERE path IN ({marks})", chunk)
+            found.update(row[0] for row in rows.fetchall())
+        return found
 
     def file_sections(self, path: str) -> list[Hit]:
         """Every section of one file, in reading order."""
