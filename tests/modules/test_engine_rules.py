@@ -2326,3 +2326,33 @@ class TestValueFurtherDown:
         assess_gaps([part], evidence, dict.fromkeys(query.terms, 2.0), unknown=set())
         assert part.typed_coverage >= 0.5
         assert not part.gap, part.missing
+
+
+class TestDocumentsNamedInSentences:
+    def test_a_sentence_answering_which_patterns_says_which_pattern(self, tmp_path: Path) -> None:
+        # Neither page is about memory throughout, so no list of documents is made; the
+        # sentences answer, each led by the title of its page.
+        def page(title: str, memory: str) -> str:
+            return (
+                f"# {title}: a pattern page\n\n## Intent\n\nThe intent is to organise code.\n\n"
+                "## Structure\n\nClasses and interfaces.\n\n## Example\n\nA small example.\n\n"
+                f"## Benefits\n\n{memory}\n\n## Related\n\nOther patterns.\n"
+            )
+
+        root = tmp_path / "docs"
+        _write(
+            root,
+            {
+                "lazy.md": page(
+                    "Lazy Loading Pattern", "Reduces memory usage by creating objects on use."
+                ),
+                "flyweight.md": page(
+                    "Flyweight Pattern", "Sharing state between objects reduces memory usage."
+                ),
+                "visitor.md": page("Visitor Pattern", "Adds operations without changing types."),
+            },
+        )
+        answer, _ = _run(_config(tmp_path, root), "Which patterns reduce memory usage?", "n1")
+        body = answer.split("## Sources")[0]
+        assert "**Lazy Loading Pattern**: Reduces memory usage" in body, answer
+        assert "**Flyweight Pattern**: Sharing state" in body, answer

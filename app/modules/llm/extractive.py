@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.modules.evidence import AnswerBrief, Evidence, Part
 from app.modules.llm.base import WriterStopped
@@ -677,6 +677,15 @@ _ASKS_LIST = re.compile(
 CARRIED_BONUS = 0.2
 
 
+# "Which cheat sheets are about PHP?", "which patterns cover caching?": the answer is a list
+# of documents, not of sentences.
+ASKS_DOCUMENTS = re.compile(
+    r"\b(?:which|what)\s+(?:other\s+)?(?:[\w-]+\s+){0,3}?(?:cheat ?sheets|patterns|guides|"
+    r"pages|documents|docs|articles|recipes|tutorials|chapters|files|topics|entries)\b",
+    re.IGNORECASE,
+)
+
+
 def asked_sentence(text: str) -> str:
     """The sentence that asks, after any that set the scene ("I run uv in CI. Which ...?")."""
     return re.split(r"(?<=[.?!])\s+", text.strip())[-1]
@@ -748,6 +757,16 @@ def _points(units: list[Unit]) -> Iterator[str]:
         yield "".join(bullets) + "\n"
 
 
+def _named_by_its_page(unit: Unit, item: Evidence) -> Unit:
+    """The unit led by its page's title ("**Lazy Loading**: Reduces memory usage ..."),
+    unless it says most of the title already; a title's subtitle after ":" is left out."""
+    title = _MARKUP.sub("", (item.title or "").split(":", 1)[0]).strip()
+    named = set(content_terms(title))
+    if unit.kind == "row" or not named or len(named & set(stems(unit.text))) * 2 >= len(named):
+        return unit  # a table row stays a row; "The Flyweight design pattern in Java ..."
+    return replace(unit, text=f"**{title}**: {unit.text}")
+
+
 def _bullet(text: str) -> str:
     """A list item; continuation lines (a code block) indented to stay inside it."""
     first, *rest = text.split("\n")
@@ -816,6 +835,10 @@ class ExtractiveWriter:
         if part.outline:
             yield from self._overview(part, evidence, chosen)
             return
+        if ASKS_DOCUMENTS.search(part.text):
+            # "Which patterns reduce memory usage?" answered in sentences: each says which
+            # document it comes from, or the list names no pattern.
+            chosen = [_named_by_its_page(u, evidence[u.evidence_id]) for u in chosen]
         lead, *rest = chosen
         if lead.kind == "row":  # a table answers: one table, its rows in order, then the rest
             yield from _points(chosen)

@@ -10,7 +10,7 @@ import re
 from collections import defaultdict
 
 from app.modules.evidence import Evidence, Part
-from app.modules.llm.extractive import _ASKS_LIST, asked_sentence
+from app.modules.llm.extractive import _ASKS_LIST, ASKS_DOCUMENTS, asked_sentence
 from app.modules.retrieval.index import Hit, SectionIndex
 from app.modules.retrieval.retriever import NAVIGATION_HEADING, Ranked, rank, says, section_stems
 from app.modules.retrieval.specificity import specificity
@@ -111,13 +111,6 @@ def section_evidence(number: int, hit: Hit, *, score: float) -> Evidence:
     )
 
 
-# "Which cheat sheets are about PHP?", "which patterns cover caching?": the answer is a list
-# of documents, not of sentences.
-_ASKS_DOCUMENTS = re.compile(
-    r"\b(?:which|what)\s+(?:other\s+)?(?:[\w-]+\s+){0,3}?(?:cheat ?sheets|patterns|guides|"
-    r"pages|documents|docs|articles|recipes|tutorials|chapters|files|topics|entries)\b",
-    re.IGNORECASE,
-)
 COLLECTION_K = 30  # sections searched for the documents of a list
 COLLECTION_SHARE = 0.7  # a document is listed when it scores this share of the best
 # Folders that hold a kind of document, not one subject: never the list asked for.
@@ -136,7 +129,7 @@ def _collection(
     its files, when it is small enough to be the list; "which cheat sheets ..." lists the
     documents that match nearly as well as the best one.
     """
-    asks_documents = bool(_ASKS_DOCUMENTS.search(part.text))
+    asks_documents = bool(ASKS_DOCUMENTS.search(part.text))
     if not (asks_documents or _ASKS_LIST.search(part.text) or _ASKS_WHICH.search(part.text)):
         return []
     for r in found[:5]:
@@ -193,7 +186,7 @@ def _hub_list(index: SectionIndex, part: Part, ranked: list[Ranked]) -> list[str
     it links to, in its order."""
     asked = set(part.query.terms)
     # The kind of document asked for is no subject: a page titled "Patterns" lists them all.
-    kind = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
+    kind = set(stems(" ".join(m.group(0) for m in ASKS_DOCUMENTS.finditer(part.text))))
     titles = {r.hit.section.path: r.hit.section.title for r in ranked}
     for path, title_text in titles.items():
         title = set(content_terms(title_text))
@@ -230,7 +223,7 @@ def _labelled(index: SectionIndex, part: Part) -> list[str]:
         if value_stems and value_stems <= asked:
             groups[(stem(kind), value_stems)].update(files)
     # The kind of document asked for ("which guides ...") is no subject of its own.
-    kind_words = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
+    kind_words = set(stems(" ".join(m.group(0) for m in ASKS_DOCUMENTS.finditer(part.text))))
     named = [
         (kind in asked, len(value_stems), sorted(paths))
         for (kind, value_stems), paths in groups.items()
@@ -260,7 +253,7 @@ ABOUT = 0.25  # share of a document's sections that name the subject of a list o
 def _list_subject(part: Part, idf: dict[str, float]) -> str | None:
     """The most distinctive specific word of a list question ("php" in "which cheat sheets
     are about PHP or PHP frameworks?"), not the kind of document it asks for."""
-    kind = set(stems(" ".join(m.group(0) for m in _ASKS_DOCUMENTS.finditer(part.text))))
+    kind = set(stems(" ".join(m.group(0) for m in ASKS_DOCUMENTS.finditer(part.text))))
     candidates = [
         t
         for t in part.query.terms
@@ -344,7 +337,7 @@ def _sibling_list(index: SectionIndex, ranked: list[Ranked], part: Part) -> list
     heading under "Cookies", not the sentences of the two found."""
     asked = asked_sentence(part.text)
     nouns = _asked_nouns(asked)
-    if not nouns or not _ASKS_LIST.search(asked) or _ASKS_DOCUMENTS.search(asked):
+    if not nouns or not _ASKS_LIST.search(asked) or ASKS_DOCUMENTS.search(asked):
         return []
     if _ASKS_MANNER.match(asked):
         return []  # "how can I see which of the packages ...?" asks for a way, not a list
