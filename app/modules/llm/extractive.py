@@ -88,8 +88,10 @@ _TIME = re.compile(
     r"\b(19|20)\d\d\b|\b(january|february|march|april|june|july|august|september|"
     r"october|november|december|q[1-4]|quarter|annually|monthly|weekly|daily|every|"
     r"years?|months?|weeks?|days?|hours?)\b"
-    # the month, not the verb: "in May", "May 2024", "3 May", not "this may not be suitable"
-    r"|\bin may\b|\bmay\s+\d|\d\s+may\b",
+    # the month, not the verb: "in May", "by the end of May", "May 2024", "3 May 2024",
+    # not "this may not be suitable" or "Python 3 may not be supported"
+    r"|\b(?:in|by|until|since|from|of|before|after|during)\s+(?-i:May)\b"
+    r"|(?-i:\bMay)\s+\d|\b\d{1,2}\s+(?-i:May)\b(?=\s*(?:\d|,|\.|$))",
     re.IGNORECASE,
 )
 _PROPER = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b|\b[A-Z]{2,}\b")
@@ -137,9 +139,9 @@ _PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
 # question comes after the comma.
 # "When should I use the Strangler pattern?" asks in which cases, not at what time.
 _WHEN_TO_USE = re.compile(
-    r"^\W*when (?:(?:should|would|do|does|can|could)(?:n['’]t| not)?|to|"
-    r"is it (?:best|better|wise) to) "
-    r"(?:i |we |you |one )?(?:use|pick|choose|apply|prefer|consider|reach for|not use|avoid)\b",
+    r"^\W*when (?:(?:should|would)(?:n['’]t| not)?|to|is it (?:best|better|wise) to) "
+    r"(?:i |we |you |one )?(?:use|pick|choose|apply(?!\s+for)|prefer|consider|reach for|"
+    r"not use|avoid)\b(?!\s+(?:my|our|your|his|her|their)\b)",
     re.IGNORECASE,
 )
 _WHEN_CLAUSE = re.compile(
@@ -688,7 +690,14 @@ ASKS_DOCUMENTS = re.compile(
 
 def asked_sentence(text: str) -> str:
     """The sentence that asks, after any that set the scene ("I run uv in CI. Which ...?")."""
-    return re.split(r"(?<=[.?!])\s+", text.strip())[-1]
+    return _ASKING_BREAK.split(text.strip())[-1]
+
+
+# A sentence ends at . ? or !, not after "e.g.", "i.e.", "vs." or "etc.".
+_ASKING_BREAK = re.compile(
+    r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bvs\.)(?<!\betc\.)(?<!\bcf\.)(?<=[.?!])\s+",
+    re.IGNORECASE,
+)
 
 
 def _with_opening_list(
@@ -945,7 +954,13 @@ class ExtractiveWriter:
         asks_list = bool(_ASKS_LIST.search(part.text))
         asks_default = bool(_ASKS_DEFAULT.search(part.text))
         yes_no = bool(_ASKS_YES_NO.match(asked_sentence(part.text)))
-        defining = bool(_ASKS_DEFINITION.match(part.text))
+        # "What is the vacation allowance?" asks for a value of the page's subject; only a
+        # question that wants no value (or only a name) asks what the thing is.
+        defining = (
+            bool(_ASKS_DEFINITION.match(part.text))
+            and wanted in (None, _PROPER)
+            and not asks_default
+        )
         facets = asked_facets(part.text)
         attributes = [t for t in terms if t not in part.query.names]
         if part.follows:
@@ -1156,11 +1171,11 @@ class ExtractiveWriter:
 
 
 def _titled(title: str, terms: list[str]) -> bool:
-    """Whether a page's title names what a question asks about: all of it ("the Sidecar
-    pattern"), or the question's subject is all in it ("CQRS" in "Command and Query
-    Responsibility Segregation (CQRS) pattern")."""
+    """Whether a page's title names all the question asks about ("the Sidecar pattern";
+    "CQRS" in "Command and Query Responsibility Segregation (CQRS) pattern"), not a part of
+    it ("the vacation allowance" is not what "Vacation" defines)."""
     titled = set(content_terms(title))
-    return bool(titled) and bool(terms) and (titled <= set(terms) or set(terms) <= titled)
+    return bool(titled) and bool(terms) and set(terms) <= titled
 
 
 _RULE = re.compile(r"(?:-{3,}|\*{3,}|_{3,})")

@@ -193,6 +193,17 @@ def _hub_list(index: SectionIndex, part: Part, ranked: list[Ranked]) -> list[str
         if not title - kind or not title <= asked:
             continue
         sections = index.file_sections(path)
+        # What else the question asks must be what the hub is about, as its introduction
+        # says ("handle and recover from failures" for "Resiliency patterns"): "which
+        # messaging patterns use a queue to prioritize requests?" asks for some of its list.
+        intro = set(stems(f"{title_text} {_introduction(sections[0].section.text)}"))
+        rest = {
+            t
+            for t in asked - title - kind - intro
+            if part.query.specific.get(t, 0.0) > HUB_SUBJECT and t not in part.query.verbs
+        }
+        if rest:
+            continue
         folder = posixpath.dirname(path)
         targets: list[str] = []
         for hit in sections:
@@ -204,6 +215,19 @@ def _hub_list(index: SectionIndex, part: Part, ranked: list[Ranked]) -> list[str
         if len(pages) >= HUB_LINKS:
             return [path, *pages[: MAX_LISTED - 1]]  # the hub first: it introduces its list
     return []
+
+
+HUB_SUBJECT = 0.5  # above: a word of the question that names something the hub must cover
+
+
+def _introduction(text: str) -> str:
+    """A section's text before its first table or list: what a hub page says it is about."""
+    lines = []
+    for line in text.splitlines():
+        if re.match(r"\s*(?:\||[-*+]\s|\d+[.)]\s)", line):
+            break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _labelled(index: SectionIndex, part: Part) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from app.modules.evidence import CITATION, Evidence, Part
 from app.modules.llm.extractive import (
+    _ASKS_YES_NO,
     _answers,
     answer_pattern,
     asked_kind,
@@ -194,7 +195,9 @@ def assess_gaps(
         # Only a word that names something can be what the passages leave unsaid: "which
         # class does the example rely on?" is not unanswered for want of "rely".
         said_of_subject = max(views, key=lambda v: coverage(attributes, v, weights), default=set())
-        if not any(
+        # A yes-or-no question stands on its predicate ("is the Strangler pattern
+        # deprecated?"), however little its word names.
+        if not _ASKS_YES_NO.match(asked_sentence(part.text)) and not any(
             _subject_weight(part, t) > ABSENT_SPECIFIC
             for t in attributes
             if t not in said_of_subject

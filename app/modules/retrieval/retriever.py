@@ -327,8 +327,9 @@ _FACETS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\bproblems?\b|\bmotivation\b|\bchallenges?\b",
         ),
         (
-            # "what does the pattern assume?", "which assumptions ...?"
-            r"\bassum(?:e|es|ed|ing|ptions?)\b",
+            # "what does the pattern assume?", "which assumptions ...?", not "Assuming I
+            # have Python, how do I install it?"
+            r"\bassumptions?\b|\b(?:what|which)\b[^?]*\bassumes?\b",
             r"\bassumptions?\b|\bprerequisites?\b",
         ),
     )

@@ -185,8 +185,11 @@ def canonical(word: str) -> str:
 _NOT_ADVERBS = frozenset(
     """assembly comply likely unlikely timely untimely namely mostly gently overly friendly
     unfriendly costly orderly elderly lately family anomaly monopoly butterfly supply multiply
-    reapply holy jelly belly bully rally italy july""".split()
+    reapply holy jelly belly bully rally italy july lovely lively deadly homely hourly daily
+    nightly weekly biweekly monthly quarterly yearly really hardly lastly shortly nearly
+    largely partly highly openly barely merely fairly""".split()
 )
+ADVERB_ZIPF = 2.0  # how common the -ly word itself must be: "Plotly" is a name, not "plot"
 _ADVERB_ENDINGS = (("ically", "ical"), ("ically", "ic"), ("bly", "ble"), ("ily", "y"), ("ly", ""))
 ADJECTIVE_ZIPF = 3.0  # how common (Zipf scale) the adjective must be in English
 
@@ -194,7 +197,12 @@ ADJECTIVE_ZIPF = 3.0  # how common (Zipf scale) the adjective must be in English
 @lru_cache(maxsize=50_000)
 def adjective(word: str) -> str:
     """The adjective an adverb is made from ("automatically" -> "automatic"); else the word."""
-    if len(word) < 6 or not word.endswith("ly") or word in _NOT_ADVERBS:
+    if (
+        len(word) < 6
+        or not word.endswith("ly")
+        or word in _NOT_ADVERBS
+        or zipf_frequency(word, "en") < ADVERB_ZIPF
+    ):
         return word
     for ending, replacement in _ADVERB_ENDINGS:
         if word.endswith(ending):
