@@ -1631,22 +1631,27 @@ class TestWordsThatNameNothing:
         assert query.terms == ("yarn", "lockfil", "instal")
 
 
+def _passage(number: int, text: str, *, title: str, path: str = "docs/page.md") -> Evidence:
+    """A section passage as the gap check reads it."""
+    return Evidence(
+        id=number,
+        kind="section",
+        text=text,
+        score=1.0,
+        path=path,
+        title=title,
+        heading_path="",
+        line_start=1,
+        line_end=3,
+        stems=frozenset(stems(f"{title} {text}")),
+    )
+
+
 def _assessed(question: str, document: str, weights: dict[str, float] | None = None) -> Part:
     """One part of ``question`` after the gap check, with ``document`` as its only passage
     (every term weighing 2.0 in the corpus, unless ``weights`` says otherwise)."""
     query = Query.from_text(question)
-    evidence = Evidence(
-        id=1,
-        kind="section",
-        text=document,
-        score=1.0,
-        path="docs/page.md",
-        title=document.splitlines()[0].lstrip("# "),
-        heading_path="",
-        line_start=1,
-        line_end=3,
-        stems=frozenset(stems(document)),
-    )
+    evidence = _passage(1, document, title=document.splitlines()[0].lstrip("# "))
     part = Part(id=1, text=question, query=query, evidence_ids=[1])
     idf = dict.fromkeys(query.terms, 2.0) | (weights or {})
     assess_gaps([part], [evidence], idf, unknown=set(query.terms) - evidence.stems)
@@ -2263,18 +2268,7 @@ class TestTheStoryIsTheAskersWords:
         )
         question = f"{scene} What do I pass?"
         text = "To disable certificate verification for a local test, pass `verify=False`."
-        evidence = Evidence(
-            id=1,
-            kind="section",
-            text=text,
-            score=1.0,
-            path="docs/ssl.md",
-            title="SSL",
-            heading_path="",
-            line_start=1,
-            line_end=3,
-            stems=frozenset(stems(f"SSL {text}")),
-        )
+        evidence = _passage(1, text, title="SSL", path="docs/ssl.md")
         query = Query.from_text(question)
         part = Part(id=1, text=question, query=query, evidence_ids=[1], scene=scene)
         idf = dict.fromkeys(query.terms, 2.0) | {"quick": 6.0, "server": 6.0}
@@ -2308,21 +2302,10 @@ class TestValueFurtherDown:
         texts = [f"Typer supports Annotated parameters in form {n}." for n in "abcdef"]
         texts.append("Typer added support for Annotated in version 0.9.0.")
 
-        def passage(number: int, text: str) -> Evidence:
-            return Evidence(
-                id=number,
-                kind="section",
-                text=text,
-                score=1.0,
-                path=f"docs/page{number}.md",
-                title="Annotated",
-                heading_path="",
-                line_start=1,
-                line_end=1,
-                stems=frozenset(stems(text)),
-            )
-
-        evidence = [passage(n, text) for n, text in enumerate(texts, start=1)]
+        evidence = [
+            _passage(n, text, title="Annotated", path=f"docs/page{n}.md")
+            for n, text in enumerate(texts, start=1)
+        ]
         part = Part(id=1, text=question, query=query, evidence_ids=[e.id for e in evidence])
         assess_gaps([part], evidence, dict.fromkeys(query.terms, 2.0), unknown=set())
         assert part.typed_coverage >= 0.5

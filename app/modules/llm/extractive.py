@@ -415,12 +415,14 @@ class Unit:
     position: int
 
 
-def _sentences(paragraph: str) -> list[str]:
-    pieces = _SENTENCE_END.split(paragraph)
+def _sentences(paragraph: str, end: re.Pattern[str] = _SENTENCE_END) -> list[str]:
+    pieces = end.split(paragraph)
     merged: list[str] = []
     for piece in pieces:
         last_word = (
-            merged[-1].rstrip(".").rsplit(None, 1)[-1].lower().lstrip("([{\"'*_") if merged else ""
+            (merged[-1].rstrip(".").rsplit(None, 1) or [""])[-1].lower().lstrip("([{\"'*_")
+            if merged
+            else ""
         )
         # "e.g. Scope 3" or "J. Smith" is not the end of a sentence.
         if merged and (last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]", last_word)):
@@ -632,6 +634,7 @@ def _with_properties(units: list[tuple[str, str, int]]) -> list[tuple[str, str, 
 
 
 HOW_TO_BONUS = 0.1
+CARRIED_BONUS = 0.2  # a unit of the passage that answered the part before a follow-up part
 DEFINITION_RANK = 5  # the page that defines must be among the best passages found
 # "What is the Sidecar pattern?", "what's a dependency?": the whole question asks what it is
 # (not "what is the pattern named after?" or "what is it used for?").
@@ -676,9 +679,6 @@ _ASKS_LIST = re.compile(
 )
 
 
-CARRIED_BONUS = 0.2
-
-
 # "Which cheat sheets are about PHP?", "which patterns cover caching?": the answer is a list
 # of documents, not of sentences.
 ASKS_DOCUMENTS = re.compile(
@@ -689,15 +689,13 @@ ASKS_DOCUMENTS = re.compile(
 
 
 def asked_sentence(text: str) -> str:
-    """The sentence that asks, after any that set the scene ("I run uv in CI. Which ...?")."""
-    return _ASKING_BREAK.split(text.strip())[-1]
+    """The sentence that asks, after any that set the scene ("I run uv in CI. Which ...?").
+    A question is often typed in lower case ("my script hangs. how do I ...?"), so any
+    stop ends a sentence, except after an abbreviation ("e.g. in the first year?")."""
+    return (_sentences(text.strip(), _ANY_STOP) or [""])[-1]
 
 
-# A sentence ends at . ? or !, not after "e.g.", "i.e.", "vs." or "etc.".
-_ASKING_BREAK = re.compile(
-    r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bvs\.)(?<!\betc\.)(?<!\bcf\.)(?<=[.?!])\s+",
-    re.IGNORECASE,
-)
+_ANY_STOP = re.compile(r"(?<=[.?!])\s+")
 
 
 def _with_opening_list(
@@ -948,12 +946,13 @@ class ExtractiveWriter:
             return []
         top_score = max(evidence[i].score for i in section_ids) or 1.0
         # The question's most distinctive name ("Northwind", not "Scope") must be in view.
-        wanted = answer_pattern(asked_sentence(part.text))
+        asking = asked_sentence(part.text)
+        wanted = answer_pattern(asking)
         how_to = bool(_ASKS_HOW_TO.search(part.text))
         why = bool(_ASKS_WHY.search(part.text))
         asks_list = bool(_ASKS_LIST.search(part.text))
         asks_default = bool(_ASKS_DEFAULT.search(part.text))
-        yes_no = bool(_ASKS_YES_NO.match(asked_sentence(part.text)))
+        yes_no = bool(_ASKS_YES_NO.match(asking))
         # "What is the vacation allowance?" asks for a value of the page's subject; only a
         # question that wants no value (or only a name) asks what the thing is.
         defining = (

@@ -178,6 +178,11 @@ _PAGE_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s#?]+)")
 HUB_LINKS = 3  # links to other pages of the folder that make a page a list of pages
 
 
+def _document_kind(part: Part) -> set[str]:
+    """The stems of the kind of document a question asks for ("which cheat sheets ...")."""
+    return set(stems(" ".join(m.group(0) for m in ASKS_DOCUMENTS.finditer(part.text))))
+
+
 def _hub_list(index: SectionIndex, part: Part, ranked: list[Ranked]) -> list[str]:
     """The pages a hub page lists, when the question names it: "which patterns are about
     messaging?" is answered by the table of the "Messaging patterns" page, not by the pages
@@ -186,7 +191,7 @@ def _hub_list(index: SectionIndex, part: Part, ranked: list[Ranked]) -> list[str
     it links to, in its order."""
     asked = set(part.query.terms)
     # The kind of document asked for is no subject: a page titled "Patterns" lists them all.
-    kind = set(stems(" ".join(m.group(0) for m in ASKS_DOCUMENTS.finditer(part.text))))
+    kind = _document_kind(part)
     titles = {r.hit.section.path: r.hit.section.title for r in ranked}
     for path, title_text in titles.items():
         title = set(content_terms(title_text))
@@ -247,7 +252,7 @@ def _labelled(index: SectionIndex, part: Part) -> list[str]:
         if value_stems and value_stems <= asked:
             groups[(stem(kind), value_stems)].update(files)
     # The kind of document asked for ("which guides ...") is no subject of its own.
-    kind_words = set(stems(" ".join(m.group(0) for m in ASKS_DOCUMENTS.finditer(part.text))))
+    kind_words = _document_kind(part)
     named = [
         (kind in asked, len(value_stems), sorted(paths))
         for (kind, value_stems), paths in groups.items()
@@ -277,7 +282,7 @@ ABOUT = 0.25  # share of a document's sections that name the subject of a list o
 def _list_subject(part: Part, idf: dict[str, float]) -> str | None:
     """The most distinctive specific word of a list question ("php" in "which cheat sheets
     are about PHP or PHP frameworks?"), not the kind of document it asks for."""
-    kind = set(stems(" ".join(m.group(0) for m in ASKS_DOCUMENTS.finditer(part.text))))
+    kind = _document_kind(part)
     candidates = [
         t
         for t in part.query.terms

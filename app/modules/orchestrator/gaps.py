@@ -102,7 +102,8 @@ def assess_gaps(
         # in each corner of a long section.
         # Held to a value (an amount, a date), not to an identifier: "which setting" is often
         # answered by a sentence that names it in words.
-        wanted = answer_pattern(asked_sentence(part.text), identifiers=False)
+        asking = asked_sentence(part.text)
+        wanted = answer_pattern(asking, identifiers=False)
         windows = [_window_coverage(terms, e, weights, wanted, part.text) for e in passages]
         near = max(
             [w[0] for w in windows] + [coverage(terms, set(e.stems), weights) for e in sql],
@@ -187,22 +188,17 @@ def assess_gaps(
         # which the passage names ("link_model=") rather than says.
         kind = asked_kind(part.text)
         attributes = [t for t in terms if t not in part.query.names and t != kind]
-        asked = (
-            max((coverage(attributes, v, weights) for v in views), default=0.0)
-            if part.query.names and attributes and not part.broad
-            else 1.0
-        )
-        # Only a word that names something can be what the passages leave unsaid: "which
-        # class does the example rely on?" is not unanswered for want of "rely".
-        said_of_subject = max(views, key=lambda v: coverage(attributes, v, weights), default=set())
-        # A yes-or-no question stands on its predicate ("is the Strangler pattern
-        # deprecated?"), however little its word names.
-        if not _ASKS_YES_NO.match(asked_sentence(part.text)) and not any(
-            _subject_weight(part, t) > ABSENT_SPECIFIC
-            for t in attributes
-            if t not in said_of_subject
-        ):
-            asked = 1.0
+        asked = 1.0
+        if part.query.names and attributes and not part.broad:
+            said = max(views, key=lambda v: coverage(attributes, v, weights), default=set())
+            # Only a word that names something can be what the passages leave unsaid: "which
+            # class does the example rely on?" is not unanswered for want of "rely". A
+            # yes-or-no question stands on its predicate ("is the Strangler pattern
+            # deprecated?"), however little its word names.
+            if _ASKS_YES_NO.match(asking) or any(
+                _subject_weight(part, t) > ABSENT_SPECIFIC for t in attributes if t not in said
+            ):
+                asked = coverage(attributes, said, weights)
         # A value the passages hold among nearly all the words the best of them covers is
         # the value asked for, however wordy the question ("how long will a request wait on
         # a server that has gone quiet"); a question the passages cover poorly is not
@@ -217,10 +213,9 @@ def _scene_only(part: Part) -> set[str]:
     if not part.scene or not part.text.startswith(part.scene):
         return set()
     text = part.text[len(part.scene) :]
-    asked = set(stems(text))
     if sum(part.query.specific.get(t, 0.0) for t in content_terms(text)) < MIN_ASKED:
         return set()
-    return set(stems(part.scene)) - asked
+    return _told(part)
 
 
 def _told(part: Part) -> set[str]:

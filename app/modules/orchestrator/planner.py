@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.modules.llm.extractive import asked_sentence
 from app.modules.retrieval.text import STOPWORDS, content_terms, words
 
 MAX_PARTS = 5
@@ -75,8 +76,7 @@ _BROAD = re.compile(
 def is_broad(text: str) -> bool:
     """Whether ``text`` asks for an overview of several things rather than one fact. "Why
     should the steps of a compensating transaction be idempotent?" asks for a reason."""
-    asked = re.split(r"(?<=[.?!])\s+", text.strip())[-1]
-    return bool(_BROAD.search(text)) and not _ASKS_REASON.match(asked)
+    return bool(_BROAD.search(text)) and not _ASKS_REASON.match(asked_sentence(text))
 
 
 _ASKS_REASON = re.compile(r"\s*why\b", re.IGNORECASE)

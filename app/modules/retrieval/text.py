@@ -219,7 +219,7 @@ def adjective(word: str) -> str:
 def _adverbs(word: str) -> set[str]:
     """The adverbs made from an adjective ("manual" -> "manually"), for the full-text query."""
     forms = {word + "ly", word[:-1] + "ily", word[:-2] + "ly", word + "ally"}
-    return {f for f in forms if f != word and adjective(f) == word and zipf_frequency(f, "en") > 1}
+    return {f for f in forms if f != word and adjective(f) == word}
 
 
 def american(word: str) -> str:
